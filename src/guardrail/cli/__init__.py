@@ -1,0 +1,46 @@
+"""The ``guardrail`` command line: one module per subcommand, each with ``register`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from guardrail import __version__
+
+# Subcommand name -> module (imported lazily, so ``guardrail --help`` stays fast).
+_COMMANDS: dict[str, str] = {
+    "demo": "guardrail.cli._demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guardrail",
+        description="Defend a model served over HTTP against distillation.",
+    )
+    parser.add_argument("--version", action="version", version=f"guardrail {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in _COMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
