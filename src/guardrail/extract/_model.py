@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["Extractor", "NoPrompt", "Prompt", "Turn", "estimate_tokens"]
 
@@ -55,7 +55,7 @@ class NoPrompt:
     reason: str
 
 
-Extractor = Callable[[str, Mapping[str, Any]], Union[Prompt, NoPrompt, None]]
+Extractor = Callable[[str, Mapping[str, Any]], Prompt | NoPrompt | None]
 """A user-supplied extractor: ``(path, parsed_body) -> Prompt | NoPrompt | None``.
 
 It is tried before the built-in formats; returning ``None`` hands the body on to them. Anything it

@@ -1,0 +1,266 @@
+"""Limiter throughput against peers, every ratio measured in the same run.
+
+    python benchmarks/limiter.py [--seconds 1.5] [--redis redis://127.0.0.1:6379/0] [--json out.json]
+
+Memory: guardrail's TokenBucket.consume vs limits' MovingWindowRateLimiter + MemoryStorage (target >= 3x)
+and throttled-py's GCRA on its memory store. Redis: a single-bucket consume vs a raw redis-py INCRBY round
+trip, the physical floor of one round trip (target >= 0.85x); a four-bucket all-or-nothing decision, still
+one round trip (target >= 0.75x INCRBY); async throughput with 50 concurrent tasks vs limits' async Redis
+storage. Each figure is the best of ``--rounds`` interleaved rounds, so a noisy neighbour on a shared machine
+hurts every contender alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+KEYS = [f"user:{i}" for i in range(100)]
+
+
+def rate_sync(fn: Callable[[str], object], seconds: float) -> float:
+    n = 0
+    keys = KEYS
+    end = time.perf_counter() + seconds
+    start = time.perf_counter()
+    while True:
+        for key in keys:
+            fn(key)
+        n += len(keys)
+        if time.perf_counter() >= end:
+            break
+    return n / (time.perf_counter() - start)
+
+
+Factory = Callable[[], Awaitable[tuple[Callable[[str], Awaitable[object]], Callable[[], Awaitable[None]]]]]
+
+
+def rate_async(factory: Factory, seconds: float, tasks: int = 50) -> float:
+    """Ops/s of ``tasks`` concurrent clients; ``factory`` builds (call, close) inside the loop it runs in."""
+
+    async def main() -> float:
+        fn, close = await factory()
+        count = 0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        end = start + seconds
+
+        async def worker(i: int) -> None:
+            nonlocal count
+            key = KEYS[i % len(KEYS)]
+            while loop.time() < end:
+                await fn(key)
+                count += 1
+
+        try:
+            await asyncio.gather(*(worker(i) for i in range(tasks)))
+            return count / (loop.time() - start)
+        finally:
+            await close()
+
+    return asyncio.run(main())
+
+
+def best(rounds: int, contenders: dict[str, Callable[[], float]]) -> dict[str, float]:
+    out = dict.fromkeys(contenders, 0.0)
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            out[name] = max(out[name], run())
+    return out
+
+
+def memory_bench(seconds: float, rounds: int) -> dict[str, float]:
+    import limits
+    import limits.storage
+    import limits.strategies
+    import throttled
+
+    from guardrail.limiter import TokenBucket
+
+    ours = TokenBucket(rate=1e9, burst=1e9)
+    item = limits.parse("1000000000/second")
+    mw = limits.strategies.MovingWindowRateLimiter(limits.storage.MemoryStorage())
+    thr = throttled.Throttled(
+        using=throttled.RateLimiterType.GCRA.value,
+        quota=throttled.rate_limiter.per_sec(1_000_000_000, burst=1_000_000_000),
+        store=throttled.MemoryStore(),
+    )
+    return best(
+        rounds,
+        {
+            "guardrail TokenBucket (memory)": lambda: rate_sync(ours.consume, seconds),
+            "limits MovingWindow + MemoryStorage": lambda: rate_sync(lambda k: mw.hit(item, k), seconds),
+            "throttled-py GCRA (memory)": lambda: rate_sync(lambda k: thr.limit(k), seconds),
+        },
+    )
+
+
+def redis_bench(url: str, seconds: float, rounds: int) -> dict[str, float]:
+    import limits
+    import limits.storage
+    import limits.strategies
+    import redis
+
+    from guardrail.limiter import BucketRequest, Limit, Limiter, TokenBucket
+
+    prefix = f"bench:{uuid.uuid4().hex}:"
+    raw = redis.Redis.from_url(url)
+    ours = TokenBucket(rate=1e9, burst=1e9, storage=url, name=prefix)
+    limiter = Limiter(url)
+    lim = Limit(rate=1e9, burst=1e9)
+    four = {
+        k: [BucketRequest(f"{prefix}{part}:{k}", lim, 10.0) for part in ("acct", "ip", "tpl", "cluster")]
+        for k in KEYS
+    }
+    item = limits.parse("1000000000/second")
+    mw = limits.strategies.MovingWindowRateLimiter(limits.storage.storage_from_string(url))
+    try:
+        return best(
+            rounds,
+            {
+                "raw redis-py INCRBY": lambda: rate_sync(lambda k: raw.incrby(prefix + k, 1), seconds),
+                "guardrail consume (1 bucket)": lambda: rate_sync(ours.consume, seconds),
+                "guardrail consume_many (4 buckets)": lambda: rate_sync(
+                    lambda k: limiter.consume_many(four[k]), seconds
+                ),
+                "limits MovingWindow (redis)": lambda: rate_sync(lambda k: mw.hit(item, prefix + k), seconds),
+            },
+        )
+    finally:
+        raw.close()
+        ours.close()
+        limiter.close()
+
+
+def async_bench(url: str, seconds: float, rounds: int) -> dict[str, float]:
+    import limits
+    import limits.aio.strategies
+    import limits.storage
+    import redis.asyncio
+
+    from guardrail.limiter import TokenBucket
+
+    prefix = f"bench:{uuid.uuid4().hex}:"
+    item = limits.parse("1000000000/second")
+
+    async def ours() -> tuple[Callable[[str], Awaitable[object]], Callable[[], Awaitable[None]]]:
+        bucket = TokenBucket(rate=1e9, burst=1e9, storage=url, name=prefix)
+        return bucket.aconsume, bucket.aclose
+
+    def theirs(strategy: str) -> Factory:
+        async def make() -> tuple[Callable[[str], Awaitable[object]], Callable[[], Awaitable[None]]]:
+            storage = limits.storage.storage_from_string(f"async+{url}", implementation="redispy")
+            lim = limits.aio.strategies.STRATEGIES[strategy](storage)  # type: ignore[abstract]
+
+            async def call(k: str) -> object:
+                return await lim.hit(item, prefix + strategy + k)
+
+            async def close() -> None:
+                return None
+
+            return call, close
+
+        return make
+
+    async def raw() -> tuple[Callable[[str], Awaitable[object]], Callable[[], Awaitable[None]]]:
+        client = redis.asyncio.Redis.from_url(url)
+
+        async def call(k: str) -> object:
+            return await client.incrby(prefix + k, 1)
+
+        return call, client.aclose
+
+    return best(
+        rounds,
+        {
+            "raw redis.asyncio INCRBY (50 tasks)": lambda: rate_async(raw, seconds),
+            "guardrail aconsume (50 tasks)": lambda: rate_async(ours, seconds),
+            "limits async MovingWindow (50 tasks)": lambda: rate_async(theirs("moving-window"), seconds),
+            "limits async FixedWindow (50 tasks)": lambda: rate_async(theirs("fixed-window"), seconds),
+        },
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=1.0, help="duration of one measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best is kept")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL ('' to skip)")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args(argv)
+
+    figures: dict[str, float] = {}
+    checks: list[tuple[str, float, float]] = []
+    mem = memory_bench(args.seconds, args.rounds)
+    figures.update(mem)
+    checks.append(
+        (
+            "memory: guardrail / limits MovingWindow",
+            mem["guardrail TokenBucket (memory)"] / mem["limits MovingWindow + MemoryStorage"],
+            3.0,
+        )
+    )
+    checks.append(
+        (
+            "memory: guardrail / throttled-py GCRA",
+            mem["guardrail TokenBucket (memory)"] / mem["throttled-py GCRA (memory)"],
+            0.0,
+        )
+    )
+    if args.redis:
+        red = redis_bench(args.redis, args.seconds, args.rounds)
+        figures.update(red)
+        floor = red["raw redis-py INCRBY"]
+        checks.append(("redis: 1 bucket / raw INCRBY", red["guardrail consume (1 bucket)"] / floor, 0.85))
+        checks.append(
+            ("redis: 4 buckets / raw INCRBY", red["guardrail consume_many (4 buckets)"] / floor, 0.75)
+        )
+        checks.append(
+            (
+                "redis: 1 bucket / limits MovingWindow",
+                red["guardrail consume (1 bucket)"] / red["limits MovingWindow (redis)"],
+                0.0,
+            )
+        )
+        aio = async_bench(args.redis, args.seconds, args.rounds)
+        figures.update(aio)
+        ours = aio["guardrail aconsume (50 tasks)"]
+        checks.append(
+            ("async: guardrail / raw INCRBY", ours / aio["raw redis.asyncio INCRBY (50 tasks)"], 0.0)
+        )
+        checks.append(
+            (
+                "async: guardrail / limits MovingWindow",
+                ours / aio["limits async MovingWindow (50 tasks)"],
+                0.0,
+            )
+        )
+        checks.append(
+            ("async: guardrail / limits FixedWindow", ours / aio["limits async FixedWindow (50 tasks)"], 0.0)
+        )
+
+    width = max(len(k) for k in figures)
+    print(f"{'contender':<{width}}  ops/s")
+    for name, value in figures.items():
+        print(f"{name:<{width}}  {value:>12,.0f}")
+    print()
+    for name, ratio, target in checks:
+        verdict = (
+            "" if not target else f"  target >= {target:.2f}x: {'met' if ratio >= target else 'NOT met'}"
+        )
+        print(f"{name:<45} {ratio:6.2f}x{verdict}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"ops_per_second": figures, "ratios": {n: r for n, r, _ in checks}}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

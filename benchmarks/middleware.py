@@ -1,0 +1,456 @@
+"""The middleware's cost: a bare Starlette endpoint vs the same endpoint behind ``Guardrail``, same run.
+
+    python benchmarks/middleware.py [--requests 4000] [--seconds 4] [--json out.json] [--no-http] [--no-redis]
+
+Traffic: realistic ~2 KB chat bodies (a system prompt plus a varied user turn), 200 API keys, all honest.
+1. In process: each request driven straight through the ASGI app (no sockets); per-request latency of
+   bare vs guarded (memory store), interleaved in rounds so a noisy neighbour hurts both alike. Reports
+   the throughput ratio (target >= 0.8) and the added p50 / p99 latency (target p99 <= 1 ms).
+2. Over real uvicorn (one worker each, loopback) with ``wrk`` (Debian package) when installed, else an
+   httpx async load loop: requests/s ratio and added p99.
+3. Redis round trips on the hot path: a private redis-server on a free port, ``INFO commandstats`` deltas
+   divided by requests, for the default guard (engine state in process, limiter on Redis) and with the
+   ``account_rpm`` quota (one limiter call per request). Target: at most one added round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import JSONResponse, Response  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from guardrail.adapters import Guardrail  # noqa: E402
+from guardrail.engine import AsyncGuard  # noqa: E402
+
+SYSTEM = (
+    "You are a meticulous assistant for a customer-support team. Answer with empathy, cite the policy "
+    "section you rely on, keep answers under two hundred words, and never promise refunds you cannot "
+    "authorise. If the question is ambiguous, ask one clarifying question before answering. "
+) * 4
+TOPICS = ["billing", "shipping", "returns", "warranty", "accounts", "security", "invoices", "delivery"]
+KEYS = [f"sk-bench-{i:04d}" for i in range(200)]
+REPLY = {
+    "id": "x",
+    "object": "chat.completion",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 500, "completion_tokens": 2},
+}
+
+
+def body(i: int) -> bytes:
+    topic = TOPICS[i % len(TOPICS)]
+    user = (
+        f"Order {100000 + i}: my {topic} question is about case {i * 7919 % 100003}. "
+        f"I wrote on day {i % 28 + 1} and have not heard back about the {topic} issue; what should I do next? "
+    ) * 3
+    data = {
+        "model": "m",
+        "max_tokens": 256,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}],
+    }
+    return json.dumps(data).encode()
+
+
+async def endpoint(request: Request) -> Response:
+    await request.body()
+    return JSONResponse(REPLY)
+
+
+class NullGuard:
+    """Allows everything instantly: isolates the middleware's own cost from the engine's."""
+
+    async def check(self, facts: Any) -> Any:
+        from guardrail.engine import Action, Decision
+
+        return Decision(Action.ALLOW, Action.ALLOW, 0.0, None, None, None, (), {}, None)
+
+    async def settle(self, decision: Any, output_tokens: int) -> None:
+        return None
+
+
+def bare_app() -> Starlette:
+    return Starlette(routes=[Route("/v1/chat/completions", endpoint, methods=["POST"])])
+
+
+def guarded_app(**options: Any) -> Starlette:
+    app = bare_app()
+    app.add_middleware(Guardrail, **options)
+    return app
+
+
+def create_bare() -> Starlette:
+    """uvicorn factory (``--factory benchmarks.middleware:create_bare``)."""
+    return bare_app()
+
+
+def create_guarded() -> Starlette:
+    options: dict[str, Any] = {}
+    limiter = os.environ.get("BENCH_LIMITER")
+    if limiter:
+        options["guard"] = AsyncGuard("memory://", limiter=limiter)
+    else:
+        options["storage"] = "memory://"
+    if os.environ.get("BENCH_RPM"):
+        options["account_rpm"] = float(os.environ["BENCH_RPM"])
+    return guarded_app(**options)
+
+
+# -- 1. in process ---------------------------------------------------------------------------------
+
+
+async def _drive(app: Any, raw: bytes, key: str) -> int:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+            (b"authorization", f"Bearer {key}".encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def in_process(n: int, rounds: int) -> dict[str, float]:
+    bodies = [body(i) for i in range(n)]
+    apps = {
+        "bare": bare_app(),
+        "middleware": guarded_app(guard=NullGuard()),
+        "guarded": guarded_app(storage="memory://"),
+    }
+    for i in range(200):  # warm every app (imports, caches, the engine's first allocations)
+        for app in apps.values():
+            await _drive(app, bodies[i], KEYS[i % len(KEYS)])
+    lat: dict[str, list[float]] = {name: [] for name in apps}
+    wall: dict[str, float] = dict.fromkeys(apps, 0.0)
+    per_round = n // rounds
+    for r in range(rounds):
+        names = list(apps) if r % 2 == 0 else list(reversed(apps))
+        for name in names:
+            app = apps[name]
+            start = time.perf_counter()
+            for i in range(r * per_round, (r + 1) * per_round):
+                t0 = time.perf_counter_ns()
+                status = await _drive(app, bodies[i], KEYS[i % len(KEYS)])
+                lat[name].append((time.perf_counter_ns() - t0) / 1e6)
+                if status != 200:
+                    raise RuntimeError(f"{name} answered {status}")
+            wall[name] += time.perf_counter() - start
+    count = per_round * rounds
+    out: dict[str, float] = {"requests": count}
+    for name in apps:
+        out[f"{name}_rps"] = count / wall[name]
+        out[f"{name}_p50_ms"] = statistics.median(lat[name])
+        out[f"{name}_p99_ms"] = pct(lat[name], 0.99)
+    for name in ("middleware", "guarded"):
+        out[f"{name}_throughput_ratio"] = wall["bare"] / wall[name]
+        out[f"{name}_added_p50_ms"] = out[f"{name}_p50_ms"] - out["bare_p50_ms"]
+        out[f"{name}_added_p99_ms"] = out[f"{name}_p99_ms"] - out["bare_p99_ms"]
+    return out
+
+
+# -- 2. over real uvicorn --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Uvicorn:
+    def __init__(self, factory: str, env: dict[str, str] | None = None) -> None:
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            factory,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.post(
+                    self.url + "/v1/chat/completions",
+                    content=body(0),
+                    timeout=1,
+                    headers={"authorization": "Bearer warm"},
+                )
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{factory} did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+
+
+_WRK_SCRIPT = """
+local bodies = {}
+%s
+local n = 0
+wrk.method = "POST"
+request = function()
+  n = n + 1
+  local i = n %% #bodies + 1
+  return wrk.format("POST", "/v1/chat/completions",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer sk-bench-" .. string.format("%%04d", n %% 200)},
+    bodies[i])
+end
+"""
+
+
+def _wrk(url: str, seconds: float, connections: int) -> tuple[float, float]:
+    lines = "\n".join(f"bodies[{i + 1}] = {json.dumps(body(i).decode())}" for i in range(256))
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(_WRK_SCRIPT % lines)
+        script = f.name
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
+    p99_line = next(line for line in out.splitlines() if line.strip().startswith("99%"))
+    return rps, _ms(p99_line.split()[1])
+
+
+def _ms(text: str) -> float:
+    for unit, factor in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    raise ValueError(text)
+
+
+async def _httpx_load(url: str, seconds: float, connections: int) -> tuple[float, float]:
+    import httpx
+
+    lat: list[float] = []
+    bodies = [body(i) for i in range(256)]
+    end = time.perf_counter() + seconds
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=connections)) as client:
+
+        async def worker(w: int) -> None:
+            i = w
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                await client.post(
+                    url + "/v1/chat/completions",
+                    content=bodies[i % 256],
+                    headers={"authorization": f"Bearer {KEYS[i % 200]}"},
+                )
+                lat.append((time.perf_counter() - t0) * 1e3)
+                i += connections
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(connections)))
+        elapsed = time.perf_counter() - start
+    return len(lat) / elapsed, pct(lat, 0.99)
+
+
+def over_http(seconds: float, connections: int, rounds: int) -> dict[str, Any]:
+    tool = "wrk" if shutil.which("wrk") else "httpx"
+    bare = Uvicorn("benchmarks.middleware:create_bare")
+    guarded = Uvicorn("benchmarks.middleware:create_guarded")
+    results: dict[str, list[tuple[float, float]]] = {"bare": [], "guarded": []}
+    try:
+        for r in range(rounds):
+            order = (
+                [("bare", bare), ("guarded", guarded)]
+                if r % 2 == 0
+                else [("guarded", guarded), ("bare", bare)]
+            )
+            for name, server in order:
+                if tool == "wrk":
+                    results[name].append(_wrk(server.url, seconds, connections))
+                else:
+                    results[name].append(asyncio.run(_httpx_load(server.url, seconds, connections)))
+    finally:
+        bare.stop()
+        guarded.stop()
+    bare_rps = max(x[0] for x in results["bare"])
+    guarded_rps = max(x[0] for x in results["guarded"])
+    bare_p99 = min(x[1] for x in results["bare"])
+    guarded_p99 = min(x[1] for x in results["guarded"])
+    return {
+        "load_generator": tool,
+        "connections": connections,
+        "seconds_per_run": seconds,
+        "bare_rps": bare_rps,
+        "guarded_rps": guarded_rps,
+        "throughput_ratio": guarded_rps / bare_rps,
+        "bare_p99_ms": bare_p99,
+        "guarded_p99_ms": guarded_p99,
+        "added_p99_ms": guarded_p99 - bare_p99,
+        "runs": results,
+    }
+
+
+# -- 3. Redis round trips --------------------------------------------------------------------------
+
+
+def _commandstats(port: int) -> int:
+    import redis
+
+    client = redis.Redis(port=port)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info",))
+
+
+async def _count_round_trips(port: int, n: int, rpm: float | None) -> float:
+    options: dict[str, Any] = {"guard": AsyncGuard("memory://", limiter=f"redis://127.0.0.1:{port}/0")}
+    if rpm is not None:
+        options["account_rpm"] = rpm
+    app = guarded_app(**options)
+    for i in range(20):  # script loading (SCRIPT LOAD / EVAL fallback) happens once, outside the count
+        await _drive(app, body(i), KEYS[i % 200])
+    before = _commandstats(port)
+    for i in range(n):
+        status = await _drive(app, body(i), KEYS[i % 200])
+        if status != 200:
+            raise RuntimeError(f"status {status}")
+    return (_commandstats(port) - before) / n
+
+
+def redis_round_trips(n: int) -> dict[str, float] | None:
+    if shutil.which("redis-server") is None:
+        return None
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        default = asyncio.run(_count_round_trips(port, n, None))
+        quota = asyncio.run(_count_round_trips(port, n, 1e9))
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+    return {"requests": n, "default_guard_per_request": default, "with_account_rpm_per_request": quota}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--no-redis", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    report: dict[str, Any] = {"body_bytes": statistics.mean(len(body(i)) for i in range(256))}
+    report["in_process"] = asyncio.run(in_process(args.requests, args.rounds))
+    print("in process  ", json.dumps({k: round(v, 4) for k, v in report["in_process"].items()}))
+    if not args.no_http:
+        report["uvicorn"] = over_http(args.seconds, args.connections, 2)
+        print(
+            "uvicorn     ",
+            json.dumps(
+                {
+                    k: (round(v, 4) if isinstance(v, float) else v)
+                    for k, v in report["uvicorn"].items()
+                    if k != "runs"
+                }
+            ),
+        )
+    if not args.no_redis:
+        report["redis"] = redis_round_trips(500)
+        print("redis       ", json.dumps(report["redis"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

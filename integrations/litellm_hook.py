@@ -1,0 +1,194 @@
+"""guardrail inside a LiteLLM proxy, as a pre-call hook (``CustomLogger.async_pre_call_hook``).
+
+LiteLLM proxy config (``config.yaml``)::
+
+    litellm_settings:
+      callbacks: integrations.litellm_hook.proxy_handler_instance
+
+The hook sees the parsed request (``data``) and LiteLLM's authenticated key (``user_api_key_dict``): the
+account is the key's ``user_id`` (else its team, else the hashed key LiteLLM hands over), so budgets
+follow LiteLLM's own identities. A refusal is raised as ``fastapi.HTTPException`` (429 with ``Retry-After``
+/ ``retry-after-ms``, or 403 with ``x-should-retry: false``), which LiteLLM turns into its error response.
+The success hook settles the actual output tokens from the response's ``usage``. Configuration comes from
+the same ``GUARDRAIL_*`` variables as the middleware (``GUARDRAIL_STORAGE``, ``GUARDRAIL_ACCOUNT_RPM``...).
+
+Written against the hook signatures LiteLLM documents (custom_callback.md, "CALL HOOKS - proxy only");
+litellm itself is optional here: without it the class derives from ``object`` and stays testable.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from cachetools import TTLCache
+
+from guardrail._hashing import default_secret
+from guardrail.adapters import settings_from_env
+from guardrail.adapters._build import resolve_guard
+from guardrail.adapters._refusal import refusal
+from guardrail.engine import Action, AsyncGuard, Decision, RequestFacts
+
+try:  # pragma: no cover - depends on litellm being installed
+    from litellm.integrations.custom_logger import CustomLogger as _Base
+except ImportError:  # litellm is heavy; the hook does not need it to be defined or tested
+    _Base = object
+
+try:
+    from fastapi import HTTPException
+except ImportError:  # pragma: no cover - LiteLLM's proxy always has fastapi
+
+    class HTTPException(Exception):  # type: ignore[no-redef]
+        def __init__(
+            self, status_code: int, detail: Any = None, headers: Mapping[str, str] | None = None
+        ) -> None:
+            super().__init__(detail)
+            self.status_code, self.detail, self.headers = status_code, detail, dict(headers or {})
+
+
+# LiteLLM call type -> the route the engine reads the body as.
+_ROUTES = {
+    "completion": "/v1/chat/completions",
+    "acompletion": "/v1/chat/completions",
+    "text_completion": "/v1/completions",
+    "atext_completion": "/v1/completions",
+    "responses": "/v1/responses",
+    "aresponses": "/v1/responses",
+    "anthropic_messages": "/v1/messages",
+}
+_TICKET = "guardrail_ticket"
+
+
+class GuardrailLiteLLM(_Base):  # type: ignore[misc, valid-type]
+    """LiteLLM proxy hook: check before the model call, settle after it."""
+
+    def __init__(self, guard: AsyncGuard | None = None, **options: Any) -> None:
+        super().__init__()
+        if guard is None:
+            settings = settings_from_env()
+            guard = resolve_guard(
+                asynchronous=True,
+                guard=None,
+                storage=options.pop("storage", settings["storage"]),
+                account_rpm=None,
+                observe_only=bool(options.pop("observe_only", settings.get("observe_only", False))),
+                secret=default_secret(),
+                options=options,
+            )
+        self.guard = guard
+        self._pending: TTLCache[str, Decision] = TTLCache(maxsize=100_000, ttl=3600)
+        self._ids = itertools.count()
+
+    @staticmethod
+    def account_of(user_api_key_dict: Any) -> str:
+        for attr in ("user_id", "team_id", "token", "api_key"):
+            value = getattr(user_api_key_dict, attr, None)
+            if value:
+                return f"{attr}:{value}"
+        return "anonymous"
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
+    ) -> Any:
+        path = _ROUTES.get(str(call_type))
+        if path is None:  # embeddings, images, moderation...: not a generation, not inspected
+            return data
+        metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else None
+        ip = metadata.get("requester_ip_address") if metadata else None
+        body = {
+            k: v
+            for k, v in data.items()
+            if k in ("model", "messages", "prompt", "input", "system", "instructions", "max_tokens", "stream")
+        }
+        try:
+            decision = await self.guard.check(
+                RequestFacts(account=self.account_of(user_api_key_dict), ip=ip or None, path=path, body=body)
+            )
+        except Exception:  # guardrail failing must not fail the proxy
+            import logging
+
+            logging.getLogger("guardrail.adapters").exception(
+                "guardrail LiteLLM hook failed; request allowed"
+            )
+            return data
+        if decision.action == Action.BLOCK:
+            raise _http(refusal("openai", 403))
+        if decision.action == Action.THROTTLE:
+            raise _http(
+                refusal(
+                    "openai",
+                    429,
+                    retry_after=decision.retry_after,
+                    limit=decision.limit,
+                    reset_after=decision.reset_after,
+                )
+            )
+        ticket = str(next(self._ids))
+        self._pending[ticket] = decision
+        data.setdefault("metadata", {})
+        if isinstance(data["metadata"], dict):
+            data["metadata"][_TICKET] = ticket
+        return data
+
+    async def async_post_call_success_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, response: Any
+    ) -> Any:
+        decision = self._take(data)
+        if decision is not None:
+            usage = getattr(response, "usage", None)
+            if usage is None and isinstance(response, Mapping):
+                usage = response.get("usage")
+            tokens = _get(usage, "completion_tokens")
+            if tokens is None:
+                tokens = _get(usage, "output_tokens")
+            if isinstance(tokens, int) and tokens >= 0:
+                await self._settle(decision, tokens)
+        return response
+
+    async def async_post_call_failure_hook(
+        self,
+        request_data: dict[str, Any],
+        original_exception: Exception,
+        user_api_key_dict: Any,
+        traceback_str: str | None = None,
+    ) -> Any:
+        decision = self._take(request_data)
+        if decision is not None:
+            await self._settle(decision, 0)
+        return None
+
+    def _take(self, data: Any) -> Decision | None:
+        metadata = data.get("metadata") if isinstance(data, dict) else None
+        ticket = metadata.get(_TICKET) if isinstance(metadata, dict) else None
+        return self._pending.pop(ticket, None) if isinstance(ticket, str) else None
+
+    async def _settle(self, decision: Decision, tokens: int) -> None:
+        try:
+            await self.guard.settle(decision, tokens)
+        except Exception:
+            import logging
+
+            logging.getLogger("guardrail.adapters").exception("guardrail settle failed; ignored")
+
+
+def _get(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _http(r: Any) -> HTTPException:
+    import json
+
+    headers = {k.decode(): v.decode() for k, v in r.headers if k not in (b"content-length", b"content-type")}
+    return HTTPException(status_code=r.status, detail=json.loads(r.body)["error"], headers=headers)
+
+
+def __getattr__(name: str) -> Any:
+    """``proxy_handler_instance`` is built on first use, from the environment (LiteLLM imports it by name)."""
+    if name == "proxy_handler_instance":
+        instance = GuardrailLiteLLM()
+        globals()[name] = instance
+        return instance
+    raise AttributeError(name)

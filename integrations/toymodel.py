@@ -1,0 +1,278 @@
+"""A toy "model" speaking the OpenAI and Anthropic wire formats, shared by the FastAPI and Flask apps.
+
+It answers with a few paragraphs of prose (80+ words) that vary with the prompt yet are deterministic for a
+given prompt (seeded by its SHA-256), with a code block when asked for code. Enough to exercise the whole
+path (bodies, streaming, usage) without a GPU. Framework-neutral: functions take the parsed JSON body and
+return a JSON-able dict, or an iterator of server-sent-event strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+MODEL = "toy-1"
+
+_OPENERS = (
+    "Here is a careful answer about {topic}.",
+    "Let us think about {topic} step by step.",
+    "Good question: {topic} has a few sides worth separating.",
+    "In short, {topic} comes down to a handful of ideas.",
+)
+_SENTENCES = (
+    "The first thing to notice is that the simplest explanation usually covers most of the cases.",
+    "A useful habit is to write the assumptions down before drawing any conclusion from them.",
+    "Small examples make the general rule much easier to see and to check.",
+    "Where the evidence is thin, it is better to say so than to guess with confidence.",
+    "Most practical systems trade a little accuracy for a great deal of simplicity.",
+    "It helps to compare the expected cost of being wrong in each direction.",
+    "History shows that the details matter more than the slogans around them.",
+    "Measuring before optimising saves time that would otherwise go to the wrong problem.",
+    "The boundary cases are where a definition shows whether it was well chosen.",
+    "A second opinion from a different angle often reveals what the first one missed.",
+    "Clear names and short steps make an argument easy to follow and to verify.",
+    "When two goals conflict, stating the priority explicitly avoids endless debate.",
+    "The same pattern appears in many fields, from engineering to cooking.",
+    "Testing the idea on a tiny case first is cheaper than fixing a large mistake later.",
+    "Nothing here requires special tools; patience and a notebook go a long way.",
+    "Finally, revisit the conclusion after a pause, because fresh eyes catch errors.",
+)
+_CLOSERS = (
+    "I hope this helps you take the next step with {topic}.",
+    "That is the core of it; the rest is practice with {topic}.",
+    "If you want, we can go deeper into any part of {topic}.",
+)
+_CODE_WORDS = re.compile(r"\b(code|function|python|script|program|implement)\b", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
+
+
+def _text(content: Any) -> str:
+    """Text of an OpenAI / Anthropic message content: a string or a list of typed parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+        return "\n".join(parts)
+    return ""
+
+
+def prompt_of(body: Mapping[str, Any]) -> str:
+    """The latest user text of a chat / messages / responses body ("" when none)."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, Mapping) and message.get("role") == "user":
+                return _text(message.get("content"))
+    value = body.get("input", body.get("prompt"))
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        for item in reversed(value):
+            if isinstance(item, Mapping) and item.get("role", "user") == "user":
+                return _text(item.get("content"))
+    return ""
+
+
+def reply(prompt: str) -> str:
+    """Deterministic prose for ``prompt``: three paragraphs, plus a code block when code is asked for."""
+    seed = int.from_bytes(hashlib.sha256(prompt.encode("utf-8", "replace")).digest()[:8], "big")
+    rng = random.Random(seed)
+    words = _WORD.findall(prompt)
+    topic = " ".join(sorted(set(words), key=lambda w: (-len(w), w))[:2]) if words else "your question"
+    paragraphs = []
+    for i in range(3):
+        sentences = rng.sample(_SENTENCES, 4)
+        if i == 0:
+            sentences.insert(0, rng.choice(_OPENERS).format(topic=topic))
+        if i == 2:
+            sentences.append(rng.choice(_CLOSERS).format(topic=topic))
+        paragraphs.append(" ".join(sentences))
+    if _CODE_WORDS.search(prompt):
+        name = (words[0].lower() if words else "answer").replace("-", "_").replace("'", "")
+        paragraphs.insert(
+            2,
+            f"```python\ndef {name}(values):\n    total = 0\n    for v in values:\n        total += v\n"
+            f"    return total / max(1, len(values))\n```",
+        )
+    return "\n\n".join(paragraphs)
+
+
+def count_tokens(text: str) -> int:
+    """A deterministic stand-in for a tokenizer (about four characters per token)."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def _pieces(text: str, words_per_piece: int = 8) -> Iterator[str]:
+    tokens = re.split(r"(\s+)", text)
+    for i in range(0, len(tokens), words_per_piece * 2):
+        yield "".join(tokens[i : i + words_per_piece * 2])
+
+
+def _sse(data: Any, event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _ident(prefix: str, prompt: str) -> str:
+    return f"{prefix}-{hashlib.sha256(prompt.encode('utf-8', 'replace')).hexdigest()[:24]}"
+
+
+# -- OpenAI chat completions -----------------------------------------------------------------------
+
+
+def chat_completion(body: Mapping[str, Any]) -> dict[str, Any]:
+    prompt = prompt_of(body)
+    text = reply(prompt)
+    prompt_tokens, completion_tokens = count_tokens(prompt), count_tokens(text)
+    return {
+        "id": _ident("chatcmpl", prompt),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": str(body.get("model") or MODEL),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def chat_completion_stream(body: Mapping[str, Any]) -> Iterator[str]:
+    prompt = prompt_of(body)
+    text = reply(prompt)
+    ident, created, model = _ident("chatcmpl", prompt), int(time.time()), str(body.get("model") or MODEL)
+    base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
+    yield _sse(
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+        }
+    )
+    for piece in _pieces(text):
+        yield _sse({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    options = body.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage"):
+        p, c = count_tokens(prompt), count_tokens(text)
+        usage = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+        yield _sse({**base, "choices": [], "usage": usage})
+    yield "data: [DONE]\n\n"
+
+
+# -- OpenAI responses ------------------------------------------------------------------------------
+
+
+def response(body: Mapping[str, Any]) -> dict[str, Any]:
+    prompt = prompt_of(body)
+    text = reply(prompt)
+    p, c = count_tokens(prompt), count_tokens(text)
+    ident = _ident("resp", prompt)
+    return {
+        "id": ident,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": str(body.get("model") or MODEL),
+        "output": [
+            {
+                "type": "message",
+                "id": _ident("msg", prompt),
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": p,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": c,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": p + c,
+        },
+    }
+
+
+# -- Anthropic messages ----------------------------------------------------------------------------
+
+
+def message(body: Mapping[str, Any]) -> dict[str, Any]:
+    prompt = prompt_of(body)
+    text = reply(prompt)
+    return {
+        "id": _ident("msg", prompt),
+        "type": "message",
+        "role": "assistant",
+        "model": str(body.get("model") or MODEL),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": count_tokens(prompt), "output_tokens": count_tokens(text)},
+    }
+
+
+def message_stream(body: Mapping[str, Any]) -> Iterator[str]:
+    prompt = prompt_of(body)
+    text = reply(prompt)
+    start = message(body)
+    start["content"] = []
+    start["stop_reason"] = None
+    start["usage"] = {"input_tokens": count_tokens(prompt), "output_tokens": 1}
+    yield _sse({"type": "message_start", "message": start}, "message_start")
+    yield _sse(
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        "content_block_start",
+    )
+    for piece in _pieces(text):
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+        yield _sse(delta, "content_block_delta")
+    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    yield _sse(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": count_tokens(text)},
+        },
+        "message_delta",
+    )
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def openai_error(message_text: str) -> dict[str, Any]:
+    return {"error": {"message": message_text, "type": "invalid_request_error", "param": None, "code": None}}
+
+
+def anthropic_error(message_text: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": "invalid_request_error", "message": message_text}}
+
+
+def parse(raw: bytes) -> Mapping[str, Any] | None:
+    """The JSON object of a request body, or ``None`` when it is not one."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

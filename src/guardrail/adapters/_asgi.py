@@ -1,0 +1,269 @@
+"""``Guardrail``: pure ASGI middleware putting the engine in front of an LLM API.
+
+``app.add_middleware(Guardrail, storage="memory://", account_rpm=60)`` (Starlette / FastAPI) or
+``Guardrail(app, guard=AsyncGuard(...))``. Only POSTs to the configured LLM routes are inspected;
+lifespan, websockets and every other route pass straight through. An inspected request's body is read
+with a cap and a deadline, replayed to the app exactly once, and the engine decides: a refusal is our own
+complete response in the provider's error shape; otherwise the app's response streams through chunk by
+chunk (rate-limit headers added) and the actual output tokens are settled afterwards.
+
+A failure inside guardrail (a bug, or a store error the limiter's policy did not absorb) lets the request
+through and is logged: the app keeps serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._types import ASGIApp, Message, Receive, Scope, Send
+from ..engine import AsyncGuard, Decision
+from ..limiter import MultiResult
+from ._body import BodyStatus, Replay, Watchdog, read_body
+from ._build import resolve_guard
+from ._core import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
+from ._events import OnEvent, logger
+from ._identity import Identify
+from ._quota import applies, merge
+from ._refusal import Headers, Refusal, refusal
+from ._routes import Provider
+from ._usage import SSEUsageScanner, usage_from_json
+
+
+async def _send_refusal(send: Send, r: Refusal) -> None:
+    await send({"type": "http.response.start", "status": r.status, "headers": r.headers})
+    await send({"type": "http.response.body", "body": r.body, "more_body": False})
+
+
+def _peer(scope: Scope) -> str | None:
+    client = scope.get("client")
+    if client:
+        host = client[0]
+        return str(host) if host else None
+    return None
+
+
+class Guardrail:
+    """ASGI middleware; keyword-only options are validated once, here.
+
+    Either pass ``guard`` (an ``AsyncGuard``), or let one be built from ``storage`` (a storage URI,
+    default ``memory://``), ``account_rpm`` (requests per minute per account) and ``guard_options``
+    (further ``AsyncGuard`` keyword arguments). ``observe_only`` decides and records but never refuses.
+    Bodies above ``max_body_bytes`` (or with an unusable ``Content-Length``) are refused with 413 / 400
+    when ``on_oversize="refuse"``, or passed to the app uninspected (still counted against the account)
+    when ``"pass"``; a body that does not arrive within ``body_timeout`` seconds gets 408.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        guard: AsyncGuard | None = None,
+        storage: str | None = None,
+        account_rpm: float | None = None,
+        guard_options: Mapping[str, Any] | None = None,
+        observe_only: bool = False,
+        routes: Mapping[str, str] | None = None,
+        identify: Identify | None = None,
+        trusted_proxies: Iterable[str] | str = (),
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        on_oversize: str = "refuse",
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        rate_limit_headers: bool = True,
+        on_event: OnEvent | None = None,
+        secret: str | bytes | None = None,
+    ) -> None:
+        self.app = app
+        self.core = Core(
+            routes=routes,
+            identify=identify,
+            trusted_proxies=trusted_proxies,
+            max_body_bytes=max_body_bytes,
+            on_oversize=on_oversize,
+            body_timeout=body_timeout,
+            observe_only=observe_only,
+            rate_limit_headers=rate_limit_headers,
+            on_event=on_event,
+            secret=secret,
+        )
+        self.guard: AsyncGuard = resolve_guard(
+            asynchronous=True,
+            guard=guard,
+            storage=storage,
+            account_rpm=account_rpm,
+            observe_only=observe_only,
+            secret=self.core.secret,
+            options=guard_options,
+        )
+        self.core.attach_quota(account_rpm, self.guard)
+        self._watchdog = Watchdog(self.core.body_timeout)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(app={self.app!r}, guard={self.guard!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        provider = self.core.routes.match(path)
+        if provider is None:
+            await self.app(scope, receive, send)
+            return
+        await self._inspect(scope, receive, send, path, provider)
+
+    async def _inspect(
+        self, scope: Scope, receive: Receive, send: Send, path: str, provider: Provider
+    ) -> None:
+        core = self.core
+        raw_headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+        read = await read_body(
+            receive,
+            raw_headers,
+            max_bytes=core.max_body_bytes,
+            timeout=core.body_timeout,
+            watchdog=self._watchdog,
+        )
+        account: str | None = None
+        ip: str | None = None
+        decision: Decision | None = None
+        quota: MultiResult | None = None
+        try:
+            headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw_headers]
+            query = scope.get("query_string", b"").decode("latin-1")
+            account, ip = core.who("POST", path, query, headers, _peer(scope))
+        except Exception as exc:
+            logger.exception("guardrail identity failed; request passed through")
+            core.event(path=path, provider=provider, account=None, ip=None, outcome="error", error=repr(exc))
+            await self.app(scope, Replay(receive, read.body, read.more), send)
+            return
+
+        status = read.status
+        if status is BodyStatus.DISCONNECTED:
+            core.event(path=path, provider=provider, account=account, ip=ip, outcome="disconnected")
+            return
+        if status is BodyStatus.TIMEOUT:
+            r = refusal(provider, 408)
+            core.event(path=path, provider=provider, account=account, ip=ip, outcome="timeout", status=408)
+            await _send_refusal(send, r)
+            return
+        inspected = status is BodyStatus.COMPLETE
+        if not inspected and core.on_oversize == "refuse":
+            code = 413 if status is BodyStatus.TOO_LARGE else 400
+            outcome = "too_large" if code == 413 else "bad_length"
+            core.event(path=path, provider=provider, account=account, ip=ip, outcome=outcome, status=code)
+            await _send_refusal(send, refusal(provider, code))
+            return
+
+        try:
+            decision = await self.guard.check(core.facts(account, ip, path, read.body if inspected else None))
+            if core.quota is not None and applies(decision):
+                quota = await core.quota.aconsume(account)
+                if not quota.allowed:
+                    if not core.observe_only:
+                        await self.guard.settle(decision, 0)  # nothing will be generated: refund
+                    decision = merge(decision, quota, core.observe_only)
+            refused = core.verdict(decision, provider, quota)
+        except Exception as exc:
+            logger.exception("guardrail inspection failed; request passed through")
+            core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=repr(exc))
+            await self.app(scope, Replay(receive, read.body, read.more), send)
+            return
+        if refused is not None:
+            core.event(
+                path=path,
+                provider=provider,
+                account=account,
+                ip=ip,
+                outcome=core.outcome(decision, refused),
+                decision=decision,
+                status=refused.status,
+            )
+            await _send_refusal(send, refused)
+            return
+        core.event(
+            path=path,
+            provider=provider,
+            account=account,
+            ip=ip,
+            outcome=core.outcome(decision, None) if inspected else "passed_uninspected",
+            decision=decision,
+        )
+        settler = _Settler(send, self.guard, decision, core.allow_headers(decision, quota))
+        try:
+            await self.app(scope, Replay(receive, read.body, read.more), settler.send)
+        finally:
+            await settler.finish()
+
+
+class _Settler:
+    """Per-request response watcher: adds headers, passes chunks on, reads usage, settles once."""
+
+    __slots__ = ("_decision", "_done", "_extra", "_guard", "_json", "_json_size", "_send", "_sse", "status")
+
+    def __init__(self, send: Send, guard: AsyncGuard, decision: Decision, extra: Headers) -> None:
+        self._send = send
+        self._guard = guard
+        self._decision = decision
+        self._extra = extra
+        self._sse: SSEUsageScanner | None = None
+        self._json: list[bytes] | None = None
+        self._json_size = 0
+        self._done = False
+        self.status: int | None = None
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self._start(message)
+        elif kind == "http.response.body":
+            body: bytes = message.get("body", b"")
+            if self._sse is not None:
+                self._sse.feed(body)
+            elif self._json is not None and body:
+                self._json_size += len(body)
+                if self._json_size <= MAX_USAGE_BODY:
+                    self._json.append(body)
+                else:
+                    self._json = None
+        await self._send(message)
+
+    def _start(self, message: Message) -> None:
+        self.status = int(message.get("status", 200))
+        headers: list[tuple[bytes, bytes]] = list(message.get("headers") or [])
+        content_type = b""
+        has_ratelimit = False
+        for key, value in headers:
+            lkey = key.lower()
+            if lkey == b"content-type":
+                content_type = value.lower()
+            elif lkey == b"ratelimit" or lkey == b"x-ratelimit-limit-requests":
+                has_ratelimit = True
+        if 200 <= self.status < 300:
+            if content_type.startswith(b"text/event-stream"):
+                self._sse = SSEUsageScanner()
+            elif b"json" in content_type:
+                self._json = []
+        if self._extra and not has_ratelimit:
+            message["headers"] = headers + self._extra
+
+    def _tokens(self) -> int | None:
+        if self.status is None or not (200 <= self.status < 300):
+            return 0  # nothing was generated: give the reservation back
+        if self._sse is not None:
+            self._sse.close()
+            return self._sse.tokens
+        if self._json:
+            return usage_from_json(b"".join(self._json))
+        return None
+
+    async def finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            tokens = self._tokens()
+            if tokens is not None:
+                await self._guard.settle(self._decision, tokens)
+        except Exception:
+            logger.exception("guardrail settle failed; ignored")

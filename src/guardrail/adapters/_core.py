@@ -1,0 +1,217 @@
+"""What the ASGI and WSGI middlewares share: validated settings, identity, the verdict, events.
+
+Everything here is computed once per middleware (routes compiled, proxies parsed, secret resolved) or is a
+pure function of one request, so the two twins behave the same by construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from .._hashing import default_secret, hash_identifier
+from ..engine import Action, Decision, RequestFacts
+from ..limiter import Limiter, MultiResult
+from ._events import GuardrailEvent, OnEvent, emit, logger
+from ._identity import Identify, RequestView, TrustedProxies, api_key
+from ._quota import RequestQuota
+from ._refusal import Headers, Refusal, rate_limit_headers, refusal
+from ._routes import Provider, RouteTable
+
+OnOversize = Literal["refuse", "pass"]
+
+#: Default cap on an inspected request body (8 MiB: long contexts fit, a flood of huge bodies does not).
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Default time allowed for the whole body to arrive.
+DEFAULT_BODY_TIMEOUT = 30.0
+#: The largest JSON response kept (as a side copy) to read its ``usage``.
+MAX_USAGE_BODY = 2 * 1024 * 1024
+
+_OUTCOME = {Action.THROTTLE: "throttled", Action.BLOCK: "blocked"}
+
+
+class Core:
+    """Validated, precomputed settings plus the per-request pure logic."""
+
+    __slots__ = (
+        "body_timeout",
+        "headers_on_allow",
+        "identify",
+        "max_body_bytes",
+        "observe_only",
+        "on_event",
+        "on_oversize",
+        "quota",
+        "routes",
+        "secret",
+        "trusted",
+    )
+
+    def __init__(
+        self,
+        *,
+        routes: Mapping[str, str] | None,
+        identify: Identify | None,
+        trusted_proxies: Iterable[str] | str,
+        max_body_bytes: int,
+        on_oversize: str,
+        body_timeout: float,
+        observe_only: bool,
+        rate_limit_headers: bool,
+        on_event: OnEvent | None,
+        secret: str | bytes | None,
+    ) -> None:
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 0:
+            raise ValueError(f"max_body_bytes must be a non-negative integer, got {max_body_bytes!r}")
+        if on_oversize not in ("refuse", "pass"):
+            raise ValueError(f"on_oversize must be 'refuse' or 'pass', got {on_oversize!r}")
+        if isinstance(body_timeout, bool) or not isinstance(body_timeout, (int, float)):
+            raise ValueError(f"body_timeout must be a number of seconds, got {body_timeout!r}")
+        if not (math.isfinite(body_timeout) and body_timeout > 0):
+            raise ValueError(f"body_timeout must be positive and finite, got {body_timeout!r}")
+        if identify is not None and not callable(identify):
+            raise ValueError("identify must be a callable taking a RequestView")
+        if on_event is not None and not callable(on_event):
+            raise ValueError("on_event must be a callable taking a GuardrailEvent")
+        if secret is not None and not isinstance(secret, (str, bytes)):
+            raise ValueError("secret must be str or bytes")
+        self.routes = RouteTable(routes)
+        self.trusted = TrustedProxies(trusted_proxies)
+        self.identify = identify
+        self.max_body_bytes = max_body_bytes
+        self.on_oversize: OnOversize = "refuse" if on_oversize == "refuse" else "pass"
+        self.body_timeout = float(body_timeout)
+        self.observe_only = bool(observe_only)
+        self.headers_on_allow = bool(rate_limit_headers)
+        self.on_event = on_event
+        if isinstance(secret, str):
+            secret = secret.encode("utf-8")
+        self.secret: bytes = secret if secret else default_secret()
+        self.quota: RequestQuota | None = None
+
+    def attach_quota(self, account_rpm: float | None, guard: object) -> None:
+        """Enforce ``account_rpm`` on the guard's limiter (its store and failure policy), if any."""
+        if account_rpm is None:
+            return
+        limiter = getattr(guard, "limiter", None)
+        if not isinstance(limiter, Limiter):
+            limiter = Limiter("memory://")
+        self.quota = RequestQuota(account_rpm, limiter, self.secret)
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    def who(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]], peer: str | None
+    ) -> tuple[str, str | None]:
+        """``(account, client ip)``: the user callable's account, else the API key, else the address."""
+        ip = self.trusted.client_ip(peer, headers) if self.trusted else peer
+        account: str | None = None
+        if self.identify is not None:
+            view = RequestView(method, path, query, tuple(headers), ip)
+            try:
+                account = self.identify(view)
+            except Exception:
+                logger.exception("identify callable raised; using the API key")
+                account = None
+            if account is not None and not isinstance(account, str):
+                account = str(account)
+        if not account:
+            account = api_key(headers, query)
+        if not account:
+            account = f"ip:{ip}" if ip else "anonymous"
+        return account, ip
+
+    @staticmethod
+    def facts(account: str, ip: str | None, path: str, body: bytes | None) -> RequestFacts:
+        return RequestFacts(account=account, ip=ip, path=path, body=body)
+
+    # -- verdict ----------------------------------------------------------------------------------
+
+    def verdict(
+        self, decision: Decision, provider: Provider, quota: MultiResult | None = None
+    ) -> Refusal | None:
+        """The refusal to send for this decision, or ``None`` to let the request through."""
+        if self.observe_only or decision.action == Action.ALLOW:
+            return None
+        if decision.action == Action.BLOCK:
+            return refusal(provider, 403)
+        return refusal(
+            provider,
+            429,
+            retry_after=decision.retry_after,
+            limit=decision.limit,
+            reset_after=decision.reset_after,
+            unit="requests" if quota is not None and not quota.allowed else "tokens",
+        )
+
+    def allow_headers(self, decision: Decision, quota: MultiResult | None = None) -> Headers:
+        """Rate-limit headers for an allowed response: the request quota's if any, else the engine's."""
+        if not self.headers_on_allow:
+            return []
+        if quota is not None and quota.results:
+            return rate_limit_headers(quota.limit, quota.remaining, quota.reset_after, "requests")
+        if decision.limit is None:
+            return []
+        return rate_limit_headers(decision.limit, decision.remaining, decision.reset_after, "tokens")
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def wants_event(self, outcome: str) -> bool:
+        """Whether building an event is worth it (a hook, a refusal, or debug logging)."""
+        if self.on_event is not None or outcome != "allowed":
+            return True
+        return logger.isEnabledFor(logging.DEBUG)
+
+    def event(
+        self,
+        *,
+        path: str,
+        provider: str,
+        account: str | None,
+        ip: str | None,
+        outcome: str,
+        decision: Decision | None = None,
+        status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Build and emit one event (identifiers hashed with the deployment secret)."""
+        if not self.wants_event(outcome):
+            return
+        action = would = None
+        retry_after = 0.0
+        reasons: tuple[str, ...] = ()
+        evidence: Mapping[str, Any] = {}
+        if decision is not None:
+            action = str(Action(decision.action).value)
+            would = str(Action(decision.would_action).value)
+            retry_after = decision.retry_after
+            reasons = tuple(decision.reasons)
+            evidence = decision.evidence
+        emit(
+            GuardrailEvent(
+                ts=time.time(),
+                path=path,
+                provider=provider,
+                account=hash_identifier(account, self.secret, namespace="account") if account else None,
+                ip=hash_identifier(ip, self.secret, namespace="ip") if ip else None,
+                outcome=outcome,
+                action=action,
+                would_action=would,
+                status=status,
+                retry_after=retry_after,
+                reasons=reasons,
+                evidence=evidence,
+                error=error,
+            ),
+            self.on_event,
+        )
+
+    def outcome(self, decision: Decision, refused: Refusal | None) -> str:
+        if refused is not None:
+            return _OUTCOME.get(Action(decision.action), "throttled")
+        if decision.action != Action.ALLOW or decision.would_action != Action.ALLOW:
+            return "observed"
+        return "allowed"

@@ -1,0 +1,174 @@
+"""Who is asking: the API key (or a user callable's account id) and the client address.
+
+The API key is read from ``Authorization: Bearer``, ``x-api-key`` (Anthropic), ``x-goog-api-key`` or the
+``key`` query parameter (Gemini). With duplicate headers the first value wins, as Starlette's
+``request.headers[...]`` (and so the app behind us) reads it. The raw key is handed to the engine, which
+keeps only a keyed hash; the adapter's own events and logs carry keyed hashes too.
+
+The client address is the socket peer, unless that peer is one of the configured trusted proxies: then
+``Forwarded`` (RFC 7239) or ``X-Forwarded-For`` is walked from the right, skipping trusted hops, and the
+first untrusted address is the client. A spoofed header from an untrusted peer is ignored (the same rule
+as uvicorn's ``--forwarded-allow-ips``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+_IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """A framework-neutral view of an inspected request, given to a user ``identify`` callable.
+
+    ``headers`` keeps every header line in order, names lower-cased (duplicates preserved).
+    ``client`` is the resolved client address (after trusted proxies), or ``None`` when unknown.
+    """
+
+    method: str
+    path: str
+    query: str
+    headers: tuple[tuple[str, str], ...]
+    client: str | None
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or ``None``."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key == lname:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        """Every value of header ``name`` (case-insensitive), in order."""
+        lname = name.lower()
+        return [value for key, value in self.headers if key == lname]
+
+
+#: A user callable mapping a request to an account id (e.g. a JWT subject), or ``None`` to fall back to
+#: the API key.
+Identify = Callable[[RequestView], "str | None"]
+
+
+def api_key(headers: Iterable[tuple[str, str]], query: str = "") -> str | None:
+    """The request's API key from the usual provider headers (first value wins), else ``None``."""
+    bearer = x_api_key = goog = None
+    for key, value in headers:
+        if key == "authorization" and bearer is None:
+            scheme, _, token = value.strip().partition(" ")
+            # A proxy may have folded duplicate lines into "Bearer a, Bearer b": keep the first.
+            token = token.split(",", 1)[0].strip()
+            if scheme.lower() == "bearer" and token:
+                bearer = token
+        elif key == "x-api-key" and x_api_key is None:
+            x_api_key = value.split(",", 1)[0].strip() or None
+        elif key == "x-goog-api-key" and goog is None:
+            goog = value.split(",", 1)[0].strip() or None
+    found = bearer or x_api_key or goog
+    if found is None and "key=" in query:
+        for name, value in parse_qsl(query, keep_blank_values=False):
+            if name == "key" and value:
+                return value
+    return found
+
+
+def _parse_address(raw: str) -> str | None:
+    """A bare IP address from a forwarded element (``1.2.3.4:80``, ``"[::1]:80"``), else ``None``."""
+    value = raw.strip().strip('"').strip()
+    if value.startswith("["):
+        end = value.find("]")
+        value = value[1:end] if end > 0 else ""
+    elif value.count(":") == 1:  # IPv4 with a port; bare IPv6 has several colons
+        value = value.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None  # "unknown", "_hidden" obfuscated identifiers, garbage
+
+
+def _forwarded_for(values: list[str]) -> list[str | None]:
+    """The ``for=`` addresses of RFC 7239 ``Forwarded`` header lines, in hop order."""
+    hops: list[str | None] = []
+    for line in values:
+        for element in line.split(","):
+            found: str | None = None
+            seen = False
+            for pair in element.split(";"):
+                name, sep, value = pair.partition("=")
+                if sep and name.strip().lower() == "for":
+                    found = _parse_address(value)
+                    seen = True
+                    break
+            if seen:
+                hops.append(found)
+    return hops
+
+
+class TrustedProxies:
+    """The set of proxy addresses (IPs or CIDR networks) whose forwarding headers are believed."""
+
+    __slots__ = ("_networks", "networks")
+
+    def __init__(self, proxies: Iterable[str] = ()) -> None:
+        if isinstance(proxies, str):
+            proxies = [p for p in proxies.split(",") if p.strip()]
+        networks: list[_IPNetwork] = []
+        for item in proxies:
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError as exc:
+                raise ValueError(f"trusted proxy {item!r} is not an IP address or network") from exc
+        self._networks = tuple(networks)
+        self.networks: tuple[str, ...] = tuple(str(n) for n in networks)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def __repr__(self) -> str:
+        return f"TrustedProxies({list(self.networks)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrustedProxies) and other.networks == self.networks
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def trusts(self, address: str | None) -> bool:
+        """Whether ``address`` belongs to a trusted proxy."""
+        if address is None or not self._networks:
+            return False
+        try:
+            ip: _IPAddress = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
+
+    def client_ip(self, peer: str | None, headers: Iterable[tuple[str, str]]) -> str | None:
+        """The client address for a request from socket ``peer`` with these headers."""
+        if not self.trusts(peer):
+            return peer
+        forwarded: list[str] = []
+        xff: list[str] = []
+        for key, value in headers:
+            if key == "forwarded":
+                forwarded.append(value)
+            elif key == "x-forwarded-for":
+                xff.append(value)
+        hops: list[str | None]
+        if forwarded:
+            hops = _forwarded_for(forwarded)
+        elif xff:
+            hops = [_parse_address(part) for line in xff for part in line.split(",")]
+        else:
+            return peer
+        # Walk from the nearest hop outwards; the first address not ours is the client.
+        for hop in reversed(hops):
+            if hop is None:
+                return None  # an unparseable or obfuscated hop: the client is unknown beyond it
+            if not self.trusts(hop):
+                return hop
+        return hops[0] if hops and hops[0] is not None else peer

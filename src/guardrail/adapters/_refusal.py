@@ -1,0 +1,170 @@
+"""Refusals in the provider's own error shape, and the rate-limit headers.
+
+A client SDK must understand our refusal as the provider's own: the official OpenAI and Anthropic SDKs
+raise ``RateLimitError`` on 429 and honour ``retry-after-ms`` / ``Retry-After`` (when at most 60 s),
+and ``x-should-retry: false`` stops them retrying a 403 block (which would triple the traffic).
+The message is deliberately generic: detection details stay server-side.
+
+Headers follow draft-ietf-httpapi-ratelimit-headers-10 (``RateLimit-Policy: "name";q=..;w=..`` and
+``RateLimit: "name";r=..;t=..``) and OpenAI's ``x-ratelimit-*-requests`` family.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from ._routes import Provider
+
+Headers = list[tuple[bytes, bytes]]
+
+# status -> (OpenAI type, OpenAI code, Anthropic type, Gemini status, generic message)
+_KINDS: dict[int, tuple[str, str, str, str, str]] = {
+    429: (
+        "rate_limit_error",
+        "rate_limit_exceeded",
+        "rate_limit_error",
+        "RESOURCE_EXHAUSTED",
+        "Rate limited.",
+    ),
+    403: ("permission_error", "blocked", "permission_error", "PERMISSION_DENIED", "Blocked."),
+    413: (
+        "invalid_request_error",
+        "request_too_large",
+        "request_too_large",
+        "INVALID_ARGUMENT",
+        "Request body too large.",
+    ),
+    400: (
+        "invalid_request_error",
+        "invalid_request",
+        "invalid_request_error",
+        "INVALID_ARGUMENT",
+        "Invalid request body.",
+    ),
+    408: (
+        "invalid_request_error",
+        "request_timeout",
+        "invalid_request_error",
+        "DEADLINE_EXCEEDED",
+        "Request timeout.",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A complete response: status, headers (lower-case bytes) and a JSON body."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+#: Longest wait advertised (a day): beyond it a client should not be told to wait, just to stop.
+MAX_RETRY_AFTER = 86_400.0
+
+
+def retry_after_ms(retry_after: float) -> int:
+    """Milliseconds to wait, at least 1, at most a day (non-finite and negative input treated as 1 s)."""
+    if not math.isfinite(retry_after) or retry_after <= 0:
+        return 1000
+    return max(1, math.ceil(min(retry_after, MAX_RETRY_AFTER) * 1000))
+
+
+def retry_after_seconds(retry_after: float) -> int:
+    """``Retry-After`` is an integer: rounded up from the milliseconds, never 0 ("retry now")."""
+    return (retry_after_ms(retry_after) + 999) // 1000
+
+
+def _error_body(provider: Provider, status: int, message: str) -> bytes:
+    openai_type, code, anthropic_type, gemini_status, _ = _KINDS[status]
+    payload: object
+    if provider == "anthropic":
+        payload = {"type": "error", "error": {"type": anthropic_type, "message": message}}
+    elif provider == "gemini":
+        payload = {"error": {"code": status, "message": message, "status": gemini_status}}
+    else:
+        payload = {"error": {"message": message, "type": openai_type, "param": None, "code": code}}
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def refusal(
+    provider: Provider,
+    status: int,
+    *,
+    retry_after: float = 0.0,
+    limit: float | None = None,
+    reset_after: float | None = None,
+    unit: str = "requests",
+) -> Refusal:
+    """The response for a refused request (429 throttle, 403 block, 413 too large, 408 stalled, 400)."""
+    if status not in _KINDS:
+        raise ValueError(f"no refusal shape for status {status}")
+    message = _KINDS[status][4]
+    headers: Headers = [(b"content-type", b"application/json")]
+    if status == 429:
+        millis = retry_after_ms(retry_after)
+        seconds = (millis + 999) // 1000
+        message = f"Rate limited. Retry after {seconds} second{'s' if seconds != 1 else ''}."
+        headers += [
+            (b"retry-after", str(seconds).encode()),
+            (b"retry-after-ms", str(millis).encode()),
+            (b"x-should-retry", b"true"),
+        ]
+        if limit is not None:
+            reset = reset_after if reset_after is not None else retry_after
+            headers += rate_limit_headers(limit, 0.0, reset, unit)
+    elif status == 403:
+        headers.append((b"x-should-retry", b"false"))
+    elif status in (400, 408, 413):
+        headers += [(b"x-should-retry", b"false"), (b"connection", b"close")]
+    body = _error_body(provider, status, message)
+    headers.append((b"content-length", str(len(body)).encode()))
+    return Refusal(status, headers, body)
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's reset format: ``"1s"``, ``"6m0s"``, ``"1h2m3s"``, ``"250ms"``."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def rate_limit_headers(
+    limit: float, remaining: float | None, reset_after: float | None, unit: str = "requests"
+) -> Headers:
+    """IETF ``RateLimit-Policy`` / ``RateLimit`` and OpenAI ``x-ratelimit-*-<unit>`` headers.
+
+    ``limit`` is the bucket's capacity (``unit``: ``"requests"`` for the request quota, ``"tokens"`` for
+    the engine's token buckets), ``remaining`` what is left now and ``reset_after`` the seconds until the
+    bucket is full again. The policy is named after its unit; the window is not known here, so ``w`` is
+    left out (it is optional in the draft).
+    """
+    if unit not in ("requests", "tokens"):
+        raise ValueError(f"unit must be 'requests' or 'tokens', got {unit!r}")
+    if not math.isfinite(limit) or limit < 0:
+        return []
+    quota = int(limit)
+    left = quota if remaining is None or not math.isfinite(remaining) else max(0, min(quota, int(remaining)))
+    name = f'"{unit}"'
+    policy = f"{name};q={quota}"
+    current = f"{name};r={left}"
+    headers: Headers = [(b"ratelimit-policy", policy.encode())]
+    reset = reset_after if reset_after is not None and math.isfinite(reset_after) and reset_after > 0 else 0.0
+    current += f";t={math.ceil(reset)}"
+    headers += [
+        (b"ratelimit", current.encode()),
+        (f"x-ratelimit-limit-{unit}".encode(), str(quota).encode()),
+        (f"x-ratelimit-remaining-{unit}".encode(), str(left).encode()),
+        (f"x-ratelimit-reset-{unit}".encode(), _duration(reset).encode()),
+    ]
+    return headers

@@ -1,0 +1,345 @@
+"""``GuardrailWSGI``: the same guard in front of a WSGI app (``app.wsgi_app = GuardrailWSGI(app.wsgi_app)``).
+
+Same routes, identity, refusals, headers and settlement as the ASGI twin. WSGI care, after werkzeug: the
+body is read with ``CONTENT_LENGTH`` (checked against the cap first) or, for chunked requests the server
+marks with ``wsgi.input_terminated``, up to the cap; it is replayed with ``BytesIO`` and a corrected
+``CONTENT_LENGTH``, the originals kept under ``environ["guardrail.orig"]``; the app's iterable is
+wrapped only to watch chunks and always has its ``close()`` called. Read deadlines are the server's
+(gunicorn ``--timeout``, werkzeug's socket timeout): a read that times out or fails gets 408 / 400.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..engine import Decision, Guard
+from ..limiter import MultiResult
+from ._build import resolve_guard
+from ._core import DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
+from ._events import OnEvent, logger
+from ._identity import Identify
+from ._quota import applies, merge
+from ._refusal import Headers, Refusal, refusal
+from ._routes import Provider
+from ._usage import SSEUsageScanner, usage_from_json
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+_READ_CHUNK = 64 * 1024
+_STATUS_LINES = {400: "400 Bad Request", 403: "403 Forbidden", 408: "408 Request Timeout"}
+_STATUS_LINES |= {413: "413 Content Too Large", 429: "429 Too Many Requests"}
+
+
+class _Chained(io.RawIOBase):
+    """A prefix already read, then the rest of the original input (for uninspected pass-through)."""
+
+    def __init__(self, prefix: bytes, rest: Any) -> None:
+        self._prefix = io.BytesIO(prefix)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        n = self._prefix.readinto(view)
+        if n:
+            return n
+        data = self._rest.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def _read(environ: WSGIEnvironment, max_bytes: int) -> tuple[str, bytes]:
+    """``(status, body)``; status is complete / too_large / bad_length / timeout / disconnected."""
+    stream = environ.get("wsgi.input")
+    raw_length = environ.get("CONTENT_LENGTH", "")
+    if stream is None:
+        return "complete", b""
+    length: int | None = None
+    if raw_length:
+        text = str(raw_length).strip()
+        if not text.isdigit():
+            return "bad_length", b""
+        length = int(text)
+        if length > max_bytes:
+            return "too_large", b""
+    elif not environ.get("wsgi.input_terminated"):
+        return "complete", b""  # WSGI: no length and no terminated stream means no body
+    want = length if length is not None else max_bytes + 1
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < want:
+            data = stream.read(min(_READ_CHUNK, want - size))
+            if not data:
+                break
+            chunks.append(data)
+            size += len(data)
+    except TimeoutError:
+        return "timeout", b"".join(chunks)
+    except (OSError, ValueError):
+        return "disconnected", b"".join(chunks)
+    body = b"".join(chunks)
+    if length is not None and size < length:
+        return "disconnected", body
+    if size > max_bytes:
+        return "too_large", body
+    return "complete", body
+
+
+def _respond(start_response: StartResponse, r: Refusal) -> list[bytes]:
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in r.headers]
+    start_response(_STATUS_LINES.get(r.status, f"{r.status} Error"), headers)
+    return [r.body]
+
+
+class GuardrailWSGI:
+    """WSGI middleware; the same keyword-only options as ``Guardrail`` (``guard`` is a sync ``Guard``).
+
+    ``body_timeout`` is accepted for symmetry but WSGI reads block: the server's socket timeout applies.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        guard: Guard | None = None,
+        storage: str | None = None,
+        account_rpm: float | None = None,
+        guard_options: Mapping[str, Any] | None = None,
+        observe_only: bool = False,
+        routes: Mapping[str, str] | None = None,
+        identify: Identify | None = None,
+        trusted_proxies: Iterable[str] | str = (),
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        on_oversize: str = "refuse",
+        body_timeout: float = 30.0,
+        rate_limit_headers: bool = True,
+        on_event: OnEvent | None = None,
+        secret: str | bytes | None = None,
+    ) -> None:
+        self.app = app
+        self.core = Core(
+            routes=routes,
+            identify=identify,
+            trusted_proxies=trusted_proxies,
+            max_body_bytes=max_body_bytes,
+            on_oversize=on_oversize,
+            body_timeout=body_timeout,
+            observe_only=observe_only,
+            rate_limit_headers=rate_limit_headers,
+            on_event=on_event,
+            secret=secret,
+        )
+        self.guard: Guard = resolve_guard(
+            asynchronous=False,
+            guard=guard,
+            storage=storage,
+            account_rpm=account_rpm,
+            observe_only=observe_only,
+            secret=self.core.secret,
+            options=guard_options,
+        )
+        self.core.attach_quota(account_rpm, self.guard)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(app={self.app!r}, guard={self.guard!r})"
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+        provider = self.core.routes.match(path)
+        if provider is None:
+            return self.app(environ, start_response)
+        return self._inspect(environ, start_response, path, provider)
+
+    def _inspect(
+        self, environ: WSGIEnvironment, start_response: StartResponse, path: str, provider: Provider
+    ) -> Iterable[bytes]:
+        core = self.core
+        status, body = _read(environ, core.max_body_bytes)
+        original = {"wsgi.input": environ.get("wsgi.input"), "CONTENT_LENGTH": environ.get("CONTENT_LENGTH")}
+        environ["guardrail.orig"] = original
+        inspected = status == "complete"
+        if inspected:
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        elif status == "too_large" and body:
+            environ["wsgi.input"] = io.BufferedReader(_Chained(body, original["wsgi.input"]))
+        account: str | None = None
+        ip: str | None = None
+        try:
+            headers = _headers(environ)
+            account, ip = core.who(
+                "POST", path, environ.get("QUERY_STRING", ""), headers, environ.get("REMOTE_ADDR")
+            )
+        except Exception as exc:
+            logger.exception("guardrail identity failed; request passed through")
+            core.event(path=path, provider=provider, account=None, ip=None, outcome="error", error=repr(exc))
+            return self.app(environ, start_response)
+
+        if status in ("timeout", "disconnected"):
+            code = 408 if status == "timeout" else 400
+            core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)
+            return _respond(start_response, refusal(provider, code))
+        quota: MultiResult | None = None
+        if not inspected and core.on_oversize == "refuse":
+            code = 413 if status == "too_large" else 400
+            core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)
+            return _respond(start_response, refusal(provider, code))
+
+        try:
+            decision = self.guard.check(core.facts(account, ip, path, body if inspected else None))
+            if core.quota is not None and applies(decision):
+                quota = core.quota.consume(account)
+                if not quota.allowed:
+                    if not core.observe_only:
+                        self.guard.settle(decision, 0)  # nothing will be generated: refund
+                    decision = merge(decision, quota, core.observe_only)
+            refused = core.verdict(decision, provider, quota)
+        except Exception as exc:
+            logger.exception("guardrail inspection failed; request passed through")
+            core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=repr(exc))
+            return self.app(environ, start_response)
+        if refused is not None:
+            core.event(
+                path=path,
+                provider=provider,
+                account=account,
+                ip=ip,
+                outcome=core.outcome(decision, refused),
+                decision=decision,
+                status=refused.status,
+            )
+            return _respond(start_response, refused)
+        core.event(
+            path=path,
+            provider=provider,
+            account=account,
+            ip=ip,
+            outcome=core.outcome(decision, None) if inspected else "passed_uninspected",
+            decision=decision,
+        )
+        watcher = _Watcher(self.guard, decision, core.allow_headers(decision, quota))
+
+        def _start_response(
+            status_line: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
+        ) -> Any:
+            return start_response(status_line, watcher.start(status_line, headers), exc_info)
+
+        try:
+            result = self.app(environ, _start_response)
+        except BaseException:
+            watcher.status = 500
+            watcher.finish()
+            raise
+        return _WatchedIterable(result, watcher)
+
+
+def _headers(environ: WSGIEnvironment) -> list[tuple[str, str]]:
+    """Request headers from the environ, lower-cased, as the ASGI side sees them."""
+    out: list[tuple[str, str]] = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            out.append((key[5:].replace("_", "-").lower(), str(value)))
+    return out
+
+
+class _Watcher:
+    """Per-request response state: headers added at start, usage read from chunks, one settle."""
+
+    __slots__ = ("_decision", "_done", "_extra", "_guard", "_json", "_json_size", "_sse", "status")
+
+    def __init__(self, guard: Guard, decision: Decision, extra: Headers) -> None:
+        self._guard = guard
+        self._decision = decision
+        self._extra = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in extra]
+        self._sse: SSEUsageScanner | None = None
+        self._json: list[bytes] | None = None
+        self._json_size = 0
+        self._done = False
+        self.status: int | None = None
+
+    def start(self, status_line: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        try:
+            self.status = int(status_line.split(" ", 1)[0])
+        except ValueError:
+            self.status = None
+        content_type = ""
+        has_ratelimit = False
+        for key, value in headers:
+            lkey = key.lower()
+            if lkey == "content-type":
+                content_type = value.lower()
+            elif lkey in ("ratelimit", "x-ratelimit-limit-requests"):
+                has_ratelimit = True
+        self._sse = None
+        self._json = None
+        if self.status is not None and 200 <= self.status < 300:
+            if content_type.startswith("text/event-stream"):
+                self._sse = SSEUsageScanner()
+            elif "json" in content_type:
+                self._json = []
+        if self._extra and not has_ratelimit:
+            return [*headers, *self._extra]
+        return headers
+
+    def chunk(self, data: bytes) -> None:
+        if self._sse is not None:
+            self._sse.feed(data)
+        elif self._json is not None and data:
+            self._json_size += len(data)
+            if self._json_size <= MAX_USAGE_BODY:
+                self._json.append(data)
+            else:
+                self._json = None
+
+    def finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            tokens: int | None
+            if self.status is None or not (200 <= self.status < 300):
+                tokens = 0
+            elif self._sse is not None:
+                self._sse.close()
+                tokens = self._sse.tokens
+            elif self._json:
+                tokens = usage_from_json(b"".join(self._json))
+            else:
+                tokens = None
+            if tokens is not None:
+                self._guard.settle(self._decision, tokens)
+        except Exception:
+            logger.exception("guardrail settle failed; ignored")
+
+
+class _WatchedIterable:
+    """The app's iterable, chunk by chunk (never buffered), with ``close()`` always forwarded."""
+
+    __slots__ = ("_result", "_watcher")
+
+    def __init__(self, result: Iterable[bytes], watcher: _Watcher) -> None:
+        self._result = result
+        self._watcher = watcher
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._result:
+            self._watcher.chunk(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._watcher.finish()

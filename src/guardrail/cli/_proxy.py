@@ -1,0 +1,194 @@
+"""``guardrail proxy --upstream URL``: guardrail as a reverse proxy in front of any OpenAI-compatible server.
+
+For model servers not written in Python (llama.cpp, TGI, Ollama, a vendor gateway): uvicorn serves a small
+ASGI app that forwards every request to ``--upstream`` with httpx, streaming the response back chunk by
+chunk (server-sent events included), wrapped in the ``Guardrail`` middleware. Hop-by-hop headers are
+dropped both ways; the upstream's status, headers and body are otherwise passed on unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .._types import Message, Receive, Scope, Send
+
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    }
+)
+
+
+class ProxyApp:
+    """A minimal streaming reverse proxy as an ASGI app (its own httpx client, opened at lifespan)."""
+
+    def __init__(
+        self, upstream: str, *, timeout: float = 600.0, client: httpx.AsyncClient | None = None
+    ) -> None:
+        parts = urlsplit(upstream)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"--upstream must be an http(s) URL, got {upstream!r}")
+        self.upstream = upstream.rstrip("/")
+        self._timeout = httpx.Timeout(timeout, connect=10.0)
+        self._client = client
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # websockets are not proxied: returning closes the connection
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        query = scope.get("query_string", b"")
+        url = self.upstream + scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        if query:
+            url += "?" + query.decode("latin-1")
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in _HOP_BY_HOP]
+        client = self._http()
+        request = client.build_request(scope["method"], url, headers=headers, content=bytes(body))
+        try:
+            upstream = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            await _bad_gateway(send, f"upstream unreachable: {type(exc).__name__}")
+            return
+        try:
+            out = [(k.lower(), v) for k, v in upstream.headers.raw if k.lower() not in _HOP_BY_HOP]
+            await send({"type": "http.response.start", "status": upstream.status_code, "headers": out})
+            async for chunk in upstream.aiter_raw():
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.HTTPError:
+            # Headers are already sent: all we can do is end the body.
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await upstream.aclose()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._http()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _bad_gateway(send: Send, text: str) -> None:
+    error = {"error": {"message": text, "type": "api_error", "param": None, "code": "bad_gateway"}}
+    body = json.dumps(error, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 502, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def build_app(args: argparse.Namespace) -> Any:
+    """The proxy wrapped in ``Guardrail``, from parsed arguments."""
+    from ..adapters import Guardrail
+
+    options: dict[str, Any] = {"storage": args.storage, "observe_only": args.observe_only}
+    if args.account_rpm is not None:
+        options["account_rpm"] = args.account_rpm
+    if args.trusted_proxies:
+        options["trusted_proxies"] = args.trusted_proxies
+    if args.max_body_bytes is not None:
+        options["max_body_bytes"] = args.max_body_bytes
+    return Guardrail(ProxyApp(args.upstream, timeout=args.timeout), **options)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "proxy",
+        help="run guardrail as a reverse proxy in front of an OpenAI-compatible server",
+        description="Forward every request to --upstream through the guardrail middleware (streaming kept).",
+    )
+    parser.add_argument("--upstream", required=True, help="upstream base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    parser.add_argument("--storage", default="memory://", help="storage URI (memory:// or redis://...)")
+    parser.add_argument("--account-rpm", type=float, default=None, help="requests per minute per account")
+    parser.add_argument("--observe-only", action="store_true", help="decide and record, never refuse")
+    parser.add_argument("--trusted-proxies", default="", help="comma-separated proxy IPs/CIDRs to trust")
+    parser.add_argument("--max-body-bytes", type=int, default=None, help="request body cap")
+    parser.add_argument("--timeout", type=float, default=600.0, help="upstream read timeout, seconds")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (use Redis if > 1)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.workers < 1:
+        print("guardrail proxy: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        app = build_app(args)  # validates every option, even when workers build their own
+    except ValueError as exc:
+        print(f"guardrail proxy: {exc}", file=sys.stderr)
+        return 2
+    common: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": "warning",
+        "proxy_headers": False,
+    }
+    if args.workers == 1:
+        uvicorn.run(app, **common)
+        return 0
+    # Worker processes import the app themselves: hand the options over through the environment.
+    os.environ["GUARDRAIL_UPSTREAM"] = args.upstream
+    os.environ["GUARDRAIL_UPSTREAM_TIMEOUT"] = str(args.timeout)
+    os.environ["GUARDRAIL_STORAGE"] = args.storage
+    os.environ["GUARDRAIL_OBSERVE_ONLY"] = "1" if args.observe_only else "0"
+    if args.account_rpm is not None:
+        os.environ["GUARDRAIL_ACCOUNT_RPM"] = str(args.account_rpm)
+    if args.trusted_proxies:
+        os.environ["GUARDRAIL_TRUSTED_PROXIES"] = args.trusted_proxies
+    if args.max_body_bytes is not None:
+        os.environ["GUARDRAIL_MAX_BODY_BYTES"] = str(args.max_body_bytes)
+    uvicorn.run("guardrail.cli._proxy:app_from_env", factory=True, workers=args.workers, **common)
+    return 0
+
+
+def app_from_env() -> Any:
+    """Factory for ``uvicorn --factory guardrail.cli._proxy:app_from_env`` (``GUARDRAIL_UPSTREAM`` etc.)."""
+    from ..adapters import GuardrailFromEnv
+
+    upstream = os.environ.get("GUARDRAIL_UPSTREAM", "")
+    timeout = float(os.environ.get("GUARDRAIL_UPSTREAM_TIMEOUT", "600"))
+    return GuardrailFromEnv(ProxyApp(upstream, timeout=timeout))

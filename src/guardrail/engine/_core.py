@@ -1,0 +1,303 @@
+"""What ``Guard`` and ``AsyncGuard`` share: turning facts into an observation, re-clustering into a
+published table, and an observed request into a decision. No I/O here: the twins do the store and limiter
+calls (sync or async) around these steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from guardrail._hashing import default_secret, hash_identifier
+from guardrail.limiter import BucketRequest, MultiResult
+
+from ._features import observation, prompt_of
+from ._linkage import Cluster, LinkageSettings, cluster_accounts
+from ._policy import Policy
+from ._types import Action, Decision, Event, RequestFacts
+from .store import AccountProfile, ClusterTable, ClusterVerdict, Observation, Observed
+
+__all__ = ["Core", "Ticket"]
+
+_ALLOW_REASONS: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What ``settle`` needs: the buckets charged and the output tokens assumed when charging."""
+
+    buckets: tuple[BucketRequest, ...]
+    assumed_output: int
+    ts: float | None
+
+
+@dataclass(slots=True)
+class Prepared:
+    obs: Observation
+    text: str
+    max_output: int | None
+    cost: float
+    offline: bool
+
+
+class Core:
+    """Shared state and logic of a guard (one per ``Guard``)."""
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        linkage: LinkageSettings,
+        secret: bytes | None,
+        on_event: Callable[[Event], None] | None,
+        keep_samples: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        self.policy = policy
+        self.linkage = linkage
+        self.secret = secret if secret is not None else default_secret()
+        self.on_event = on_event
+        self.keep_samples = keep_samples
+        self.clock = clock
+        self._ids: OrderedDict[str, str] = OrderedDict()
+        #: hashed id -> raw id, kept only with keep_samples (offline reports map ids back in memory).
+        self.raw_ids: dict[str, str] = {}
+        #: part -> redacted-later text sample, kept only with keep_samples.
+        self.samples: dict[int, str] = {}
+        self.last_clusters: list[Cluster] = []
+        self.version = 0
+        self.requests = 0
+        self.since_recluster = 0
+        self.last_recluster_ts: float | None = None
+
+    # -- request path ---------------------------------------------------------------------------------
+    def account_id(self, raw: str) -> str:
+        cached = self._ids.get(raw)
+        if cached is None:
+            cached = hash_identifier(raw, self.secret, namespace="account")
+            self._ids[raw] = cached
+            if len(self._ids) > 100_000:
+                self._ids.popitem(last=False)
+            if self.keep_samples:
+                self.raw_ids[cached] = raw
+        return cached
+
+    def prepare(self, facts: RequestFacts) -> Prepared:
+        if not isinstance(facts, RequestFacts):
+            raise TypeError(f"check() expects RequestFacts, got {type(facts).__name__}")
+        offline = facts.ts is not None
+        ts = float(facts.ts) if facts.ts is not None else self.clock()
+        prompt = prompt_of(facts.path, facts.body, facts.prompt)
+        obs, text = observation(self.account_id(facts.account), ts, prompt, facts.ip, self.secret)
+        max_output = prompt.max_output_tokens if prompt is not None else None
+        cost = self.policy.cost(obs.tokens, max_output)
+        return Prepared(obs, text, max_output, cost, offline)
+
+    def remember_sample(self, prepared: Prepared, observed: Observed) -> None:
+        """Offline only: keep the read text of the first request that carried each part (for reports)."""
+        if not self.keep_samples or not observed.parts:
+            return
+        for part in observed.parts:
+            if part not in self.samples and len(self.samples) < 50_000:
+                self.samples[part] = prepared.text[:400]
+
+    def buckets(
+        self, prepared: Prepared, observed: Observed
+    ) -> tuple[ClusterVerdict | None, Action, list[str]]:
+        """The cluster that governs this request, its action, and the reasons (server-side)."""
+        verdict = observed.cluster
+        reasons: list[str] = []
+        action = Action.ALLOW
+        if verdict is not None and verdict.action != Action.ALLOW.value:
+            action = Action(verdict.action)
+            reasons.append(f"account is in cluster {verdict.cluster} (score {verdict.score:.2f})")
+        elif observed.part_cluster is not None and observed.flagged_part is not None:
+            pc = observed.part_cluster
+            p = observed.profile
+            if (
+                pc.action != Action.ALLOW.value
+                and p.requests <= self.policy.join_max_requests
+                and p.share(observed.flagged_part) >= self.policy.join_share
+            ):
+                verdict = pc
+                action = Action(pc.action)
+                reasons.append(f"account's traffic uses the template of cluster {pc.cluster}")
+        return verdict, action, reasons
+
+    def bucket_requests(
+        self, prepared: Prepared, verdict: ClusterVerdict | None, action: Action
+    ) -> list[BucketRequest]:
+        out: list[BucketRequest] = []
+        if action is Action.THROTTLE and verdict is not None:
+            out.append(
+                BucketRequest(f"gr:cluster:{verdict.cluster}", self.policy.cluster_limit, prepared.cost)
+            )
+        if self.policy.account_limit is not None:
+            out.append(
+                BucketRequest(f"gr:acct:{prepared.obs.account}", self.policy.account_limit, prepared.cost)
+            )
+        return out
+
+    def decide(
+        self,
+        prepared: Prepared,
+        observed: Observed,
+        verdict: ClusterVerdict | None,
+        action: Action,
+        reasons: list[str],
+        charged: list[BucketRequest],
+        result: MultiResult | None,
+    ) -> Decision:
+        would = action
+        retry = 0.0
+        limit = remaining = reset = None
+        if action is Action.THROTTLE:
+            would = Action.ALLOW
+        if result is not None:
+            limit, remaining, reset = result.limit, result.remaining, result.reset_after
+            if not result.allowed:
+                would = Action.THROTTLE if action is not Action.BLOCK else Action.BLOCK
+                retry = result.retry_after
+                if action is Action.ALLOW:
+                    reasons.append("account over its own limit")
+        final = Action.ALLOW if self.policy.observe_only else would
+        evidence: Mapping[str, Any]
+        if verdict is None and not reasons:
+            evidence = {"account": prepared.obs.account}
+        else:
+            evidence = {
+                "account": prepared.obs.account,
+                "cluster": verdict.cluster if verdict else None,
+                "score": verdict.score if verdict else None,
+                "cluster_action": verdict.action if verdict else None,
+                "summary": dict(verdict.summary) if verdict else {},
+            }
+        assumed = prepared.max_output if prepared.max_output is not None else self.policy.expected_output
+        ticket = Ticket(
+            tuple(charged) if result is not None and result.allowed else (),
+            assumed,
+            prepared.obs.ts if prepared.offline else None,
+        )
+        decision = Decision(
+            action=final,
+            would_action=would,
+            retry_after=retry if final is not Action.ALLOW else 0.0,
+            limit=limit,
+            remaining=remaining,
+            reset_after=reset,
+            reasons=tuple(reasons) if reasons else _ALLOW_REASONS,
+            evidence=evidence,
+            ticket=ticket,
+        )
+        if would is not Action.ALLOW and self.on_event is not None:
+            self.emit(
+                Event(
+                    kind="decision",
+                    ts=prepared.obs.ts,
+                    account=prepared.obs.account,
+                    cluster=verdict.cluster if verdict else None,
+                    action=would.value,
+                    score=verdict.score if verdict else 0.0,
+                    data={"retry_after": retry, "observe_only": self.policy.observe_only},
+                )
+            )
+        return decision
+
+    def settle_requests(
+        self, decision: Decision, output_tokens: int
+    ) -> tuple[list[BucketRequest], float | None]:
+        ticket = decision.ticket
+        if not isinstance(ticket, Ticket) or not ticket.buckets:
+            return [], None
+        if isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 0:
+            raise ValueError(f"output_tokens must be an int >= 0, got {output_tokens!r}")
+        delta = float(output_tokens - ticket.assumed_output)
+        if delta == 0.0:
+            return [], None
+        return [BucketRequest(b.key, b.limit, delta) for b in ticket.buckets], ticket.ts
+
+    # -- re-clustering --------------------------------------------------------------------------------
+    def due(self, ts: float, accounts_hint: int) -> bool:
+        """Inline schedule: every ``max(2000, accounts/2)`` requests or 60 s of log time, whichever first
+        (amortised O(1) per request however many accounts there are)."""
+        self.requests += 1
+        self.since_recluster += 1
+        if self.last_recluster_ts is None:
+            self.last_recluster_ts = ts
+        every = max(2000, accounts_hint // 2)
+        if self.since_recluster >= every:
+            return True
+        return ts - self.last_recluster_ts >= 60.0 and self.since_recluster >= max(200, accounts_hint // 20)
+
+    def build_table(self, profiles: Iterable[AccountProfile], ts: float, base_version: int) -> ClusterTable:
+        clusters = cluster_accounts(profiles, self.linkage)
+        self.since_recluster = 0
+        self.last_recluster_ts = ts
+        verdicts: dict[str, ClusterVerdict] = {}
+        assignment: dict[str, str] = {}
+        parts: dict[int, str] = {}
+        for c in clusters:
+            f = c.features
+            summary = {
+                "accounts": f.size,
+                "requests": f.requests,
+                "concentration": round(f.concentration, 3),
+                "flatness": round(f.flatness, 3),
+                "elicitation": round(f.elicitation, 3),
+                "colocation": round(f.colocation, 3),
+                "shared_ranges": f.shared_ranges,
+                "conversation": round(f.conversation, 3),
+                "evidence": list(c.evidence),
+            }
+            provisional = ClusterVerdict(c.id, c.score, Action.ALLOW.value, f.size, summary)
+            action = self.policy.cluster_action(provisional)
+            verdict = ClusterVerdict(c.id, c.score, action.value, f.size, summary)
+            verdicts[c.id] = verdict
+            for a in c.accounts:
+                assignment[a] = c.id
+            if action is not Action.ALLOW:
+                for part in c.parts:
+                    parts.setdefault(part, c.id)
+        self.emit_changes(clusters, verdicts, ts)
+        self.last_clusters = clusters
+        self.version = max(self.version, base_version) + 1
+        return ClusterTable(self.version, verdicts, assignment, parts)
+
+    def emit_changes(
+        self, clusters: list[Cluster], verdicts: Mapping[str, ClusterVerdict], ts: float
+    ) -> None:
+        if self.on_event is None:
+            return
+        before = {c.id: c for c in self.last_clusters}
+        old_actions = getattr(self, "_old_actions", {})
+        new_actions = {cid: v.action for cid, v in verdicts.items()}
+        for cid, v in verdicts.items():
+            prev = old_actions.get(cid)
+            if prev == v.action:
+                continue
+            if v.action == Action.ALLOW.value and prev is None:
+                continue
+            kind = "cluster.flagged" if prev in (None, Action.ALLOW.value) else "cluster.changed"
+            if v.action == Action.ALLOW.value:
+                kind = "cluster.cleared"
+            self.emit(Event(kind, ts, None, cid, v.action, v.score, dict(v.summary)))
+        for cid, action in old_actions.items():
+            if cid not in verdicts and action != Action.ALLOW.value and cid in before:
+                self.emit(Event("cluster.cleared", ts, None, cid, Action.ALLOW.value, 0.0, {}))
+        self._old_actions = new_actions
+
+    def emit(self, event: Event) -> None:
+        hook = self.on_event
+        if hook is None:
+            return
+        try:
+            hook(event)
+        except Exception:  # a broken hook must never break the request path
+            return
+
+
+def now_or(ts: float | None) -> float:
+    return time.time() if ts is None else ts

@@ -1,0 +1,177 @@
+"""One request's facts reduced to an :class:`~guardrail.engine.store.Observation` (pure, no state).
+
+Why word 3-gram shingles and not whole lines: campaigns paraphrase their wrappers (synonym swaps, reordered
+clauses), which changes the hash of every line it touches, while most three-word windows survive a swap
+elsewhere in the sentence. A shingle that recurs across requests is a *part* of some template; a shingle
+seen once is fill. Only the numerically smallest shingle hashes are kept (a consistent sample: the same
+wrapper always yields the same sample, whatever its fill), so a long prompt costs no more than a short one.
+
+The system text and the latest user turn are read as one sequence of words, so moving a template from the
+user turn into the system message changes nothing. Earlier turns are left out: a chat client that resends
+the whole conversation every turn must not look like a template shared with itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from guardrail._hashing import hash_identifier
+from guardrail.elicitation import elicitation_score
+from guardrail.extract import NoPrompt, Prompt, estimate_tokens, extract
+from guardrail.fingerprint.normalize import normalize
+
+from .store import Observation
+
+__all__ = ["address_range", "has_conversation", "observation", "prompt_of", "shingles"]
+
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_K1 = np.uint64(0x9E3779B97F4A7C15)
+_K2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_S31 = np.uint64(31)
+_S27 = np.uint64(27)
+_S30 = np.uint64(30)
+_WORD_CACHE_MAX = 200_000
+_word_cache: dict[bytes, int] = {}
+# ASCII fast path: lower case and digits folded to "#" by one bytes.translate (ids and counters then differ
+# only in their letters, which breaks at most the three shingles around them).
+_ASCII_FOLD = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", b"abcdefghijklmnopqrstuvwxyz##########"
+)
+#: Characters of the system text plus latest user turn that are read (a template sits at the start or the
+#: end; reading a capped window bounds the cost of a megabyte prompt).
+MAX_TEXT_CHARS = 8_000
+
+
+def _word_hash(word: bytes) -> int:
+    h = _word_cache.get(word)
+    if h is None:
+        if len(_word_cache) >= _WORD_CACHE_MAX:
+            _word_cache.clear()
+        h = xxhash.xxh3_64_intdigest(word)
+        _word_cache[word] = h
+    return h
+
+
+def _words(text: str) -> list[bytes]:
+    """Normalised words: ``normalize`` (homoglyphs, zero-width, case, ids) for non-ASCII text; for ASCII,
+    where only case and digits can vary, one translate."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_FOLD).split()
+    return normalize(text).encode("utf-8", "surrogatepass").split()
+
+
+def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
+    """The ``limit`` smallest distinct 64-bit hashes of the word 3-grams of ``normalize(text)``.
+
+    Texts of one or two words give one shingle (the whole text). Deterministic across processes.
+    """
+    words = _words(text)
+    if not words:
+        return ()
+    if len(words) < 3:
+        return (xxhash.xxh3_64_intdigest(b" ".join(words)),)
+    a = np.fromiter(map(_word_hash, words), dtype=np.uint64, count=len(words))
+    with np.errstate(over="ignore"):
+        h = a[:-2] * _K1 + a[1:-1] * _K2 + a[2:]
+        h ^= h >> _S30
+        h *= _MIX1
+        h ^= h >> _S27
+        h *= _MIX2
+        h ^= h >> _S31
+    h.sort()
+    keep = np.empty(len(h), dtype=bool)
+    keep[0] = True
+    np.not_equal(h[1:], h[:-1], out=keep[1:])
+    return tuple(h[keep][:limit].tolist())
+
+
+def has_conversation(prompt: Prompt) -> bool:
+    """True when an assistant turn precedes the latest user turn: the request continues a conversation."""
+    return any(t.role == "assistant" for t in prompt.turns)
+
+
+@lru_cache(maxsize=65_536)
+def _range_of(ip: str) -> str | None:
+    try:
+        addr = ipaddress.ip_address(ip.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    bits = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
+
+
+def address_range(ip: str | None) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network of ``ip`` as text, or ``None`` when absent or unparsable."""
+    if not ip or not isinstance(ip, str):
+        return None
+    return _range_of(ip)
+
+
+def prompt_of(
+    path: str, body: bytes | str | Mapping[str, Any] | None, prompt: Prompt | None
+) -> Prompt | None:
+    """The request's prompt: the one given, else extracted from the body; ``None`` when there is none."""
+    if prompt is not None:
+        return prompt
+    if body is None:
+        return None
+    found = extract(path, body)
+    return None if isinstance(found, NoPrompt) else found
+
+
+def _sampled(text: str, secret: bytes) -> bool:
+    """A keyed-random quarter of requests get an elicitation score (the costliest feature; only its mean
+    per account or group is used). Keyed, so a client cannot choose which of its prompts are scored."""
+    digest = hashlib.blake2b(text[:512].encode("utf-8", "surrogatepass"), digest_size=1, key=secret[:64])
+    return digest.digest()[0] & 3 == 0
+
+
+def observation(
+    account: str,
+    ts: float,
+    prompt: Prompt | None,
+    ip: str | None,
+    secret: bytes,
+    *,
+    max_segments: int = 64,
+) -> tuple[Observation, str]:
+    """Build the observation of one request; also returns the read text window (for optional samples).
+
+    ``account`` must already be the keyed hash. The address range is hashed with the same secret.
+    """
+    rng = address_range(ip)
+    prefix = hash_identifier(rng, secret, namespace="range") if rng is not None else None
+    if prompt is None:
+        return Observation(account=account, ts=ts, segments=(), prefix=prefix), ""
+    text = f"{prompt.system}\n{prompt.user}" if prompt.system else prompt.user
+    if len(text) > MAX_TEXT_CHARS:
+        half = MAX_TEXT_CHARS // 2
+        text = text[:half] + "\n" + text[-half:]
+    segs = shingles(text, max_segments)
+    elic: float | None = None
+    if text and _sampled(text, secret):
+        elic = elicitation_score(text)
+        if not math.isfinite(elic):
+            elic = 0.0
+    tokens = estimate_tokens(prompt.text) if len(prompt.text) < 400_000 else len(prompt.text) // 4
+    obs = Observation(
+        account=account,
+        ts=ts,
+        segments=segs,
+        prefix=prefix,
+        tokens=tokens,
+        elicitation=None if elic is None else min(1.0, max(0.0, elic)),
+        conversation=has_conversation(prompt),
+    )
+    return obs, text

@@ -1,0 +1,251 @@
+"""``Guard`` and ``AsyncGuard``: the engine's library API, tying features, store, linkage, policy and the
+token-bucket limiter together.
+
+Hot path per request: extract and reduce the prompt (no state), one store call (``observe``), at most one
+limiter call (only when a cluster bucket or an account quota applies). Re-clustering runs off the request
+path: in a background thread (``Guard``) or task (``AsyncGuard``) every ``recluster_interval`` seconds for
+live traffic, and inline on the log's own clock for replayed requests (``RequestFacts.ts`` set), so that an
+offline replay is deterministic and agrees with ``guardrail analyze``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from guardrail.limiter import Limiter, MultiResult
+
+from ._core import Core, Prepared
+from ._linkage import Cluster, LinkageSettings
+from ._memory import MemoryEngineStore
+from ._policy import Policy
+from ._types import Action, Decision, Event, RequestFacts
+from .store import ClusterTable, EngineStore, StoreSettings
+
+__all__ = ["AsyncGuard", "Guard", "open_store"]
+
+
+def open_store(
+    storage: str | EngineStore, settings: StoreSettings | None = None, **options: Any
+) -> EngineStore:
+    """``"memory://"`` or ``"redis://..."`` (needs ``guardrail.engine.redis_store``), or a store instance."""
+    if not isinstance(storage, str):
+        if not isinstance(storage, EngineStore):
+            raise TypeError(f"storage must be a URI or an EngineStore, got {type(storage).__name__}")
+        return storage
+    scheme = storage.split("://", 1)[0].lower() if "://" in storage else ""
+    if scheme == "memory":
+        return MemoryEngineStore(settings)
+    if scheme in ("redis", "rediss", "redis+cluster", "unix"):
+        try:
+            from . import redis_store  # type: ignore[attr-defined]
+        except ImportError as err:
+            raise ValueError(f"storage {storage!r} needs the Redis engine store (guardrail[redis])") from err
+        store: EngineStore = redis_store.RedisEngineStore(storage, settings=settings, **options)
+        return store
+    raise ValueError(f"unsupported engine storage {storage!r}: use 'memory://' or 'redis://host:port'")
+
+
+class _Base:
+    def __init__(
+        self,
+        storage: str | EngineStore = "memory://",
+        *,
+        limiter: Limiter | str | None = None,
+        policy: Policy | None = None,
+        linkage: LinkageSettings | None = None,
+        settings: StoreSettings | None = None,
+        secret: bytes | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        recluster_interval: float = 5.0,
+        keep_samples: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not recluster_interval > 0:
+            raise ValueError(f"recluster_interval must be > 0, got {recluster_interval!r}")
+        self.store = open_store(storage, settings)
+        if limiter is None:
+            limiter = (
+                storage if isinstance(storage, str) and not storage.startswith("memory") else "memory://"
+            )
+        self.limiter = Limiter(limiter) if isinstance(limiter, str) else limiter
+        self.core = Core(
+            policy=policy or Policy(),
+            linkage=linkage or LinkageSettings(),
+            secret=secret,
+            on_event=on_event,
+            keep_samples=keep_samples,
+            clock=clock,
+        )
+        self.recluster_interval = float(recluster_interval)
+        self._owner = uuid.uuid4().hex
+
+    @property
+    def policy(self) -> Policy:
+        return self.core.policy
+
+    @property
+    def clusters(self) -> list[Cluster]:
+        """The clusters of this guard's last re-clustering (scored, with evidence), highest score first."""
+        return list(self.core.last_clusters)
+
+    def account_id(self, account: str) -> str:
+        """The keyed hash under which ``account`` is stored and reported."""
+        return self.core.account_id(account)
+
+
+class Guard(_Base):
+    """Synchronous engine: ``Guard(storage="memory://")`` works with defaults and no network.
+
+    ``check(facts) -> Decision`` on every request; ``settle(decision, output_tokens)`` once the response's
+    real usage is known; ``recluster()`` forces a re-clustering now; ``close()`` stops the background thread.
+    """
+
+    def __init__(self, storage: str | EngineStore = "memory://", **kwargs: Any) -> None:
+        super().__init__(storage, **kwargs)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._recluster_lock = threading.Lock()
+
+    def check(self, facts: RequestFacts) -> Decision:
+        core = self.core
+        prepared = core.prepare(facts)
+        observed = self.store.observe(prepared.obs)
+        core.remember_sample(prepared, observed)
+        verdict, action, reasons = core.buckets(prepared, observed)
+        charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
+        now = prepared.obs.ts if prepared.offline else None
+        result: MultiResult | None = self.limiter.consume_many(charged, now=now) if charged else None
+        decision = core.decide(prepared, observed, verdict, action, reasons, charged, result)
+        self._schedule(prepared, observed.accounts)
+        return decision
+
+    def settle(self, decision: Decision, output_tokens: int) -> None:
+        """Debit (or refund) the difference between the real output tokens and the amount assumed."""
+        requests, ts = self.core.settle_requests(decision, output_tokens)
+        if requests:
+            self.limiter.settle(requests, now=ts)
+
+    def recluster(self, now: float | None = None) -> ClusterTable:
+        """Re-cluster every profile now and publish the result (also what the background thread runs)."""
+        with self._recluster_lock:
+            ts = self.core.clock() if now is None else now
+            store = self.store
+            profiles = (
+                store.profiles_live()
+                if isinstance(store, MemoryEngineStore) and now is not None
+                else (store.profiles())
+            )
+            table = self.core.build_table(profiles, ts, store.table().version)
+            store.publish(table)
+            return table
+
+    def _schedule(self, prepared: Prepared, accounts: int) -> None:
+        if prepared.offline:
+            if self.core.due(prepared.obs.ts, accounts):
+                self.recluster(prepared.obs.ts)
+        elif self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._recluster_lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._loop, name="guardrail-recluster", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.recluster_interval):
+            with contextlib.suppress(Exception):
+                if self.store.try_lock(self._owner, self.recluster_interval * 3):
+                    self._recluster_live()
+
+    def _recluster_live(self) -> None:
+        with self._recluster_lock:
+            table = self.core.build_table(
+                self.store.profiles(), self.core.clock(), self.store.table().version
+            )
+            self.store.publish(table)
+
+    def close(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5.0)
+        self.store.close()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncGuard(_Base):
+    """Asyncio twin of :class:`Guard`: the same names, awaited; re-clustering in a background task (the
+    CPU-bound part in a worker thread so the event loop never stalls)."""
+
+    def __init__(self, storage: str | EngineStore = "memory://", **kwargs: Any) -> None:
+        super().__init__(storage, **kwargs)
+        self._task: asyncio.Task[None] | None = None
+        self._alock: asyncio.Lock | None = None
+
+    async def check(self, facts: RequestFacts) -> Decision:
+        core = self.core
+        prepared = core.prepare(facts)
+        observed = await self.store.aobserve(prepared.obs)
+        core.remember_sample(prepared, observed)
+        verdict, action, reasons = core.buckets(prepared, observed)
+        charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
+        now = prepared.obs.ts if prepared.offline else None
+        result = await self.limiter.aconsume_many(charged, now=now) if charged else None
+        decision = core.decide(prepared, observed, verdict, action, reasons, charged, result)
+        if prepared.offline:
+            if core.due(prepared.obs.ts, observed.accounts):
+                await self.recluster(prepared.obs.ts)
+        elif self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+        return decision
+
+    async def settle(self, decision: Decision, output_tokens: int) -> None:
+        requests, ts = self.core.settle_requests(decision, output_tokens)
+        if requests:
+            await self.limiter.asettle(requests, now=ts)
+
+    async def recluster(self, now: float | None = None) -> ClusterTable:
+        if self._alock is None:
+            self._alock = asyncio.Lock()
+        async with self._alock:
+            ts = self.core.clock() if now is None else now
+            profiles = await self.store.aprofiles()
+            base = (await self.store.atable()).version
+            table = await asyncio.to_thread(self.core.build_table, profiles, ts, base)
+            await self.store.apublish(table)
+            return table
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.recluster_interval)
+            with contextlib.suppress(Exception):
+                if await self.store.atry_lock(self._owner, self.recluster_interval * 3):
+                    await self.recluster()
+
+    async def aclose(self) -> None:
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._task = None
+        await self.store.aclose()
+
+    async def __aenter__(self) -> AsyncGuard:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

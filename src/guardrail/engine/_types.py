@@ -1,0 +1,83 @@
+"""The engine's request and decision value objects (the contract in docs/architecture.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+from guardrail.extract import Prompt
+
+__all__ = ["Action", "Decision", "Event", "RequestFacts"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Action(str, Enum):
+    """What the adapter does with a request."""
+
+    ALLOW = "allow"
+    THROTTLE = "throttle"  # 429 with Retry-After
+    BLOCK = "block"  # 403
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """Everything the engine needs to know about one request.
+
+    ``account`` is the raw account id or API key: it is hashed inside and never stored raw. ``ts`` is
+    seconds since the epoch (``None`` = now; offline replay passes the log's clock). ``prompt`` may be given
+    when the caller has already extracted it; otherwise it is extracted from ``body``.
+    """
+
+    account: str
+    ip: str | None = None
+    path: str = "/v1/chat/completions"
+    body: bytes | Mapping[str, Any] | None = None
+    prompt: Prompt | None = None
+    ts: float | None = None
+    hints: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.account, str):
+            raise TypeError(f"RequestFacts.account must be str, got {type(self.account).__name__}")
+        if self.ts is not None and (isinstance(self.ts, bool) or not isinstance(self.ts, (int, float))):
+            raise TypeError(f"RequestFacts.ts must be a number of seconds or None, got {self.ts!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The engine's answer for one request. ``reasons`` and ``evidence`` are server-side only."""
+
+    action: Action
+    would_action: Action
+    retry_after: float
+    limit: float | None
+    remaining: float | None
+    reset_after: float | None
+    reasons: tuple[str, ...]
+    evidence: Mapping[str, Any]
+    ticket: object
+
+    @property
+    def allowed(self) -> bool:
+        return self.action is Action.ALLOW
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A hook notification: a decision that is not a plain allow, or a cluster that appeared, changed
+    verdict or disappeared. Identifiers are keyed hashes, never raw ids.
+
+    ``kind``: "decision" | "cluster.flagged" | "cluster.changed" | "cluster.cleared".
+    """
+
+    kind: str
+    ts: float
+    account: str | None
+    cluster: str | None
+    action: str
+    score: float
+    data: Mapping[str, Any]

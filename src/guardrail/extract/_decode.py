@@ -1,0 +1,85 @@
+"""Request body -> JSON object, safely: one decode, one ``json.loads``, every failure a short reason.
+
+Why not ``json.loads(bytes)`` directly: its encoding sniffing turns bad UTF-8 into a bare
+``UnicodeDecodeError`` and refuses a UTF-8 BOM on ``str``; decoding here gives the operator a reason
+that says what was wrong. Deep nesting is caught as ``RecursionError`` inside the C scanner, which
+checks its depth itself, so a nesting bomb costs one shallow failure, never a crash.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ._model import NoPrompt
+
+__all__ = ["parse_body"]
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16-LE: its BOM starts with the UTF-16-LE BOM
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def _decode(body: bytes | bytearray | memoryview) -> str | NoPrompt:
+    raw = bytes(body) if not isinstance(body, bytes) else body
+    encoding = "utf-8"
+    start = 0
+    if raw[:1] in (b"\xef", b"\xff", b"\xfe", b"\x00"):
+        for bom, name in _BOMS:
+            if raw.startswith(bom):
+                encoding, start = name, len(bom)
+                break
+    if start == 0 and b"\x00" in raw[:4]:
+        # JSON starts with an ASCII character: NULs around it mean UTF-16/32 without a BOM, which
+        # would otherwise decode as UTF-8 into text with NULs and fail later with a puzzling reason.
+        return NoPrompt("body looks like UTF-16 or UTF-32 without a byte order mark; expected UTF-8")
+    try:
+        return str(memoryview(raw)[start:], encoding) if start else raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        label = "UTF-8" if encoding == "utf-8" else encoding.upper()
+        return NoPrompt(f"body is not valid {label} at byte {exc.start + start}")
+
+
+def parse_body(body: object) -> Mapping[str, Any] | NoPrompt:
+    """Return the body as a JSON object (a mapping), or why it is not one."""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        if not body:
+            return NoPrompt("empty body")
+        text = _decode(body)
+        if isinstance(text, NoPrompt):
+            return text
+    elif isinstance(body, str):
+        text = body[1:] if body.startswith("\ufeff") else body
+    elif isinstance(body, Mapping):  # already parsed (after bytes/str: the ABC check is the slow one)
+        return body
+    else:
+        return NoPrompt(f"body of type {type(body).__name__} is not bytes, str or a mapping")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if not text or text.isspace():  # checked only on failure: no copy of a good body
+            return NoPrompt("empty body")
+        return NoPrompt(f"invalid JSON at position {exc.pos}: {exc.msg}")
+    except RecursionError:
+        return NoPrompt("JSON nested too deeply")
+    except ValueError as exc:  # e.g. an integer literal longer than Python's int digit limit
+        return NoPrompt(f"invalid JSON: {str(exc)[:80]}")
+    if not isinstance(value, dict):
+        return NoPrompt(f"body is a JSON {_json_kind(value)}, not an object")
+    return value
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool) or value is None:
+        return "literal"
+    return "number"

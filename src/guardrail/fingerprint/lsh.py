@@ -1,0 +1,230 @@
+"""Locality-sensitive hashing of fingerprints by banding, in memory and bounded.
+
+The signature is cut into ``bands`` bands of ``rows`` values; two fingerprints with Jaccard similarity
+``s`` share at least one band with probability ``1 - (1 - s**rows) ** bands``, an S-curve around the
+threshold. ``bands`` and ``rows`` are chosen from the threshold by minimising the weighted area of false
+positives below it plus false negatives above it (the criterion datasketch's ``MinHashLSH`` uses).
+:meth:`LSHIndex.band_keys` gives each band as stable bytes, so a store kept elsewhere (Redis) can index
+the same bands as this in-memory one.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+import numpy as np
+import xxhash
+
+from guardrail.fingerprint.minhash import Fingerprint, FingerprintParams
+
+__all__ = ["LSHIndex", "collision_probability", "optimal_bands"]
+
+_LIST_LIMIT = 32  # buckets hold a list until they grow past this, then a dict (O(1) removal)
+_GRID = np.linspace(0.0, 1.0, 1001)
+
+
+def _area(y: np.ndarray, x: np.ndarray) -> float:
+    """Trapezoid rule (``np.trapezoid`` is numpy >= 2 only; ``np.trapz`` is deprecated there)."""
+    return float(((y[1:] + y[:-1]) * np.diff(x)).sum() / 2.0)
+
+
+Bucket = list[Hashable] | dict[Hashable, None]
+
+
+def collision_probability(similarity: float, bands: int, rows: int) -> float:
+    """Probability that two fingerprints of Jaccard ``similarity`` share at least one band."""
+    return float(1.0 - (1.0 - similarity**rows) ** bands)
+
+
+@functools.lru_cache(maxsize=64)
+def optimal_bands(
+    threshold: float,
+    num_perm: int,
+    false_positive_weight: float = 0.5,
+    false_negative_weight: float = 0.5,
+) -> tuple[int, int]:
+    """``(bands, rows)`` with ``bands * rows <= num_perm`` minimising the weighted error areas.
+
+    False positive area: integral over s in [0, threshold] of P(candidate | s); false negative area:
+    integral over [threshold, 1] of P(not candidate | s).
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if num_perm < 1:
+        raise ValueError(f"num_perm must be positive, got {num_perm}")
+    if false_positive_weight < 0 or false_negative_weight < 0:
+        raise ValueError("weights must be non-negative")
+    below = _GRID[_GRID <= threshold]
+    above = _GRID[_GRID >= threshold]
+    best: tuple[float, int, int] | None = None
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            fp_area = _area(1.0 - (1.0 - below**rows) ** bands, below)
+            fn_area = _area((1.0 - above**rows) ** bands, above)
+            error = false_positive_weight * fp_area + false_negative_weight * fn_area
+            if best is None or error < best[0]:
+                best = (error, bands, rows)
+    assert best is not None
+    return best[1], best[2]
+
+
+class LSHIndex:
+    """Keys indexed by the bands of their fingerprints; :meth:`query` returns candidate keys.
+
+    Bounded: beyond ``capacity`` keys the least recently inserted or returned key is evicted (and
+    ``on_evict(key)`` called). Candidates are not verified here: a band hit means similarity is likely,
+    not certain (see :class:`~guardrail.fingerprint.TemplateIndex` for verified assignment).
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        threshold: float = 0.8,
+        num_perm: int = 128,
+        capacity: int = 100_000,
+        *,
+        weights: tuple[float, float] = (0.5, 0.5),
+        on_evict: Callable[[Hashable], None] | None = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.threshold = threshold
+        self.num_perm = num_perm
+        self.capacity = capacity
+        self.bands, self.rows = optimal_bands(threshold, num_perm, weights[0], weights[1])
+        self._on_evict = on_evict
+        self._used = self.bands * self.rows
+        self._multipliers = np.array(
+            [xxhash.xxh3_64_intdigest(b"lsh-row", row) for row in range(self.rows)], dtype=np.uint64
+        )
+        self._band_salts = np.array(
+            [xxhash.xxh3_64_intdigest(b"lsh-band", band) for band in range(self.bands)], dtype=np.uint64
+        )
+        self._params: FingerprintParams | None = None
+        self._entries: OrderedDict[Hashable, list[int]] = OrderedDict()
+        self._buckets: dict[int, Bucket] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"LSHIndex(threshold={self.threshold}, num_perm={self.num_perm}, capacity={self.capacity}, "
+            f"bands={self.bands}, rows={self.rows}, size={len(self)})"
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def collision_probability(self, similarity: float) -> float:
+        """Probability that a fingerprint of this Jaccard similarity to an indexed one finds it."""
+        return collision_probability(similarity, self.bands, self.rows)
+
+    def _check(self, fp: Fingerprint) -> None:
+        if fp.__class__ is Fingerprint and fp.params is self._params:
+            return
+        if not isinstance(fp, Fingerprint):
+            raise TypeError(f"expected Fingerprint, got {type(fp).__name__}")
+        if fp.num_perm != self.num_perm:
+            raise ValueError(f"fingerprint has num_perm={fp.num_perm}, index expects {self.num_perm}")
+        if self._params is None:
+            self._params = fp.params
+        elif fp.params != self._params:
+            raise ValueError(f"fingerprint parameters {fp.params} differ from the index's {self._params}")
+
+    def band_keys(self, fp: Fingerprint) -> list[bytes]:
+        """One stable byte string per band: 2-byte little-endian band number + the band's uint32 values."""
+        self._check(fp)
+        data = fp.signature_bytes
+        width = 4 * self.rows
+        return [i.to_bytes(2, "little") + data[i * width : (i + 1) * width] for i in range(self.bands)]
+
+    def _band_hashes(self, fp: Fingerprint) -> list[int]:
+        """In-memory bucket keys: a seeded linear hash of each band (one matrix product for all bands).
+
+        Two different bands collide with probability at most 2**-32 (32-bit values, random 64-bit
+        multipliers); a collision only adds a candidate. Stores shared between processes use
+        :meth:`band_keys` instead.
+        """
+        self._check(fp)
+        bands = fp.values[: self._used].reshape(self.bands, self.rows).astype(np.uint64)
+        mixed: list[int] = ((bands @ self._multipliers) ^ self._band_salts).tolist()
+        return mixed
+
+    def insert(self, key: Hashable, fp: Fingerprint) -> None:
+        """Index ``key`` under ``fp`` (replacing its previous fingerprint if already present)."""
+        hashes = self._band_hashes(fp)
+        with self._lock:
+            if key in self._entries:
+                self._unlink(key, self._entries.pop(key))
+            self._entries[key] = hashes
+            buckets = self._buckets
+            for h in hashes:
+                bucket = buckets.get(h)
+                if bucket is None:
+                    buckets[h] = [key]
+                elif isinstance(bucket, list):
+                    bucket.append(key)
+                    if len(bucket) > _LIST_LIMIT:
+                        buckets[h] = dict.fromkeys(bucket)
+                else:
+                    bucket[key] = None
+            evicted: list[Hashable] = []
+            while len(self._entries) > self.capacity:
+                old_key, old_hashes = self._entries.popitem(last=False)
+                self._unlink(old_key, old_hashes)
+                evicted.append(old_key)
+        if self._on_evict is not None:
+            for old_key in evicted:
+                self._on_evict(old_key)
+
+    def query(self, fp: Fingerprint) -> list[Hashable]:
+        """Keys sharing at least one band with ``fp`` (each once, in first-found order); marks them used."""
+        hashes = self._band_hashes(fp)
+        found: dict[Hashable, None] = {}
+        with self._lock:
+            buckets = self._buckets
+            for h in hashes:
+                bucket = buckets.get(h)
+                if bucket:
+                    for key in bucket:
+                        found[key] = None
+            entries = self._entries
+            for key in found:
+                entries.move_to_end(key)
+        return list(found)
+
+    def remove(self, key: Hashable) -> bool:
+        """Forget ``key``; ``False`` if it was not indexed."""
+        with self._lock:
+            hashes = self._entries.pop(key, None)
+            if hashes is None:
+                return False
+            self._unlink(key, hashes)
+            return True
+
+    def touch(self, key: Hashable) -> None:
+        """Mark ``key`` as recently used (no-op when absent)."""
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+
+    def _unlink(self, key: Hashable, hashes: list[int]) -> None:
+        buckets = self._buckets
+        for h in hashes:
+            bucket = buckets.get(h)
+            if bucket is None:
+                continue
+            if isinstance(bucket, list):
+                try:
+                    bucket.remove(key)
+                except ValueError:
+                    continue
+            else:
+                bucket.pop(key, None)
+            if not bucket:
+                del buckets[h]

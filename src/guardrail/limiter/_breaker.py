@@ -1,0 +1,83 @@
+"""Circuit breaker with exponential backoff: keeps requests away from a store that just failed.
+
+Closed: every request goes to the store. After a failure the breaker opens for ``base`` seconds (doubling
+per consecutive failure up to ``cap``, with jitter so workers do not reconnect in lockstep); while open,
+requests take the failure policy at once instead of paying another timeout. When the delay has passed,
+exactly one request probes the store (half-open); its success closes the breaker, its failure reopens it
+for longer. The closed check is one attribute read, so a healthy store pays nothing for the breaker.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        *,
+        base: float = 0.5,
+        cap: float = 30.0,
+        probe_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if not 0.0 < base <= cap:
+            raise ValueError(f"need 0 < base <= cap, got base={base}, cap={cap}")
+        self.base = base
+        self.cap = cap
+        self.probe_timeout = probe_timeout
+        self._clock = clock
+        self._rng = rng
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._open_until = 0.0
+        self._probe_started = 0.0
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(state={self.state!r}, failures={self.failures})"
+
+    @property
+    def state(self) -> str:
+        if self.failures == 0:
+            return "closed"
+        return "half-open" if self._probe_started else "open"
+
+    def allow(self) -> bool:
+        """May this request use the store? True when closed, or for the single half-open probe."""
+        if self.failures == 0:
+            return True
+        now = self._clock()
+        with self._lock:
+            if self.failures == 0:
+                return True
+            if now < self._open_until:
+                return False
+            if self._probe_started and now - self._probe_started < self.probe_timeout:
+                return False
+            self._probe_started = now
+            return True
+
+    def success(self) -> None:
+        if self.failures:
+            with self._lock:
+                self.failures = 0
+                self._open_until = 0.0
+                self._probe_started = 0.0
+
+    def failure(self) -> None:
+        now = self._clock()
+        with self._lock:
+            self.failures += 1
+            delay = min(self.cap, self.base * 2.0 ** min(self.failures - 1, 32))
+            self._open_until = now + delay * (0.5 + 0.5 * self._rng())
+            self._probe_started = 0.0
+
+    def retry_in(self) -> float:
+        """Seconds until the store will be tried again (0 when closed)."""
+        if self.failures == 0:
+            return 0.0
+        return max(0.0, self._open_until - self._clock())

@@ -1,0 +1,136 @@
+"""Pure GCRA (generic cell rate algorithm) maths for weighted token buckets. No I/O, no clock.
+
+A token bucket of ``rate`` tokens per second and capacity ``burst`` is kept as one float per key, its
+*theoretical arrival time* (TAT): the instant at which the bucket would be full again. With
+``interval = 1 / rate`` (seconds per token) and ``tolerance = burst * interval`` (the whole bucket expressed
+as time), a bucket holds ``burst - (tat - now) * rate`` tokens. Consuming ``cost`` tokens moves the TAT
+forward by ``cost * interval``; the request fits when the new TAT is at most ``tolerance`` ahead of now.
+Storing a single instant instead of (tokens, last refill) is what makes the memory store O(1) per key and
+the Redis script a single GET/SET; a full bucket (``tat <= now``) is indistinguishable from a missing key, so
+stores may drop it. A settlement after the fact may push the TAT beyond ``now + tolerance``: the bucket is
+then in debt and refuses everything until time has paid the debt back.
+
+The Lua script ``lua/gcra.lua`` mirrors these functions operation by operation (same IEEE-754 doubles, same
+order of operations), so the memory and Redis stores agree to the last bit given the same clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+#: Slack (seconds) when comparing a TAT with the tolerance: float rounding must not refuse a request that
+#: exactly fits (e.g. cost == burst on a bucket refilled through many small steps).
+EPSILON = 1e-9
+
+CONSUME = "consume"
+PEEK = "peek"
+SETTLE = "settle"
+MODES = (CONSUME, PEEK, SETTLE)
+
+
+class Step(NamedTuple):
+    """Outcome of one bucket in one decision. ``tat`` is the TAT to store if the decision is applied."""
+
+    allowed: bool
+    tat: float
+    remaining: float
+    retry_after: float
+    reset_after: float
+
+
+def take(
+    stored: float | None, now: float, rate: float, burst: float, cost: float
+) -> tuple[bool, float, float, float, float]:
+    """``consume`` as a plain tuple (allowed, tat, remaining, retry_after, reset_after): the in-process hot
+    path, where building a named tuple is a measurable share of the work."""
+    interval = 1.0 / rate
+    tolerance = burst * interval
+    tat = now if stored is None or stored < now else stored
+    new_tat = tat + cost * interval
+    if cost <= burst and new_tat - now <= tolerance + EPSILON:
+        remaining = burst - (new_tat - now) * rate
+        return True, new_tat, remaining if remaining > 0.0 else 0.0, 0.0, new_tat - now
+    remaining = burst - (tat - now) * rate
+    retry = math.inf if cost > burst else new_tat - tolerance - now
+    return False, tat, remaining if remaining > 0.0 else 0.0, retry, tat - now
+
+
+def consume(stored: float | None, now: float, rate: float, burst: float, cost: float) -> Step:
+    """Try to take ``cost`` tokens. Refused steps carry the unchanged TAT and the wait until ``cost`` fits.
+
+    A cost larger than ``burst`` can never fit: it is refused with ``retry_after = inf`` (callers cap costs).
+    """
+    return Step(*take(stored, now, rate, burst, cost))
+
+
+def settle(stored: float | None, now: float, rate: float, burst: float, delta: float) -> Step:
+    """Debit (``delta > 0``) or refund (``delta < 0``) tokens after the fact; never refused.
+
+    A debit may leave the bucket in debt (TAT beyond ``now + tolerance``); a refund never fills it beyond
+    ``burst``. ``allowed`` says whether the bucket is out of debt afterwards, ``retry_after`` how long until a
+    zero-cost request passes again.
+    """
+    interval = 1.0 / rate
+    tolerance = burst * interval
+    tat = now if stored is None or stored < now else stored
+    new_tat = tat + delta * interval
+    if new_tat < now:
+        new_tat = now
+    ahead = new_tat - now
+    in_credit = ahead <= tolerance + EPSILON
+    retry = 0.0 if in_credit else ahead - tolerance
+    return Step(in_credit, new_tat, max(0.0, burst - ahead * rate), retry, ahead)
+
+
+class Decision(NamedTuple):
+    """Outcome of several buckets decided together. ``writes`` maps each key to the TAT to store
+    (empty when nothing must be written: a refused consume, or any peek)."""
+
+    allowed: bool
+    steps: list[Step]
+    writes: dict[str, float]
+
+
+def decide(
+    mode: str,
+    stored: Mapping[str, float | None],
+    now: float,
+    requests: Sequence[tuple[str, float, float, float]],
+) -> Decision:
+    """Decide ``requests`` (key, rate, burst, cost) against ``stored`` TATs, all or nothing.
+
+    ``consume`` admits only if every bucket admits, and then writes every bucket; ``peek`` answers the same
+    question and writes nothing; ``settle`` applies every signed delta. A key named twice is charged twice:
+    its second step sees the TAT its first step would leave.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    current: dict[str, float | None] = {}
+    steps: list[Step] = []
+    all_ok = True
+    for key, rate, burst, cost in requests:
+        tat = current[key] if key in current else stored.get(key)
+        if mode == SETTLE:
+            step = settle(tat, now, rate, burst, cost)
+            current[key] = step.tat
+            all_ok = all_ok and step.allowed
+        else:
+            step = consume(tat, now, rate, burst, cost)
+            if step.allowed:
+                current[key] = step.tat
+            else:
+                all_ok = False
+        steps.append(step)
+    if mode == PEEK or (mode == CONSUME and not all_ok):
+        return Decision(all_ok, steps, {})
+    writes = {key: tat for key, tat in current.items() if tat is not None}
+    return Decision(all_ok, steps, writes)
+
+
+def tokens(stored: float | None, now: float, rate: float, burst: float) -> float:
+    """Tokens in the bucket at ``now`` (negative while in debt); the quantity the TAT encodes."""
+    if stored is None or stored <= now:
+        return burst
+    return burst - (stored - now) * rate

@@ -1,0 +1,217 @@
+"""Limiter: several token buckets per decision, all or nothing, behind an explicit store-failure policy.
+
+Failure policies (what a decision returns while the store cannot answer: refused connection, a timeout on
+a hung server, a restart):
+
+- ``"local"`` (default): decide on an in-process bucket holding ``fallback_share`` of each limit's rate and
+  burst. With N workers, ``fallback_share = 1/N`` keeps the global budget; larger shares trade budget for
+  fewer refusals during an outage. State kept during the outage is local and forgotten once Redis answers.
+- ``"open"``: admit everything (availability first; the budget is unenforced during the outage).
+- ``"closed"``: refuse everything with ``retry_after`` = time until the store is tried again (protection
+  first; an outage of the limiter becomes an outage of the service).
+
+Every answer carries ``source`` (``store`` / ``fallback`` / ``fail-open`` / ``fail-closed``). Storage
+trouble never raises into the caller: it is a StorageError caught here, counted by a circuit breaker that
+keeps requests away from the store (backoff with jitter, one probe at a time) until it answers again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from . import _gcra
+from ._breaker import CircuitBreaker
+from ._limit import BucketRequest, Limit, check_cost, check_key
+from ._memory import MemoryStore
+from ._result import FAIL_CLOSED, FAIL_OPEN, FALLBACK, BucketResult, MultiResult
+from ._store import StorageError, Store
+from ._uri import storage_from_uri
+
+POLICIES = ("local", "open", "closed")
+
+
+def _requests(requests: BucketRequest | Sequence[BucketRequest]) -> Sequence[BucketRequest]:
+    if isinstance(requests, BucketRequest):
+        return (requests,)
+    for r in requests:
+        if not isinstance(r, BucketRequest):
+            raise TypeError(f"expected BucketRequest items, got {type(r).__name__}")
+    return requests
+
+
+class Limiter:
+    """Token buckets on one store: ``Limiter("redis://host:6379")`` or ``Limiter(store)`` to share a store.
+
+    ``consume_many`` takes several ``BucketRequest`` (account, IP, template, cluster...) and charges all or
+    none; on Redis that is one Lua script, one round trip, on the server's clock.
+    """
+
+    def __init__(
+        self,
+        storage: str | Store = "memory://",
+        *,
+        failure: str = "local",
+        fallback_share: float = 0.5,
+        breaker: CircuitBreaker | None = None,
+        **options: Any,
+    ) -> None:
+        if failure not in POLICIES:
+            raise ValueError(f"failure must be one of {POLICIES}, got {failure!r}")
+        if not (isinstance(fallback_share, (int, float)) and 0.0 < fallback_share <= 1.0):
+            raise ValueError(f"fallback_share must be in (0, 1], got {fallback_share!r}")
+        self.store: Store = storage_from_uri(storage, **options) if isinstance(storage, str) else storage
+        if not isinstance(self.store, Store):
+            raise TypeError(f"storage must be a URI or a Store, got {type(storage).__name__}")
+        self.failure = failure
+        self.fallback_share = float(fallback_share)
+        # An in-process store cannot fail: it needs neither breaker nor fallback.
+        self.local = isinstance(self.store, MemoryStore)
+        self.breaker = None if self.local else (breaker or CircuitBreaker())
+        self._fallback = MemoryStore(source=FALLBACK) if failure == "local" and not self.local else None
+
+    def __repr__(self) -> str:
+        return f"Limiter({self.store!r}, failure={self.failure!r}, fallback_share={self.fallback_share})"
+
+    # -- degraded answers ----------------------------------------------------------------------------
+
+    def _degraded(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
+        if self._fallback is not None:
+            scaled = [BucketRequest(r.key, r.limit.scaled(self.fallback_share), r.cost) for r in requests]
+            return self._fallback.decide(mode, scaled, now)
+        if self.failure == "open" or mode == _gcra.SETTLE:
+            source, allowed = FAIL_OPEN if self.failure == "open" else FAIL_CLOSED, True
+            retry = 0.0
+        else:
+            source, allowed = FAIL_CLOSED, False
+            assert self.breaker is not None
+            retry = max(self.breaker.retry_in(), self.breaker.base)
+        results = tuple(
+            BucketResult(
+                r.key,
+                allowed,
+                r.limit.burst if allowed else 0.0,
+                retry,
+                0.0 if allowed else retry,
+                r.limit.burst,
+                source,
+            )
+            for r in requests
+        )
+        return MultiResult(allowed, results)
+
+    # -- sync ----------------------------------------------------------------------------------------
+
+    def decide(self, mode: str, requests: Sequence[BucketRequest], now: float | None = None) -> MultiResult:
+        """``consume`` / ``peek`` / ``settle`` under the failure policy (never raises StorageError)."""
+        breaker = self.breaker
+        if breaker is None:
+            return self.store.decide(mode, requests, now)
+        if breaker.allow():
+            try:
+                result = self.store.decide(mode, requests, now)
+            except StorageError:
+                breaker.failure()
+            else:
+                breaker.success()
+                return result
+        return self._degraded(mode, requests, now)
+
+    def consume_many(
+        self, requests: BucketRequest | Sequence[BucketRequest], *, now: float | None = None
+    ) -> MultiResult:
+        """Charge every bucket, or none if any would refuse."""
+        return self.decide(_gcra.CONSUME, _requests(requests), now)
+
+    def peek(
+        self, requests: BucketRequest | Sequence[BucketRequest], *, now: float | None = None
+    ) -> MultiResult:
+        """Would ``consume_many`` admit these costs now? Charges nothing."""
+        return self.decide(_gcra.PEEK, _requests(requests), now)
+
+    def settle(
+        self, requests: BucketRequest | Sequence[BucketRequest], *, now: float | None = None
+    ) -> MultiResult:
+        """Apply signed deltas after the fact (cost > 0 debits, < 0 refunds); buckets may go into debt.
+        ``allowed`` in the answer says whether every bucket is out of debt."""
+        return self.decide(_gcra.SETTLE, _requests(requests), now)
+
+    def consume(
+        self, key: str, limit: Limit | str, cost: float = 1.0, *, now: float | None = None
+    ) -> BucketResult:
+        """One bucket (the single-key fast path on Redis: one EVALSHA)."""
+        limit = Limit.coerce(limit)
+        key = check_key(key)
+        cost = check_cost(cost)
+        breaker = self.breaker
+        if breaker is None:
+            return self.store.consume_one(key, limit, cost, now)
+        if breaker.allow():
+            try:
+                result = self.store.consume_one(key, limit, cost, now)
+            except StorageError:
+                breaker.failure()
+            else:
+                breaker.success()
+                return result
+        return self._degraded(_gcra.CONSUME, (BucketRequest(key, limit, cost),), now).results[0]
+
+    # -- async ---------------------------------------------------------------------------------------
+
+    async def adecide(
+        self, mode: str, requests: Sequence[BucketRequest], now: float | None = None
+    ) -> MultiResult:
+        breaker = self.breaker
+        if breaker is None:
+            return await self.store.adecide(mode, requests, now)
+        if breaker.allow():
+            try:
+                result = await self.store.adecide(mode, requests, now)
+            except StorageError:
+                breaker.failure()
+            else:
+                breaker.success()
+                return result
+        return self._degraded(mode, requests, now)
+
+    async def aconsume_many(
+        self, requests: BucketRequest | Sequence[BucketRequest], *, now: float | None = None
+    ) -> MultiResult:
+        return await self.adecide(_gcra.CONSUME, _requests(requests), now)
+
+    async def apeek(
+        self, requests: BucketRequest | Sequence[BucketRequest], *, now: float | None = None
+    ) -> MultiResult:
+        return await self.adecide(_gcra.PEEK, _requests(requests), now)
+
+    async def asettle(
+        self, requests: BucketRequest | Sequence[BucketRequest], *, now: float | None = None
+    ) -> MultiResult:
+        return await self.adecide(_gcra.SETTLE, _requests(requests), now)
+
+    async def aconsume(
+        self, key: str, limit: Limit | str, cost: float = 1.0, *, now: float | None = None
+    ) -> BucketResult:
+        limit = Limit.coerce(limit)
+        key = check_key(key)
+        cost = check_cost(cost)
+        breaker = self.breaker
+        if breaker is None:
+            return await self.store.aconsume_one(key, limit, cost, now)
+        if breaker.allow():
+            try:
+                result = await self.store.aconsume_one(key, limit, cost, now)
+            except StorageError:
+                breaker.failure()
+            else:
+                breaker.success()
+                return result
+        return self._degraded(_gcra.CONSUME, (BucketRequest(key, limit, cost),), now).results[0]
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def aclose(self) -> None:
+        await self.store.aclose()

@@ -1,0 +1,333 @@
+"""Redis store: every decision is one EVALSHA of ``lua/gcra.lua`` on the server's clock.
+
+The script is read and hashed once from package data; every call is a bare EVALSHA, and a NOSCRIPT reply
+(first use, server restart, SCRIPT FLUSH, failover) loads the script once and retries. Bypassing redis-py's
+``Script`` wrapper saves a few microseconds per call, which matters against a single round trip.
+Clients are created lazily, so a Redis that is down at start-up surfaces as a StorageError on first use
+(handled by the failure policy) instead of an exception at import or construction time.
+
+Redis Cluster: a script may only touch keys of one hash slot. A decision whose keys share a slot (callers
+put a common hash tag in them, e.g. ``"{acct:42}:tokens"``) is one atomic script. Otherwise the decision runs
+as one script per slot, in order of first appearance; if a later slot refuses, the earlier slots are refunded
+(settled with the negative cost) and the request is refused. Guarantee across slots: never more admitted than
+the limits allow; a refused request leaves no lasting charge; but between a step and its refund a concurrent
+request may see fewer tokens than it should (a spurious refusal, never an over-admission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.resources
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+
+from . import _gcra
+from ._limit import BucketRequest, Limit
+from ._result import BucketResult, MultiResult
+from ._store import StorageError
+
+#: Exceptions that mean "the store could not answer" (wrapped into StorageError in one place, here).
+BACKEND_ERRORS: tuple[type[BaseException], ...] = (
+    RedisError,
+    RedisClusterException,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+_SCRIPT: tuple[str, str] | None = None
+
+
+def script() -> tuple[str, str]:
+    """The GCRA Lua script and its SHA1, read once from package data."""
+    global _SCRIPT
+    if _SCRIPT is None:
+        source = importlib.resources.files(__package__).joinpath("lua/gcra.lua").read_text("utf-8")
+        _SCRIPT = (source, hashlib.sha1(source.encode()).hexdigest())
+    return _SCRIPT
+
+
+def script_source() -> str:
+    return script()[0]
+
+
+def _args(mode: str, requests: Sequence[BucketRequest], now: float | None) -> list[str | float]:
+    args: list[str | float] = [mode, "" if now is None else repr(float(now))]
+    for r in requests:
+        rate, burst = r.limit.wire
+        args.append(rate)
+        args.append(burst)
+        args.append(r.cost)
+    return args
+
+
+def _parse(requests: Sequence[BucketRequest], reply: bytes) -> MultiResult:
+    parts = reply.split()
+    results = []
+    i = 1
+    for r in requests:
+        results.append(
+            BucketResult(
+                r.key,
+                parts[i] == b"1",
+                float(parts[i + 1]),
+                float(parts[i + 2]),
+                float(parts[i + 3]),
+                r.limit.burst,
+            )
+        )
+        i += 4
+    return MultiResult(parts[0] == b"1", tuple(results))
+
+
+def _negated(requests: Sequence[BucketRequest]) -> list[BucketRequest]:
+    return [BucketRequest(r.key, r.limit, -r.cost) for r in requests]
+
+
+class RedisStore:
+    """Token buckets in Redis (standalone, Sentinel-managed or Cluster), shared by every worker and node.
+
+    Built by ``storage_from_uri("redis://...")``; the factories return a redis-py client (sync) and a
+    redis-py asyncio client (async; one per event loop, since asyncio connections belong to one loop).
+    """
+
+    def __init__(
+        self,
+        *,
+        client: Callable[[], Any],
+        async_client: Callable[[], Any],
+        cluster: bool = False,
+        prefix: str = "gr:lim:",
+        name: str = "redis",
+    ) -> None:
+        self._make_client = client
+        self._make_async_client = async_client
+        self.cluster = cluster
+        self.prefix = prefix
+        self._name = name
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._sha = script()[1]
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._name!r}, cluster={self.cluster}, prefix={self.prefix!r})"
+
+    # -- clients -------------------------------------------------------------------------------------
+
+    def _sync(self) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+                client = self._client
+        return client
+
+    def _async(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._aclients.get(loop)
+        if client is None:
+            client = self._aclients[loop] = self._make_async_client()
+        return client
+
+    def client(self) -> Any:
+        """The sync redis-py client (created on first use): for sharing one connection pool."""
+        try:
+            return self._sync()
+        except BACKEND_ERRORS as err:
+            raise StorageError(f"{self._name}: {err}") from err
+
+    def _evalsha(self, keys: Sequence[str], args: Sequence[str | float]) -> bytes:
+        """One EVALSHA; on NOSCRIPT (first use, server restart, SCRIPT FLUSH) load the script and retry."""
+        client = self._sync()
+        try:
+            reply: bytes = client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            client.script_load(script_source())
+            reply = client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        return reply
+
+    async def _aevalsha(self, keys: Sequence[str], args: Sequence[str | float]) -> bytes:
+        client = self._async()
+        try:
+            reply: bytes = await client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(script_source())
+            reply = await client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        return reply
+
+    # -- slots ---------------------------------------------------------------------------------------
+
+    def _groups(self, requests: Sequence[BucketRequest]) -> list[list[int]]:
+        """Indexes of ``requests`` grouped by hash slot, in order of first appearance."""
+        groups: dict[int, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(key_slot((self.prefix + r.key).encode()), []).append(i)
+        return list(groups.values())
+
+    # -- sync ----------------------------------------------------------------------------------------
+
+    def _run(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
+        keys = [self.prefix + r.key for r in requests]
+        return _parse(requests, self._evalsha(keys, _args(mode, requests, now)))
+
+    def decide(self, mode: str, requests: Sequence[BucketRequest], now: float | None = None) -> MultiResult:
+        if mode not in _gcra.MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {_gcra.MODES}")
+        if not requests:
+            return MultiResult(True, ())
+        try:
+            if not self.cluster:
+                return self._run(mode, requests, now)
+            groups = self._groups(requests)
+            if len(groups) == 1:
+                return self._run(mode, requests, now)
+            return self._cross_slot(mode, requests, groups, now)
+        except BACKEND_ERRORS as err:
+            raise StorageError(f"{self._name}: {err}") from err
+
+    def _cross_slot(
+        self, mode: str, requests: Sequence[BucketRequest], groups: list[list[int]], now: float | None
+    ) -> MultiResult:
+        results: list[BucketResult | None] = [None] * len(requests)
+        done: list[list[BucketRequest]] = []
+        allowed = True
+        try:
+            for group in groups:
+                part = [requests[i] for i in group]
+                step_mode = _gcra.PEEK if mode == _gcra.CONSUME and not allowed else mode
+                answer = self._run(step_mode, part, now)
+                for i, res in zip(group, answer.results, strict=True):
+                    results[i] = res
+                if step_mode == _gcra.CONSUME:
+                    if answer.allowed:
+                        done.append(part)
+                    else:
+                        pending, done = done, []
+                        self._refund(pending, now)
+                allowed = allowed and answer.allowed
+        except BaseException:
+            self._refund(done, now, quiet=True)
+            raise
+        return MultiResult(allowed, tuple(r for r in results if r is not None))
+
+    def _refund(self, done: list[list[BucketRequest]], now: float | None, *, quiet: bool = False) -> None:
+        for part in done:
+            try:
+                self._run(_gcra.SETTLE, _negated(part), now)
+            except BACKEND_ERRORS:
+                if not quiet:
+                    raise
+
+    def consume_one(self, key: str, limit: Limit, cost: float, now: float | None = None) -> BucketResult:
+        rate, burst = limit.wire
+        args = (_gcra.CONSUME, "" if now is None else repr(float(now)), rate, burst, cost)
+        try:
+            parts = self._evalsha((self.prefix + key,), args).split()
+        except BACKEND_ERRORS as err:
+            raise StorageError(f"{self._name}: {err}") from err
+        return BucketResult(
+            key, parts[1] == b"1", float(parts[2]), float(parts[3]), float(parts[4]), limit.burst
+        )
+
+    # -- async ---------------------------------------------------------------------------------------
+
+    async def _arun(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
+        keys = [self.prefix + r.key for r in requests]
+        return _parse(requests, await self._aevalsha(keys, _args(mode, requests, now)))
+
+    async def adecide(
+        self, mode: str, requests: Sequence[BucketRequest], now: float | None = None
+    ) -> MultiResult:
+        if mode not in _gcra.MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {_gcra.MODES}")
+        if not requests:
+            return MultiResult(True, ())
+        try:
+            if not self.cluster:
+                return await self._arun(mode, requests, now)
+            groups = self._groups(requests)
+            if len(groups) == 1:
+                return await self._arun(mode, requests, now)
+            return await self._across_slot(mode, requests, groups, now)
+        except BACKEND_ERRORS as err:
+            raise StorageError(f"{self._name}: {err}") from err
+
+    async def _across_slot(
+        self, mode: str, requests: Sequence[BucketRequest], groups: list[list[int]], now: float | None
+    ) -> MultiResult:
+        results: list[BucketResult | None] = [None] * len(requests)
+        done: list[list[BucketRequest]] = []
+        allowed = True
+        try:
+            for group in groups:
+                part = [requests[i] for i in group]
+                step_mode = _gcra.PEEK if mode == _gcra.CONSUME and not allowed else mode
+                answer = await self._arun(step_mode, part, now)
+                for i, res in zip(group, answer.results, strict=True):
+                    results[i] = res
+                if step_mode == _gcra.CONSUME:
+                    if answer.allowed:
+                        done.append(part)
+                    else:
+                        pending, done = done, []
+                        await self._arefund(pending, now)
+                allowed = allowed and answer.allowed
+        except BaseException:
+            await self._arefund(done, now, quiet=True)
+            raise
+        return MultiResult(allowed, tuple(r for r in results if r is not None))
+
+    async def _arefund(
+        self, done: list[list[BucketRequest]], now: float | None, *, quiet: bool = False
+    ) -> None:
+        for part in done:
+            try:
+                await self._arun(_gcra.SETTLE, _negated(part), now)
+            except BACKEND_ERRORS:
+                if not quiet:
+                    raise
+
+    async def aconsume_one(
+        self, key: str, limit: Limit, cost: float, now: float | None = None
+    ) -> BucketResult:
+        rate, burst = limit.wire
+        args = (_gcra.CONSUME, "" if now is None else repr(float(now)), rate, burst, cost)
+        try:
+            parts = (await self._aevalsha((self.prefix + key,), args)).split()
+        except BACKEND_ERRORS as err:
+            raise StorageError(f"{self._name}: {err}") from err
+        return BucketResult(
+            key, parts[1] == b"1", float(parts[2]), float(parts[3]), float(parts[4]), limit.burst
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync client's connections (async clients are closed by ``aclose`` in their loop)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except BACKEND_ERRORS:
+                pass
+
+    async def aclose(self) -> None:
+        """Close the current event loop's async client, and the sync one."""
+        loop = asyncio.get_running_loop()
+        client = self._aclients.pop(loop, None)
+        if client is not None:
+            try:
+                await client.aclose()
+            except BACKEND_ERRORS:
+                pass
+        self.close()

@@ -1,0 +1,96 @@
+"""Test support for the adapter tests: scripted guards with the engine's Decision.
+
+``ScriptedGuard`` / ``AsyncScriptedGuard`` are small duck-typed guards (the adapters accept any object with
+``check`` / ``settle``): a per-account request budget, a block list, a switch to raise like a broken
+store, and a record of what they saw, so the middleware's behaviour can be asserted exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+
+class ScriptedGuard:
+    """A sync guard: ``rpm`` requests per minute per account (burst = ``burst`` or rpm), a block list."""
+
+    def __init__(
+        self,
+        *,
+        rpm: float = 600.0,
+        burst: float | None = None,
+        blocked: frozenset[str] = frozenset(),
+        observe_only: bool = False,
+        fail: bool = False,
+    ) -> None:
+        self.rate = rpm / 60.0
+        self.burst = float(burst if burst is not None else rpm)
+        self.blocked = set(blocked)
+        self.observe_only = observe_only
+        self.fail = fail
+        self.seen: list[Any] = []
+        self.settled: list[tuple[str, int]] = []
+        self._tokens: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, facts: Any) -> Any:
+        from guardrail.engine import Action, Decision
+
+        if self.fail:
+            raise ConnectionError("store unreachable")
+        self.seen.append(facts)
+        now = time.monotonic()
+        with self._lock:
+            level, last = self._tokens.get(facts.account, (self.burst, now))
+            level = min(self.burst, level + (now - last) * self.rate)
+            if facts.account in self.blocked:
+                action, retry = Action.BLOCK, 0.0
+            elif level >= 1.0:
+                level -= 1.0
+                action, retry = Action.ALLOW, 0.0
+            else:
+                action, retry = Action.THROTTLE, (1.0 - level) / self.rate
+            self._tokens[facts.account] = (level, now)
+        final = Action.ALLOW if self.observe_only else action
+        return Decision(
+            action=final,
+            would_action=action,
+            retry_after=retry if final != Action.ALLOW else 0.0,
+            limit=self.burst,
+            remaining=max(0.0, level),
+            reset_after=(self.burst - level) / self.rate,
+            reasons=("account budget",) if action != Action.ALLOW else (),
+            evidence={"secret-score": 0.97},
+            ticket=facts.account,
+        )
+
+    def settle(self, decision: Any, output_tokens: int) -> None:
+        self.settled.append((str(decision.ticket), output_tokens))
+
+    def close(self) -> None:
+        pass
+
+
+class AsyncScriptedGuard:
+    """The async twin of ``ScriptedGuard`` (same state, awaited)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.sync = ScriptedGuard(**kwargs)
+
+    @property
+    def seen(self) -> list[Any]:
+        return self.sync.seen
+
+    @property
+    def settled(self) -> list[tuple[str, int]]:
+        return self.sync.settled
+
+    async def check(self, facts: Any) -> Any:
+        return self.sync.check(facts)
+
+    async def settle(self, decision: Any, output_tokens: int) -> None:
+        self.sync.settle(decision, output_tokens)
+
+    async def aclose(self) -> None:
+        pass

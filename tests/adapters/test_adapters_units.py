@@ -1,0 +1,275 @@
+"""Pure parts of the adapters: routes, identity, trusted proxies, refusal shapes, headers, usage parsing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from guardrail.adapters import (
+    DEFAULT_ROUTES,
+    RouteTable,
+    SSEUsageScanner,
+    TrustedProxies,
+    api_key,
+    rate_limit_headers,
+    refusal,
+    settings_from_env,
+    usage_from_json,
+)
+from guardrail.adapters._body import BodyStatus, declared_length
+
+# -- routes ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "provider"),
+    [
+        ("/v1/chat/completions", "openai"),
+        ("/openai/v1/chat/completions", "openai"),
+        ("/chat/completions", "openai"),
+        ("/v1/completions", "openai"),
+        ("/v1/responses", "openai"),
+        ("/v1/messages", "anthropic"),
+        ("/anthropic/v1/messages", "anthropic"),
+        ("/v1beta/models/gemini-2.0-flash:generateContent", "gemini"),
+        ("/v1beta/models/gemini-2.0-flash:streamGenerateContent", "gemini"),
+        ("/v1/models", None),
+        ("/health", None),
+        ("/v1/responses/resp_123", None),
+        ("/", None),
+    ],
+)
+def test_default_routes(path: str, provider: str | None) -> None:
+    assert RouteTable().match(path) == provider
+
+
+def test_custom_routes_and_validation() -> None:
+    table = RouteTable({"/generate": "openai", "/claude/*": "anthropic"})
+    assert table.match("/generate") == "openai"
+    assert table.match("/claude/x/y") == "anthropic"
+    assert table.match("/v1/chat/completions") is None
+    assert RouteTable({}).match("/v1/chat/completions") is None
+    assert RouteTable() == RouteTable(DEFAULT_ROUTES)
+    with pytest.raises(ValueError, match="provider"):
+        RouteTable({"/x": "cohere"})
+    with pytest.raises(ValueError, match="non-empty"):
+        RouteTable({"": "openai"})
+
+
+@given(st.text(max_size=60))
+def test_route_match_never_raises(path: str) -> None:
+    assert RouteTable().match(path) in (None, "openai", "anthropic", "gemini")
+
+
+# -- identity --------------------------------------------------------------------------------------
+
+
+def test_api_key_sources_and_first_value_wins() -> None:
+    assert api_key([("authorization", "Bearer sk-a")]) == "sk-a"
+    assert api_key([("authorization", "bearer  sk-a ")]) == "sk-a"
+    assert api_key([("x-api-key", "ant-1")]) == "ant-1"
+    assert api_key([("x-goog-api-key", "g-1")]) == "g-1"
+    assert api_key([], "alt=sse&key=g-2") == "g-2"
+    assert api_key([("authorization", "Basic Zm9vOmJhcg==")]) is None
+    assert api_key([("authorization", "Bearer first"), ("authorization", "Bearer second")]) == "first"
+    assert api_key([("authorization", "Bearer ")]) is None
+    assert api_key([]) is None
+
+
+@given(st.lists(st.tuples(st.sampled_from(["authorization", "x-api-key", "x-other"]), st.text(max_size=20))))
+def test_api_key_total(headers: list[tuple[str, str]]) -> None:
+    key = api_key(headers)
+    assert key is None or (key and key == key.strip())
+
+
+def test_trusted_proxies_walk_from_the_right() -> None:
+    proxies = TrustedProxies(["10.0.0.0/8", "127.0.0.1"])
+    xff = [("x-forwarded-for", "203.0.113.9, 10.1.2.3")]
+    assert proxies.client_ip("10.0.0.1", xff) == "203.0.113.9"
+    # A spoofed left-most entry does not win: the first untrusted hop from the right does.
+    assert proxies.client_ip("10.0.0.1", [("x-forwarded-for", "1.1.1.1, 198.51.100.7")]) == "198.51.100.7"
+    # An untrusted peer's header is ignored.
+    assert proxies.client_ip("198.51.100.1", xff) == "198.51.100.1"
+    # Several header lines count as one list.
+    lines = [("x-forwarded-for", "203.0.113.9"), ("x-forwarded-for", "10.1.1.1")]
+    assert proxies.client_ip("127.0.0.1", lines) == "203.0.113.9"
+    # RFC 7239 Forwarded, with quotes, ports and IPv6 brackets.
+    fwd = [("forwarded", 'for="[2001:db8::1]:4711";proto=https, for=10.0.0.5')]
+    assert proxies.client_ip("10.0.0.1", fwd) == "2001:db8::1"
+    assert proxies.client_ip("10.0.0.1", [("forwarded", "for=_hidden")]) is None
+    assert proxies.client_ip("10.0.0.1", []) == "10.0.0.1"
+    assert proxies.client_ip("10.0.0.1", [("x-forwarded-for", "10.0.0.2")]) == "10.0.0.2"
+    assert not TrustedProxies()
+    assert TrustedProxies("10.0.0.0/8, 127.0.0.1") == proxies
+    with pytest.raises(ValueError, match="not an IP"):
+        TrustedProxies(["example.com"])
+
+
+@given(st.text(max_size=80), st.sampled_from(["x-forwarded-for", "forwarded"]))
+def test_client_ip_total(value: str, name: str) -> None:
+    result = TrustedProxies(["127.0.0.1"]).client_ip("127.0.0.1", [(name, value)])
+    assert result is None or isinstance(result, str)
+
+
+# -- refusals and headers --------------------------------------------------------------------------
+
+
+def test_refusal_shapes() -> None:
+    r = refusal("openai", 429, retry_after=1.2, limit=10, reset_after=5)
+    body = json.loads(r.body)
+    assert r.status == 429
+    assert set(body["error"]) >= {"message", "type", "code"}
+    assert body["error"]["code"] == "rate_limit_exceeded"
+    headers = dict(r.headers)
+    assert headers[b"retry-after"] == b"2"
+    assert headers[b"retry-after-ms"] == b"1200"
+    assert headers[b"ratelimit"] == b'"requests";r=0;t=5'
+    assert int(headers[b"content-length"]) == len(r.body)
+
+    a = refusal("anthropic", 403)
+    assert json.loads(a.body) == {
+        "type": "error",
+        "error": {"type": "permission_error", "message": "Blocked."},
+    }
+    assert dict(a.headers)[b"x-should-retry"] == b"false"
+    g = json.loads(refusal("gemini", 429, retry_after=3).body)
+    assert g["error"]["status"] == "RESOURCE_EXHAUSTED" and g["error"]["code"] == 429
+    assert json.loads(refusal("openai", 413).body)["error"]["code"] == "request_too_large"
+    with pytest.raises(ValueError):
+        refusal("openai", 418)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_retry_after_is_a_positive_integer(seconds: float) -> None:
+    headers = dict(refusal("openai", 429, retry_after=seconds).headers)
+    assert int(headers[b"retry-after"]) >= 1
+    assert int(headers[b"retry-after-ms"]) >= 1
+    # The seconds header never promises less than the millisecond one.
+    assert int(headers[b"retry-after"]) * 1000 >= int(headers[b"retry-after-ms"])
+
+
+def test_refusal_message_is_generic() -> None:
+    for provider in ("openai", "anthropic", "gemini"):
+        for status in (429, 403):
+            text = refusal(provider, status, retry_after=2).body.decode().lower()  # type: ignore[arg-type]
+            assert "score" not in text and "cluster" not in text and "template" not in text
+
+
+def test_rate_limit_headers_syntax() -> None:
+    h = dict(rate_limit_headers(60, 12.7, 3.3))
+    assert h[b"ratelimit-policy"] == b'"requests";q=60'
+    assert h[b"ratelimit"] == b'"requests";r=12;t=4'
+    assert h[b"x-ratelimit-remaining-requests"] == b"12"
+    assert h[b"x-ratelimit-reset-requests"] == b"4s"
+    assert dict(rate_limit_headers(100, 0, 3725))[b"x-ratelimit-reset-requests"] == b"1h2m5s"
+    assert dict(rate_limit_headers(100, 0, 0.25))[b"x-ratelimit-reset-requests"] == b"250ms"
+    assert rate_limit_headers(float("nan"), 1, 1) == []
+    t = dict(rate_limit_headers(8000, 100, 2, "tokens"))
+    assert t[b"ratelimit-policy"] == b'"tokens";q=8000' and t[b"x-ratelimit-remaining-tokens"] == b"100"
+    with pytest.raises(ValueError):
+        rate_limit_headers(1, 1, 1, "bytes")
+
+
+# -- usage -----------------------------------------------------------------------------------------
+
+
+def test_usage_from_json_formats() -> None:
+    assert usage_from_json(b'{"usage":{"prompt_tokens":3,"completion_tokens":42}}') == 42
+    assert usage_from_json(b'{"usage":{"input_tokens":3,"output_tokens":17}}') == 17
+    assert usage_from_json(b'{"usageMetadata":{"candidatesTokenCount":5,"thoughtsTokenCount":2}}') == 7
+    assert (
+        usage_from_json(
+            b'[{"usageMetadata":{"candidatesTokenCount":1}},{"usageMetadata":{"candidatesTokenCount":9}}]'
+        )
+        == 9
+    )
+    assert usage_from_json(b'{"usage":{"completion_tokens":-1}}') is None
+    assert usage_from_json(b'{"usage":{"completion_tokens":true}}') is None
+    assert usage_from_json(b"not json") is None
+    assert usage_from_json(b"[" * 100_000) is None
+
+
+_OPENAI_STREAM = (
+    b'data: {"choices":[{"delta":{"content":"Hi"}}],"usage":null}\n\n'
+    b'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":263}}\n\n'
+    b"data: [DONE]\n\n"
+)
+_ANTHROPIC_STREAM = (
+    b"event: message_start\n"
+    b'data: {"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"usage is fun"}}\n\n'
+    b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":55}}\n\n'
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+)
+_RESPONSES_STREAM = (
+    b"event: response.completed\n"
+    b'data: {"type":"response.completed","response":{"usage":{"output_tokens":12}}}\n\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("stream", "tokens"), [(_OPENAI_STREAM, 263), (_ANTHROPIC_STREAM, 55), (_RESPONSES_STREAM, 12)]
+)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=12))
+def test_sse_scanner_is_independent_of_chunking(stream: bytes, tokens: int, cuts: list[int]) -> None:
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    scanner = SSEUsageScanner()
+    last = 0
+    for point in [*points, len(stream)]:
+        scanner.feed(stream[last:point])
+        last = point
+    scanner.close()
+    assert scanner.tokens == tokens
+
+
+def test_sse_scanner_without_usage_and_final_line() -> None:
+    scanner = SSEUsageScanner()
+    scanner.feed(b'data: {"choices":[]}\n\n')
+    scanner.close()
+    assert scanner.tokens is None
+    scanner = SSEUsageScanner()
+    scanner.feed(b'data: {"usage":{"output_tokens":3}}')  # no trailing newline
+    scanner.close()
+    assert scanner.tokens == 3
+
+
+# -- body length and environment -------------------------------------------------------------------
+
+
+def test_declared_length() -> None:
+    assert declared_length([]) is None
+    assert declared_length([(b"content-length", b"12")]) == 12
+    assert declared_length([(b"content-length", b"12"), (b"content-length", b"12")]) == 12
+    assert declared_length([(b"content-length", b"12"), (b"content-length", b"13")]) is BodyStatus.BAD_LENGTH
+    assert declared_length([(b"content-length", b"-1")]) is BodyStatus.BAD_LENGTH
+    assert declared_length([(b"content-length", b"1e3")]) is BodyStatus.BAD_LENGTH
+
+
+def test_settings_from_env() -> None:
+    env = {
+        "GUARDRAIL_STORAGE": "redis://127.0.0.1:6379/0",
+        "GUARDRAIL_ACCOUNT_RPM": "30",
+        "GUARDRAIL_OBSERVE_ONLY": "true",
+        "GUARDRAIL_TRUSTED_PROXIES": "10.0.0.0/8",
+        "GUARDRAIL_MAX_BODY_BYTES": "1024",
+        "GUARDRAIL_ON_OVERSIZE": "pass",
+    }
+    assert settings_from_env(env) == {
+        "storage": "redis://127.0.0.1:6379/0",
+        "account_rpm": 30.0,
+        "observe_only": True,
+        "trusted_proxies": "10.0.0.0/8",
+        "max_body_bytes": 1024,
+        "on_oversize": "pass",
+    }
+    assert settings_from_env({}) == {"storage": "memory://"}
+    for bad in (
+        {"GUARDRAIL_ACCOUNT_RPM": "fast"},
+        {"GUARDRAIL_OBSERVE_ONLY": "maybe"},
+        {"GUARDRAIL_MAX_BODY_BYTES": "1k"},
+    ):
+        with pytest.raises(ValueError, match="GUARDRAIL_"):
+            settings_from_env(bad)

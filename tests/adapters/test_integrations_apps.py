@@ -1,0 +1,197 @@
+"""The integration apps and recipes in-process: toy model, FastAPI, Flask, vLLM-style, LiteLLM hook, proxy."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from adapters_support import AsyncScriptedGuard, ScriptedGuard
+from fastapi import HTTPException
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from integrations import fastapi_app, flask_app, toymodel
+from integrations.litellm_hook import GuardrailLiteLLM
+from starlette.testclient import TestClient
+
+from guardrail.adapters import GuardrailFromEnv
+from guardrail.cli._proxy import ProxyApp
+
+pytestmark = pytest.mark.anyio
+
+
+def chat(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "toy-1", "messages": [{"role": "user", "content": text}], **extra}
+
+
+# -- the toy model ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=50)
+@given(st.text(max_size=200))
+def test_reply_is_long_deterministic_prose(prompt: str) -> None:
+    text = toymodel.reply(prompt)
+    assert len(text.split()) >= 80
+    assert text == toymodel.reply(prompt)
+    assert text.count("\n\n") >= 2
+
+
+def test_reply_varies_and_writes_code_when_asked() -> None:
+    assert toymodel.reply("Tell me about rivers") != toymodel.reply("Tell me about mountains")
+    assert "```python" in toymodel.reply("Write a python function to average numbers")
+    assert "```" not in toymodel.reply("Tell me about rivers")
+
+
+# -- FastAPI and Flask apps ------------------------------------------------------------------------
+
+
+def test_fastapi_app_routes_and_throttle() -> None:
+    guard = AsyncScriptedGuard(rpm=2)
+    client = TestClient(fastapi_app.create_app(guard=guard))
+    headers = {"authorization": "Bearer sk-a"}
+    r = client.post("/v1/chat/completions", json=chat("hello"), headers=headers)
+    assert r.status_code == 200 and len(r.json()["choices"][0]["message"]["content"].split()) >= 80
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json=chat("hi", stream=True, stream_options={"include_usage": True}),
+        headers=headers,
+    ) as s:
+        lines = [line for line in s.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]" and '"usage"' in lines[-2]
+    m = client.post("/v1/messages", json=chat("hello", max_tokens=100), headers={"x-api-key": "sk-a"})
+    assert m.status_code == 429 and m.json()["type"] == "error"
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/v1/models").status_code == 200
+    other = client.post(
+        "/v1/responses", json={"model": "toy-1", "input": "hello"}, headers={"x-api-key": "b"}
+    )
+    assert other.status_code == 200 and other.json()["usage"]["output_tokens"] > 0
+    assert ("sk-a", toymodel.count_tokens(toymodel.reply("hello"))) in guard.settled
+
+
+def test_fastapi_app_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARDRAIL_ACCOUNT_RPM", "2")
+    monkeypatch.setenv("GUARDRAIL_STORAGE", "memory://")
+    client = TestClient(fastapi_app.create_app())
+    codes = [
+        client.post("/v1/chat/completions", json=chat("x"), headers={"x-api-key": "k"}).status_code
+        for _ in range(5)
+    ]
+    assert codes[0] == 200 and 429 in codes
+
+
+def test_flask_app_routes_and_throttle() -> None:
+    guard = ScriptedGuard(rpm=2)
+    client = flask_app.create_app(guard=guard).test_client()
+    headers = {"authorization": "Bearer sk-a"}
+    r = client.post("/v1/chat/completions", json=chat("hello"), headers=headers)
+    assert r.status_code == 200 and r.json is not None and r.json["usage"]["completion_tokens"] > 0
+    s = client.post(
+        "/v1/messages", json=chat("hi", stream=True, max_tokens=50), headers=headers, buffered=True
+    )
+    assert s.status_code == 200 and b"message_stop" in s.data
+    assert client.post("/v1/responses", json={"model": "m", "input": "x"}, headers=headers).status_code == 429
+    assert client.post("/v1/chat/completions", data=b"nope", headers={"x-api-key": "z"}).status_code == 400
+    assert client.get("/health").json == {"status": "ok"}
+
+
+# -- vLLM: --middleware takes a class and calls add_middleware(cls) with no options ----------------
+
+
+def test_vllm_style_middleware_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARDRAIL_ACCOUNT_RPM", "1")
+    monkeypatch.setenv("GUARDRAIL_TRUSTED_PROXIES", "10.0.0.0/8")
+    api = fastapi_app.build_model_app()
+    api.add_middleware(GuardrailFromEnv)  # exactly what vLLM does with --middleware
+    client = TestClient(api)
+    codes = [
+        client.post("/v1/chat/completions", json=chat("x"), headers={"x-api-key": "k"}).status_code
+        for _ in range(4)
+    ]
+    assert codes[0] == 200 and codes[-1] == 429
+    monkeypatch.setenv("GUARDRAIL_ON_OVERSIZE", "explode")
+    with pytest.raises(ValueError, match="on_oversize"):
+        TestClient(_with(fastapi_app.build_model_app())).post("/v1/chat/completions", json=chat("x"))
+
+
+def _with(api: Any) -> Any:
+    api.add_middleware(GuardrailFromEnv)
+    return api
+
+
+# -- LiteLLM pre-call hook -------------------------------------------------------------------------
+
+
+async def test_litellm_hook_allows_throttles_blocks_and_settles() -> None:
+    guard = AsyncScriptedGuard(rpm=2, blocked=frozenset({"user_id:mallory"}))
+    hook = GuardrailLiteLLM(guard=guard)
+    alice = SimpleNamespace(user_id="alice", team_id=None, token="hashed", api_key=None)
+    data = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
+    out = await hook.async_pre_call_hook(alice, None, data, "completion")
+    assert (
+        out is data
+        and guard.seen[0].account == "user_id:alice"
+        and guard.seen[0].path == "/v1/chat/completions"
+    )
+    response = SimpleNamespace(usage=SimpleNamespace(completion_tokens=21))
+    assert await hook.async_post_call_success_hook(data, alice, response) is response
+    assert guard.settled == [("user_id:alice", 21)]
+    second = {"model": "gpt", "messages": [], "metadata": {}}
+    await hook.async_pre_call_hook(alice, None, second, "acompletion")
+    await hook.async_post_call_failure_hook(second, RuntimeError("upstream"), alice)
+    assert guard.settled[-1] == ("user_id:alice", 0)
+    with pytest.raises(HTTPException) as throttled:
+        await hook.async_pre_call_hook(alice, None, {"messages": []}, "completion")
+    assert throttled.value.status_code == 429
+    assert throttled.value.headers is not None and int(throttled.value.headers["retry-after"]) >= 1
+    mallory = SimpleNamespace(user_id="mallory")
+    with pytest.raises(HTTPException) as blocked:
+        await hook.async_pre_call_hook(mallory, None, {"messages": []}, "completion")
+    assert blocked.value.status_code == 403 and blocked.value.headers == {"x-should-retry": "false"}
+    # Embeddings are not inspected; a broken guard lets requests through.
+    assert await hook.async_pre_call_hook(mallory, None, {"input": "x"}, "embeddings") == {"input": "x"}
+    broken = GuardrailLiteLLM(guard=AsyncScriptedGuard(fail=True))
+    assert await broken.async_pre_call_hook(alice, None, {"messages": []}, "completion") == {"messages": []}
+
+
+# -- reverse proxy ---------------------------------------------------------------------------------
+
+
+async def test_proxy_app_forwards_and_guards() -> None:
+    upstream = fastapi_app.build_model_app()
+    inner = httpx.AsyncClient(transport=httpx.ASGITransport(app=upstream), base_url="http://upstream")
+    from guardrail.adapters import Guardrail
+
+    guard = AsyncScriptedGuard(rpm=2)
+    proxy = Guardrail(ProxyApp("http://upstream", client=inner), guard=guard)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy), base_url="http://proxy") as client:
+        r = await client.post("/v1/chat/completions?x=1", json=chat("proxy me"), headers={"x-api-key": "k"})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == toymodel.reply(
+            "proxy me"
+        )
+        s = await client.post("/v1/messages", json=chat("s", stream=True), headers={"x-api-key": "k"})
+        assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
+        assert re.findall(r"event: (\w+)", s.text)[-1] == "message_stop"
+        assert (
+            await client.post("/v1/messages", json=chat("s"), headers={"x-api-key": "k"})
+        ).status_code == 429
+        assert (await client.get("/v1/models")).json()["data"][0]["id"] == "toy-1"
+    assert guard.settled == [
+        ("k", toymodel.count_tokens(toymodel.reply("proxy me"))),
+        ("k", json.loads("1") * 0 + guard.settled[1][1]),
+    ]
+    await inner.aclose()
+
+
+async def test_proxy_bad_gateway_and_validation() -> None:
+    with pytest.raises(ValueError, match="upstream"):
+        ProxyApp("ftp://nowhere")
+    proxy = ProxyApp("http://127.0.0.1:9")  # nothing listens on the discard port
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy), base_url="http://proxy") as client:
+        r = await client.get("/v1/models")
+    assert r.status_code == 502 and r.json()["error"]["code"] == "bad_gateway"
+    await proxy.aclose()

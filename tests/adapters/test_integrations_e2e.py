@@ -1,0 +1,379 @@
+"""End to end: real uvicorn processes on loopback, the official OpenAI and Anthropic SDKs as clients.
+
+Each server starts on a free port on 127.0.0.1, is polled until ready, and is killed at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+from integrations import toymodel
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+MESSAGES = [{"role": "user", "content": "Explain how tides work."}]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A subprocess serving HTTP on 127.0.0.1:port, ready when ``ready_path`` answers."""
+
+    def __init__(
+        self, args: list[str], env: dict[str, str], *, ready_path: str = "/health", timeout: float = 20.0
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}", **env}
+        cmd = [a.replace("{port}", str(self.port)) for a in args]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"server exited early ({self.proc.returncode}): {err[-2000:]}")
+            try:
+                if httpx.get(self.url + ready_path, timeout=0.5).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server not ready within {timeout}s: {cmd}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+def uvicorn_e2e(env: dict[str, str], workers: int = 1) -> Server:
+    args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "e2e_app:create",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+    ]
+    args += ["--log-level", "warning", "--workers", str(workers)]
+    return Server(args, env)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    s = uvicorn_e2e({"E2E_RPM": "60", "E2E_BLOCKED": "sk-blocked"})
+    yield s
+    s.stop()
+
+
+def hits(server: Server) -> dict[str, int]:
+    data: dict[str, int] = httpx.get(server.url + "/_hits").json()
+    return data
+
+
+def oa(server: Server, key: str, retries: int = 0) -> openai.OpenAI:
+    return openai.OpenAI(api_key=key, base_url=server.url + "/v1", max_retries=retries, timeout=10)
+
+
+def an(server: Server, key: str, retries: int = 0) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key=key, base_url=server.url, max_retries=retries, timeout=10)
+
+
+def test_honest_calls_succeed_with_both_sdks(server: Server) -> None:
+    chat = oa(server, "sk-honest").chat.completions.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
+    assert chat.choices[0].message.content == toymodel.reply("Explain how tides work.")
+    assert chat.usage is not None and chat.usage.completion_tokens > 0
+    raw = oa(server, "sk-honest").chat.completions.with_raw_response.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
+    assert raw.headers["x-ratelimit-limit-requests"] == "60"
+    assert raw.headers["ratelimit-policy"] == '"requests";q=60'
+    resp = oa(server, "sk-honest").responses.create(model="toy-1", input="Explain how tides work.")
+    assert resp.output_text == toymodel.reply("Explain how tides work.")
+    msg = an(server, "ant-honest").messages.create(model="toy-1", max_tokens=300, messages=MESSAGES)  # type: ignore[arg-type]
+    assert msg.content[0].type == "text" and len(msg.content[0].text.split()) >= 80
+
+
+def test_streaming_through_the_middleware(server: Server) -> None:
+    stream = oa(server, "sk-stream").chat.completions.create(
+        model="toy-1",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert len(pieces) > 10 and "".join(pieces) == toymodel.reply("Explain how tides work.")
+    with an(server, "ant-stream").messages.stream(model="toy-1", max_tokens=300, messages=MESSAGES) as s:  # type: ignore[arg-type]
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == toymodel.reply("Explain how tides work.") and final.usage.output_tokens > 1
+
+
+def test_flood_gets_rate_limit_error_others_unaffected(server: Server) -> None:
+    client = oa(server, "sk-flood")
+    with ThreadPoolExecutor(8) as pool:
+
+        def one(_: int) -> int:
+            try:
+                client.chat.completions.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
+                return 200
+            except openai.RateLimitError:
+                return 429
+
+        codes = list(pool.map(one, range(75)))
+    assert codes.count(200) >= 60 and codes.count(429) >= 5
+    with pytest.raises(openai.RateLimitError) as err:
+        client.chat.completions.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
+    headers = err.value.response.headers
+    assert int(headers["retry-after"]) >= 1 and int(headers["retry-after-ms"]) >= 1
+    assert (
+        headers["ratelimit"].startswith('"requests";r=0;t=')
+        and headers["ratelimit-policy"] == '"requests";q=60'
+    )
+    assert err.value.body == {
+        "message": err.value.body["message"],
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }  # type: ignore[index]
+    with pytest.raises(anthropic.RateLimitError) as aerr:
+        an(server, "sk-flood").messages.create(model="toy-1", max_tokens=50, messages=MESSAGES)  # type: ignore[arg-type]
+    body = aerr.value.body
+    assert isinstance(body, dict) and body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+    # Other keys are unaffected.
+    assert oa(server, "sk-bystander").chat.completions.create(model="toy-1", messages=MESSAGES).choices  # type: ignore[arg-type]
+
+
+def test_sdk_retry_honours_retry_after(server: Server) -> None:
+    key = f"sk-retry-{uuid.uuid4().hex[:6]}"
+    drain = oa(server, key)
+    for _ in range(60):
+        drain.chat.completions.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
+    before = hits(server).get(key, 0)
+    start = time.monotonic()
+    result = oa(server, key, retries=3).chat.completions.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
+    elapsed = time.monotonic() - start
+    assert result.choices
+    attempts = hits(server)[key] - before
+    # The bucket refills one request per second: the SDK waited the advertised time instead of hammering.
+    assert 2 <= attempts <= 3
+    assert elapsed >= 0.5
+
+
+def test_blocked_key_is_not_retried(server: Server) -> None:
+    with pytest.raises(openai.PermissionDeniedError) as err:
+        oa(server, "sk-blocked", retries=3).chat.completions.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
+    assert err.value.response.headers["x-should-retry"] == "false"
+    with pytest.raises(anthropic.PermissionDeniedError):
+        an(server, "sk-blocked", retries=3).messages.create(model="toy-1", max_tokens=50, messages=MESSAGES)  # type: ignore[arg-type]
+    assert hits(server)["sk-blocked"] == 2  # one attempt per SDK: no retries
+
+
+def test_bad_input_never_500(server: Server) -> None:
+    url = server.url + "/v1/chat/completions"
+    key = {"authorization": "Bearer sk-bad"}
+    with httpx.Client(timeout=10) as client:
+        statuses = [
+            client.post(url, content=b"{not json", headers=key).status_code,
+            client.post(
+                url, content=b"\xff\xfe\x00", headers={**key, "content-type": "text/plain"}
+            ).status_code,
+            client.post(
+                url, content=b"<xml/>", headers={**key, "content-type": "application/xml"}
+            ).status_code,
+            client.post(url, json={"messages": "nope"}, headers=key).status_code,
+            client.post(
+                url, content=b"x" * (9 * 1024 * 1024), headers=key
+            ).status_code,  # above the 8 MiB cap
+        ]
+
+        def endless() -> Iterator[bytes]:
+            for _ in range(2000):
+                yield b"x" * 8192
+
+        statuses.append(client.post(url, content=endless(), headers=key).status_code)  # chunked, ~16 MB
+        dup = httpx.Headers(
+            [("authorization", "Bearer a"), ("authorization", "Bearer b"), ("x-api-key", "c")]
+        )
+        statuses.append(client.post(url, json={"messages": MESSAGES}, headers=dup).status_code)
+    assert all(s < 500 for s in statuses), statuses
+    assert statuses[4] == 413 and statuses[5] == 413
+    # A client that stops mid-body and disconnects leaves the server serving.
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        raw.sendall(b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"mess')
+    assert httpx.get(server.url + "/health").status_code == 200
+    assert oa(server, "sk-after").chat.completions.create(model="toy-1", messages=MESSAGES).choices  # type: ignore[arg-type]
+
+
+def test_slow_client_does_not_block_others(server: Server) -> None:
+    raw = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        start = time.monotonic()
+        assert oa(server, "sk-fast").chat.completions.create(model="toy-1", messages=MESSAGES).choices  # type: ignore[arg-type]
+        assert time.monotonic() - start < 5
+    finally:
+        raw.close()
+
+
+# -- reverse proxy ---------------------------------------------------------------------------------
+
+
+def test_proxy_cli_in_front_of_a_server_streaming_preserved() -> None:
+    upstream = Server(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "integrations.fastapi_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+        ],
+        {"GUARDRAIL_ACCOUNT_RPM": "100000"},
+    )
+    code = (
+        "import argparse, sys; from guardrail.cli import _proxy; p = argparse.ArgumentParser(); "
+        "s = p.add_subparsers(); _proxy.register(s); a = p.parse_args(sys.argv[1:]); sys.exit(a.handler(a))"
+    )
+    args = [
+        sys.executable,
+        "-c",
+        code,
+        "proxy",
+        "--upstream",
+        upstream.url,
+        "--port",
+        "{port}",
+        "--account-rpm",
+        "5",
+    ]
+    proxy = Server(args, {}, ready_path="/health")
+    try:
+        client = oa(proxy, "sk-p")  # type: ignore[arg-type]
+        stream = client.chat.completions.create(model="toy-1", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+        assert len(pieces) > 10 and "".join(pieces) == toymodel.reply("Explain how tides work.")
+        # Chunks arrive one by one through the proxy: read the raw stream with httpx.
+        with httpx.stream(
+            "POST",
+            proxy.url + "/v1/chat/completions",
+            json={"model": "toy-1", "messages": MESSAGES, "stream": True},
+            headers={"authorization": "Bearer sk-q"},
+        ) as r:
+            chunks = list(r.iter_raw())
+        assert r.status_code == 200 and len(chunks) > 1
+        codes = []
+        for _ in range(6):
+            try:
+                client.chat.completions.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
+                codes.append(200)
+            except openai.RateLimitError:
+                codes.append(429)
+        assert codes.count(429) >= 2
+        assert httpx.get(proxy.url + "/v1/models").json()["data"][0]["id"] == "toy-1"
+    finally:
+        proxy.stop()
+        upstream.stop()
+
+
+# -- several workers on one Redis ------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_two_workers_share_one_budget(redis_url: str) -> None:
+    s = uvicorn_e2e(
+        {"E2E_RPM": "20", "E2E_LIMITER": redis_url, "GUARDRAIL_SECRET": uuid.uuid4().hex}, workers=2
+    )
+    try:
+        key = "sk-shared"
+
+        pids: set[str] = set()
+
+        def one(_: int) -> int:
+            # A fresh connection per request, so the kernel spreads them over both workers.
+            r = httpx.post(
+                s.url + "/v1/chat/completions",
+                json={"model": "toy-1", "messages": MESSAGES},
+                headers={"authorization": f"Bearer {key}", "connection": "close"},
+                timeout=10,
+            )
+            pids.add(r.headers.get("x-worker-pid", ""))
+            return r.status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(one, range(60)))
+        # Burst 20, refill 1 every 3 s: about 20 succeed whatever the number of workers (not 40).
+        assert 20 <= codes.count(200) <= 23, codes
+        assert codes.count(429) == 60 - codes.count(200)
+        assert len(pids) == 2  # both workers answered
+    finally:
+        s.stop()
+
+
+@pytest.mark.redis
+def test_redis_killed_mid_run_keeps_serving() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    port = free_port()
+    redis_proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        s = uvicorn_e2e({"E2E_RPM": "1000", "E2E_LIMITER": f"redis://127.0.0.1:{port}/0"})
+        try:
+            client = oa(s, "sk-r")
+            assert client.chat.completions.create(model="toy-1", messages=MESSAGES).choices  # type: ignore[arg-type]
+            redis_proc.kill()
+            redis_proc.wait(timeout=5)
+            for _ in range(5):  # the limiter's failure policy ("local") answers; nothing breaks
+                assert client.chat.completions.create(model="toy-1", messages=MESSAGES).choices  # type: ignore[arg-type]
+        finally:
+            s.stop()
+    finally:
+        if redis_proc.poll() is None:
+            redis_proc.kill()
+            redis_proc.wait(timeout=5)

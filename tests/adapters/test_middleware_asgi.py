@@ -1,0 +1,497 @@
+"""``Guardrail`` (ASGI) behaviour, against real Starlette apps and a raw ASGI harness for the edge cases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from adapters_support import AsyncScriptedGuard
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+
+from guardrail.adapters import Guardrail, GuardrailEvent
+
+pytestmark = pytest.mark.anyio
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": "m", "messages": [{"role": "user", "content": "Explain tides to me, please."}]}
+
+
+async def echo(request: Request) -> Response:
+    raw = await request.body()
+    return JSONResponse(
+        {"sha": hashlib.sha256(raw).hexdigest(), "len": len(raw), "usage": {"completion_tokens": 7}},
+        status_code=200,
+    )
+
+
+async def stream(request: Request) -> Response:
+    await request.body()
+
+    async def events() -> AsyncIterator[bytes]:
+        for i in range(5):
+            yield f'data: {{"i":{i}}}\n\n'.encode()
+        yield b'data: {"choices":[],"usage":{"completion_tokens":42}}\n\n'
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def bad(request: Request) -> Response:
+    try:
+        json.loads(await request.body())
+    except ValueError:
+        return JSONResponse({"error": {"message": "invalid json"}}, status_code=400)
+    return PlainTextResponse("ok")
+
+
+async def health(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def ws(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("hello")
+    await websocket.close()
+
+
+def make_app(guard: Any, **options: Any) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route(CHAT, echo, methods=["POST"]),
+            Route("/v1/messages", echo, methods=["POST"]),
+            Route("/v1/responses", bad, methods=["POST"]),
+            Route("/stream/v1/chat/completions", stream, methods=["POST"]),
+            Route("/health", health, methods=["GET", "POST"]),
+            WebSocketRoute("/ws", ws),
+        ]
+    )
+    app.add_middleware(Guardrail, guard=guard, **options)
+    return app
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+# -- pass-through ----------------------------------------------------------------------------------
+
+
+def test_other_routes_lifespan_and_websockets_pass_untouched() -> None:
+    guard = AsyncScriptedGuard(rpm=1)
+    with TestClient(make_app(guard)) as client:  # lifespan runs through the middleware
+        for _ in range(3):
+            assert client.get("/health").text == "ok"
+            assert client.post("/health", content=b"x").text == "ok"
+        with client.websocket_connect("/ws") as socket:
+            assert socket.receive_text() == "hello"
+    assert guard.seen == []
+
+
+def test_honest_request_is_replayed_exactly_with_headers() -> None:
+    guard = AsyncScriptedGuard(rpm=60)
+    client = TestClient(make_app(guard))
+    raw = json.dumps(BODY).encode()
+    r = client.post(CHAT, content=raw, headers=auth("sk-honest"))
+    assert r.status_code == 200
+    assert r.json()["sha"] == hashlib.sha256(raw).hexdigest()
+    assert r.headers["ratelimit-policy"] == '"tokens";q=60'
+    assert r.headers["ratelimit"].startswith('"tokens";r=59;t=')
+    assert r.headers["x-ratelimit-remaining-tokens"] == "59"
+    (facts,) = guard.seen
+    assert facts.account == "sk-honest" and facts.body == raw and facts.path == CHAT
+    assert guard.settled == [("sk-honest", 7)]  # settled from the JSON usage
+
+
+async def test_chunked_body_is_replayed_once_in_order() -> None:
+    guard = AsyncScriptedGuard()
+    app = make_app(guard)
+    parts = [b'{"model":"m",', b'"messages":[{"role":"user",', b'"content":"hi"}]}']
+
+    async def body() -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        r = await client.post(CHAT, content=body(), headers=auth("k"))
+    joined = b"".join(parts)
+    assert r.json() == {
+        "sha": hashlib.sha256(joined).hexdigest(),
+        "len": len(joined),
+        "usage": {"completion_tokens": 7},
+    }
+    assert guard.seen[0].body == b"".join(parts)
+
+
+# -- refusals --------------------------------------------------------------------------------------
+
+
+def test_flood_gets_429_in_the_provider_shape() -> None:
+    events: list[GuardrailEvent] = []
+    guard = AsyncScriptedGuard(rpm=2)
+    client = TestClient(make_app(guard, on_event=events.append))
+    codes = [client.post(CHAT, json=BODY, headers=auth("flood")).status_code for _ in range(4)]
+    assert codes == [200, 200, 429, 429]
+    r = client.post(CHAT, json=BODY, headers=auth("flood"))
+    assert r.json()["error"]["code"] == "rate_limit_exceeded"
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    assert int(r.headers["retry-after"]) >= 1 and int(r.headers["retry-after-ms"]) >= 1
+    assert r.headers["ratelimit"].startswith('"tokens";r=0')
+    assert "x-ratelimit-limit-tokens" in r.headers
+    a = client.post("/v1/messages", json=BODY, headers={"x-api-key": "flood"})
+    assert a.status_code == 429
+    assert a.json()["type"] == "error" and a.json()["error"]["type"] == "rate_limit_error"
+    # Another key is unaffected.
+    assert client.post(CHAT, json=BODY, headers=auth("other")).status_code == 200
+    assert [e.outcome for e in events].count("throttled") == 4
+    assert events[-1].outcome == "allowed" and events[-1].account != "other"  # hashed
+    # Nothing from the evidence reaches the client.
+    assert "0.97" not in r.text and "budget" not in r.text
+
+
+def test_block_is_403_not_retried_and_app_not_called() -> None:
+    guard = AsyncScriptedGuard(blocked=frozenset({"bad"}))
+    client = TestClient(make_app(guard))
+    r = client.post(CHAT, json=BODY, headers=auth("bad"))
+    assert r.status_code == 403
+    assert r.headers["x-should-retry"] == "false"
+    assert r.json()["error"]["message"] == "Blocked."
+    assert "sha" not in r.text
+    assert guard.settled == []
+
+
+def test_observe_only_never_refuses_but_records() -> None:
+    events: list[GuardrailEvent] = []
+    guard = AsyncScriptedGuard(rpm=1, blocked=frozenset({"bad"}))
+    client = TestClient(make_app(guard, observe_only=True, on_event=events.append))
+    assert [client.post(CHAT, json=BODY, headers=auth("bad")).status_code for _ in range(3)] == [200] * 3
+    assert [e.outcome for e in events] == ["observed"] * 3
+    assert events[0].would_action == "block" and events[0].reasons
+
+
+# -- failures inside guardrail ---------------------------------------------------------------------
+
+
+def test_guard_failure_lets_requests_through_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    events: list[GuardrailEvent] = []
+    guard = AsyncScriptedGuard(fail=True)
+    client = TestClient(make_app(guard, on_event=events.append))
+    with caplog.at_level(logging.WARNING, logger="guardrail.adapters"):
+        r = client.post(CHAT, json=BODY, headers=auth("k"))
+    assert r.status_code == 200 and r.json()["len"] > 0
+    assert events[0].outcome == "error" and "ConnectionError" in (events[0].error or "")
+    assert any("inspection failed" in rec.message for rec in caplog.records)
+
+
+def test_hook_and_identify_failures_are_contained() -> None:
+    def boom(_: object) -> None:
+        raise RuntimeError("hook bug")
+
+    def identify(_: object) -> str:
+        raise RuntimeError("identify bug")
+
+    guard = AsyncScriptedGuard()
+    client = TestClient(make_app(guard, on_event=boom, identify=identify))
+    assert client.post(CHAT, json=BODY, headers=auth("k")).status_code == 200
+    assert guard.seen[0].account == "k"  # fell back to the API key
+
+
+def test_app_error_settles_zero_and_headers_kept() -> None:
+    guard = AsyncScriptedGuard()
+    client = TestClient(make_app(guard))
+    r = client.post("/v1/responses", content=b"{not json", headers=auth("k"))
+    assert r.status_code == 400 and r.json() == {"error": {"message": "invalid json"}}  # the app's own answer
+    assert guard.seen[0].body == b"{not json"  # still counted against the account
+    assert guard.settled == [("k", 0)]
+
+
+# -- identity --------------------------------------------------------------------------------------
+
+
+def test_identity_sources() -> None:
+    guard = AsyncScriptedGuard()
+    client = TestClient(make_app(guard, identify=lambda v: v.header("x-user")))
+    client.post(CHAT, json=BODY, headers={"x-user": "alice", **auth("shared-key")})
+    client.post(CHAT, json=BODY, headers=auth("shared-key"))
+    client.post("/v1/messages", json=BODY, headers={"x-api-key": "ant"})
+    client.post(CHAT, json=BODY)
+    assert [f.account for f in guard.seen] == ["alice", "shared-key", "ant", "ip:testclient"]
+
+
+async def test_duplicate_authorization_uses_the_first() -> None:
+    guard = AsyncScriptedGuard()
+    h = Harness(_chunks(b"{}", 10))
+    headers = [(b"authorization", b"Bearer first"), (b"authorization", b"Bearer second")]
+    await Guardrail(h.app, guard=guard)(_scope(CHAT, headers=headers), h.receive, h.send)
+    folded = [(b"authorization", b"Bearer first, Bearer second")]  # as a proxy or httpx folds them
+    h = Harness(_chunks(b"{}", 10))
+    await Guardrail(h.app, guard=guard)(_scope(CHAT, headers=folded), h.receive, h.send)
+    assert [f.account for f in guard.seen] == ["first", "first"]
+
+
+async def test_trusted_proxies() -> None:
+    guard = AsyncScriptedGuard()
+    inner = make_app(guard, trusted_proxies=["10.0.0.0/8"])
+    xff = {"x-forwarded-for": "198.51.100.7, 10.0.0.9"}
+    for peer in ("10.0.0.1", "203.0.113.5"):
+        transport = httpx.ASGITransport(app=inner, client=(peer, 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await client.post(CHAT, json=BODY, headers=xff)
+    assert [f.ip for f in guard.seen] == ["198.51.100.7", "203.0.113.5"]
+    assert [f.account for f in guard.seen] == ["ip:198.51.100.7", "ip:203.0.113.5"]
+
+
+# -- streaming and settlement ----------------------------------------------------------------------
+
+
+async def test_streams_pass_chunk_by_chunk_and_settle_from_final_usage() -> None:
+    guard = AsyncScriptedGuard()
+    release = anyio.Event()
+    first_seen = anyio.Event()
+
+    async def slow_stream(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'data: {"a":1}\n\n', "more_body": True})
+        await release.wait()  # would deadlock if the middleware buffered the stream
+        await send(
+            {
+                "type": "http.response.body",
+                "body": b'data: {"usage":{"output_tokens":9}}\n\n',
+                "more_body": True,
+            }
+        )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    mw = Guardrail(slow_stream, guard=guard)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not first_seen.is_set():
+            first_seen.set()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": json.dumps(BODY).encode(), "more_body": False}
+
+    scope = _scope(CHAT, auth_key="s")
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(mw, scope, receive, send)
+            await first_seen.wait()
+            release.set()
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
+    assert bodies == [b'data: {"a":1}\n\n', b'data: {"usage":{"output_tokens":9}}\n\n', b""]
+    assert guard.settled == [("s", 9)]
+    start = sent[0]
+    assert (b"content-type", b"text/event-stream") in start["headers"]
+    assert any(k == b"ratelimit" for k, _ in start["headers"])
+
+
+def test_streaming_through_starlette() -> None:
+    guard = AsyncScriptedGuard()
+    client = TestClient(make_app(guard))
+    with client.stream("POST", "/stream/v1/chat/completions", json=BODY, headers=auth("k")) as r:
+        lines = [line for line in r.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]" and len(lines) == 7
+    assert guard.settled == [("k", 42)]
+
+
+# -- bodies: limits, stalls, disconnects -----------------------------------------------------------
+
+
+def _scope(
+    path: str, *, auth_key: str | None = None, headers: list[tuple[bytes, bytes]] | None = None
+) -> dict[str, Any]:
+    hs = list(headers or [])
+    if auth_key:
+        hs.append((b"authorization", f"Bearer {auth_key}".encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": hs,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+class Harness:
+    """Drive a middleware with scripted receive messages; record what the app and the client saw."""
+
+    def __init__(self, messages: list[dict[str, Any]], *, stall: bool = False) -> None:
+        self.messages = list(messages)
+        self.stall = stall
+        self.sent: list[dict[str, Any]] = []
+        self.app_body: bytes | None = None
+
+    async def app(self, scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.app_body = body
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": b"app", "more_body": False})
+
+    async def receive(self) -> dict[str, Any]:
+        if self.messages:
+            return self.messages.pop(0)
+        if self.stall:
+            await anyio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    @property
+    def status(self) -> int | None:
+        return self.sent[0]["status"] if self.sent else None
+
+    def json(self) -> Any:
+        return json.loads(b"".join(m.get("body", b"") for m in self.sent[1:]))
+
+
+def _chunks(data: bytes, size: int) -> list[dict[str, Any]]:
+    parts = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+    return [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)]
+
+
+async def test_declared_oversize_is_refused_before_reading() -> None:
+    h = Harness(_chunks(b"x" * 100, 10))
+    mw = Guardrail(h.app, guard=AsyncScriptedGuard(), max_body_bytes=50)
+    await mw(_scope(CHAT, auth_key="k", headers=[(b"content-length", b"100")]), h.receive, h.send)
+    assert h.status == 413 and h.json()["error"]["code"] == "request_too_large"
+    assert len(h.messages) == 10  # not a byte was read
+    assert h.app_body is None
+
+
+async def test_chunked_oversize_is_refused_and_anthropic_shaped() -> None:
+    h = Harness(_chunks(b"x" * 100, 10))
+    mw = Guardrail(h.app, guard=AsyncScriptedGuard(), max_body_bytes=50)
+    await mw(_scope("/v1/messages", auth_key="k"), h.receive, h.send)
+    assert h.status == 413 and h.json()["error"]["type"] == "request_too_large"
+
+
+async def test_oversize_pass_gives_the_app_every_byte_and_still_counts() -> None:
+    data = bytes(range(256)) * 4
+    h = Harness(_chunks(data, 100))
+    guard = AsyncScriptedGuard()
+    events: list[GuardrailEvent] = []
+    mw = Guardrail(h.app, guard=guard, max_body_bytes=300, on_oversize="pass", on_event=events.append)
+    await mw(_scope(CHAT, auth_key="k"), h.receive, h.send)
+    assert h.status == 200 and h.app_body == data
+    assert guard.seen[0].body is None and events[0].outcome == "passed_uninspected"
+
+
+async def test_stalled_client_gets_408() -> None:
+    h = Harness([{"type": "http.request", "body": b"{", "more_body": True}], stall=True)
+    mw = Guardrail(h.app, guard=AsyncScriptedGuard(), body_timeout=0.2)
+    with anyio.fail_after(5):
+        await mw(_scope(CHAT, auth_key="k"), h.receive, h.send)
+    assert h.status == 408 and h.app_body is None
+
+
+async def test_disconnect_mid_body_sends_nothing() -> None:
+    h = Harness([{"type": "http.request", "body": b"{", "more_body": True}])
+    guard = AsyncScriptedGuard()
+    mw = Guardrail(h.app, guard=guard)
+    await mw(_scope(CHAT, auth_key="k"), h.receive, h.send)
+    assert h.sent == [] and h.app_body is None and guard.seen == []
+
+
+async def test_conflicting_content_lengths_are_refused_or_passed() -> None:
+    headers = [(b"content-length", b"2"), (b"content-length", b"3")]
+    h = Harness(_chunks(b"{}", 10))
+    await Guardrail(h.app, guard=AsyncScriptedGuard())(
+        _scope(CHAT, auth_key="k", headers=headers), h.receive, h.send
+    )
+    assert h.status == 400
+    h = Harness(_chunks(b"{}", 10))
+    mw = Guardrail(h.app, guard=AsyncScriptedGuard(), on_oversize="pass")
+    await mw(_scope(CHAT, auth_key="k", headers=headers), h.receive, h.send)
+    assert h.status == 200 and h.app_body == b"{}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\xff\xfe{\x00}\x00",  # UTF-16 with a BOM
+        b"\xc3\x28 invalid utf-8",
+        '{"messages":[{"role":"user","content":"caf\u00e9 \u202e \u200b"}]}'.encode(),
+        b"[" * 50_000,
+        b'{"messages": "not a list"}',
+        b"\x00" * 1000,
+    ],
+)
+async def test_odd_bodies_never_500(body: bytes) -> None:
+    h = Harness(_chunks(body, 4096))
+    guard = AsyncScriptedGuard()
+    headers = [(b"content-type", b"text/plain; charset=\xe9"), (b"x-api-key", b"\xe9\xff")]
+    await Guardrail(h.app, guard=guard)(_scope(CHAT, headers=headers), h.receive, h.send)
+    assert h.status == 200 and h.app_body == body
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+def test_constructor_is_validated() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    with pytest.raises(TypeError):
+        Guardrail(app, AsyncScriptedGuard())  # type: ignore[misc]
+    with pytest.raises(ValueError, match="either guard"):
+        Guardrail(app, guard=AsyncScriptedGuard(), storage="memory://")
+    with pytest.raises(ValueError, match="guard must be"):
+        Guardrail(app, guard=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="on_oversize"):
+        Guardrail(app, guard=AsyncScriptedGuard(), on_oversize="drop")
+    with pytest.raises(ValueError, match="max_body_bytes"):
+        Guardrail(app, guard=AsyncScriptedGuard(), max_body_bytes=-1)
+    with pytest.raises(ValueError, match="body_timeout"):
+        Guardrail(app, guard=AsyncScriptedGuard(), body_timeout=0)
+    with pytest.raises(ValueError, match="storage"):
+        Guardrail(app, storage="nowhere")
+    with pytest.raises(ValueError, match="account_rpm"):
+        Guardrail(app, account_rpm=-5)
+    with pytest.raises(ValueError, match="trusted proxy"):
+        Guardrail(app, guard=AsyncScriptedGuard(), trusted_proxies=["not-an-ip"])
+
+
+def test_built_from_options_throttles() -> None:
+    app = Starlette(routes=[Route(CHAT, echo, methods=["POST"])])
+    app.add_middleware(Guardrail, storage="memory://", account_rpm=2)
+    client = TestClient(app)
+    codes = [client.post(CHAT, json=BODY, headers=auth("k")).status_code for _ in range(6)]
+    assert codes[0] == 200 and 429 in codes
+    assert client.post(CHAT, json=BODY, headers=auth("someone-else")).status_code == 200

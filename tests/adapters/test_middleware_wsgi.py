@@ -1,0 +1,258 @@
+"""``GuardrailWSGI`` behaviour with Flask's test client and hand-built environs for the edge cases."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from adapters_support import ScriptedGuard
+from flask import Flask, Response, request
+from werkzeug.test import EnvironBuilder
+
+from guardrail.adapters import GuardrailEvent, GuardrailWSGI
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": "m", "messages": [{"role": "user", "content": "Explain tides to me, please."}]}
+
+
+def make_app(guard: Any, **options: Any) -> Flask:
+    app = Flask("wsgi-test")
+
+    @app.post(CHAT)
+    def chat() -> Any:
+        raw = request.get_data()
+        return {"sha": hashlib.sha256(raw).hexdigest(), "len": len(raw), "usage": {"completion_tokens": 5}}
+
+    @app.post("/v1/messages")
+    def messages() -> Any:
+        def events() -> Iterator[bytes]:
+            yield b"event: message_start\n"
+            yield b'data: {"type":"message_start","message":{"usage":{"output_tokens":1}}}\n\n'
+            yield b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":33}}\n\n'
+
+        request.get_data()
+        return Response(events(), mimetype="text/event-stream")
+
+    @app.post("/v1/responses")
+    def bad() -> Any:
+        try:
+            json.loads(request.get_data())
+        except ValueError:
+            return {"error": {"message": "invalid json"}}, 400
+        return "ok"
+
+    @app.get("/health")
+    def health() -> str:
+        return "ok"
+
+    app.wsgi_app = GuardrailWSGI(app.wsgi_app, guard=guard, **options)  # type: ignore[method-assign]
+    return app
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def test_pass_through_and_exact_replay() -> None:
+    guard = ScriptedGuard(rpm=60)
+    client = make_app(guard).test_client()
+    assert client.get("/health").text == "ok"
+    assert guard.seen == []
+    raw = json.dumps(BODY).encode()
+    r = client.post(CHAT, data=raw, headers=auth("sk-1"), content_type="application/json", buffered=True)
+    assert r.status_code == 200 and r.json == {
+        "sha": hashlib.sha256(raw).hexdigest(),
+        "len": len(raw),
+        "usage": {"completion_tokens": 5},
+    }
+    assert r.headers["ratelimit-policy"] == '"tokens";q=60'
+    assert r.headers["x-ratelimit-remaining-tokens"] == "59"
+    assert guard.seen[0].body == raw and guard.seen[0].account == "sk-1"
+    assert guard.settled == [("sk-1", 5)]
+
+
+def test_flood_block_and_shapes() -> None:
+    events: list[GuardrailEvent] = []
+    guard = ScriptedGuard(rpm=2, blocked=frozenset({"bad"}))
+    client = make_app(guard, on_event=events.append).test_client()
+    codes = [client.post(CHAT, json=BODY, headers=auth("flood")).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    r = client.post(CHAT, json=BODY, headers=auth("flood"))
+    assert r.json is not None and r.json["error"]["code"] == "rate_limit_exceeded"
+    assert int(r.headers["retry-after"]) >= 1 and "retry-after-ms" in r.headers and "ratelimit" in r.headers
+    a = client.post("/v1/messages", json=BODY, headers={"x-api-key": "bad"})
+    assert a.status_code == 403 and a.json == {
+        "type": "error",
+        "error": {"type": "permission_error", "message": "Blocked."},
+    }
+    assert a.headers["x-should-retry"] == "false"
+    assert client.post(CHAT, json=BODY, headers=auth("other")).status_code == 200
+    assert [e.outcome for e in events] == [
+        "allowed",
+        "allowed",
+        "throttled",
+        "throttled",
+        "blocked",
+        "allowed",
+    ]
+
+
+def test_observe_only_and_guard_failure() -> None:
+    guard = ScriptedGuard(rpm=1, blocked=frozenset({"bad"}))
+    client = make_app(guard, observe_only=True).test_client()
+    assert [client.post(CHAT, json=BODY, headers=auth("bad")).status_code for _ in range(3)] == [200] * 3
+    broken = ScriptedGuard(fail=True)
+    client = make_app(broken).test_client()
+    assert client.post(CHAT, json=BODY, headers=auth("k")).status_code == 200
+
+
+def test_stream_settles_and_closes() -> None:
+    guard = ScriptedGuard()
+    client = make_app(guard).test_client()
+    r = client.post("/v1/messages", json=BODY, headers={"x-api-key": "k"}, buffered=True)
+    assert r.status_code == 200 and r.data.count(b"event:") == 2
+    assert guard.settled == [("k", 33)]
+
+
+def test_app_error_settles_zero() -> None:
+    guard = ScriptedGuard()
+    client = make_app(guard).test_client()
+    r = client.post("/v1/responses", data=b"{nope", headers=auth("k"), buffered=True)
+    assert r.status_code == 400 and guard.settled == [("k", 0)]
+
+
+# -- raw environs ----------------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.body: bytes | None = None
+        self.environ: dict[str, Any] = {}
+        self.closed = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        self.environ = environ
+        self.body = environ["wsgi.input"].read()
+        start_response("200 OK", [("content-type", "text/plain")])
+        recorder = self
+
+        class Result:
+            def __iter__(self) -> Iterator[bytes]:
+                yield b"app"
+
+            def close(self) -> None:
+                recorder.closed += 1
+
+        return Result()
+
+
+def call(mw: GuardrailWSGI, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["status"], captured["headers"] = status, headers
+        return lambda data: None
+
+    result = mw(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return captured["status"], captured["headers"], body
+
+
+def environ_for(
+    data: bytes, *, length: str | None = None, terminated: bool = False, **headers: str
+) -> dict[str, Any]:
+    env = EnvironBuilder(
+        path=CHAT, method="POST", data=data, headers={"authorization": "Bearer k", **headers}
+    ).get_environ()
+    if length is None:
+        env.pop("CONTENT_LENGTH", None)
+    else:
+        env["CONTENT_LENGTH"] = length
+    if terminated:
+        env["wsgi.input_terminated"] = True
+    return env
+
+
+def test_close_reaches_the_app_iterable_and_originals_are_kept() -> None:
+    app = Recorder()
+    mw = GuardrailWSGI(app, guard=ScriptedGuard())
+    status, _, body = call(mw, environ_for(b'{"a":1}', length="7"))
+    assert status == "200 OK" and body == b"app" and app.closed == 1
+    assert app.body == b'{"a":1}' and app.environ["CONTENT_LENGTH"] == "7"
+    assert app.environ["guardrail.orig"]["CONTENT_LENGTH"] == "7"
+
+
+def test_oversize_declared_chunked_and_pass() -> None:
+    app = Recorder()
+    mw = GuardrailWSGI(app, guard=ScriptedGuard(), max_body_bytes=10)
+    status, _, body = call(mw, environ_for(b"x" * 50, length="50"))
+    assert status.startswith("413") and json.loads(body)["error"]["code"] == "request_too_large"
+    status, _, _ = call(mw, environ_for(b"x" * 50, terminated=True))
+    assert status.startswith("413") and app.body is None
+    guard = ScriptedGuard()
+    passing = GuardrailWSGI(app, guard=guard, max_body_bytes=10, on_oversize="pass")
+    status, _, _ = call(passing, environ_for(b"y" * 50, terminated=True))
+    assert status == "200 OK" and app.body == b"y" * 50 and guard.seen[0].body is None
+    status, _, _ = call(passing, environ_for(b"z" * 50, length="50"))
+    assert status == "200 OK" and app.body == b"z" * 50
+
+
+def test_no_length_means_no_body_and_bad_lengths() -> None:
+    app = Recorder()
+    mw = GuardrailWSGI(app, guard=ScriptedGuard())
+    status, _, _ = call(mw, environ_for(b"ignored"))
+    assert status == "200 OK" and app.body == b""
+    status, _, body = call(mw, environ_for(b"{}", length="two"))
+    assert status.startswith("400") and b"Invalid request body" in body
+
+
+def test_short_body_and_broken_input() -> None:
+    app = Recorder()
+    mw = GuardrailWSGI(app, guard=ScriptedGuard())
+    status, _, _ = call(mw, environ_for(b"{}", length="100"))  # the client went away early
+    assert status.startswith("400") and app.body is None
+
+    class Timeout(io.RawIOBase):
+        def read(self, n: int = -1) -> bytes:
+            raise TimeoutError("slow client")
+
+    env = environ_for(b"", length="10")
+    env["wsgi.input"] = Timeout()
+    status, _, _ = call(mw, env)
+    assert status.startswith("408")
+
+
+@pytest.mark.parametrize("body", [b"", b"\xff\xfe{\x00}\x00", b"\xc3\x28", b"[" * 50_000, b"\x00" * 100])
+def test_odd_bodies_never_500(body: bytes) -> None:
+    app = Recorder()
+    mw = GuardrailWSGI(app, guard=ScriptedGuard())
+    status, _, _ = call(mw, environ_for(body, length=str(len(body)), **{"x-api-key": "\xe9"}))
+    assert status == "200 OK" and app.body == body
+
+
+def test_trusted_proxies_and_identify() -> None:
+    guard = ScriptedGuard()
+    app = Recorder()
+    mw = GuardrailWSGI(app, guard=guard, trusted_proxies="10.0.0.0/8", identify=lambda v: v.header("x-user"))
+    env = environ_for(b"{}", length="2", **{"x-forwarded-for": "198.51.100.7", "x-user": "alice"})
+    env["REMOTE_ADDR"] = "10.1.1.1"
+    call(mw, env)
+    assert guard.seen[0].ip == "198.51.100.7" and guard.seen[0].account == "alice"
+
+
+def test_constructor_is_validated() -> None:
+    with pytest.raises(ValueError, match="either guard"):
+        GuardrailWSGI(Recorder(), guard=ScriptedGuard(), storage="memory://")
+    with pytest.raises(ValueError, match="on_oversize"):
+        GuardrailWSGI(Recorder(), guard=ScriptedGuard(), on_oversize="maybe")
+    mw = GuardrailWSGI(Recorder(), storage="memory://", account_rpm=1)
+    assert "GuardrailWSGI" in repr(mw)

@@ -1,0 +1,127 @@
+"""Many clients on one key: never more admitted than burst + rate x elapsed, and not much less under
+continuous demand. Processes and asyncio tasks on Redis; threads and asyncio tasks in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from guardrail.limiter import Limit, Limiter, MemoryStore, TokenBucket
+
+RATE = 200.0
+BURST = 20.0
+DURATION = 0.8
+
+
+def check(admitted: int, elapsed: float) -> None:
+    ceiling = BURST + RATE * elapsed
+    assert admitted <= ceiling + 1, (admitted, ceiling)
+    assert admitted >= 0.8 * ceiling, (admitted, ceiling)
+
+
+def _worker(url: str, key: str, barrier: Any, out: Any) -> None:
+    bucket = TokenBucket(rate=RATE, burst=BURST, storage=url, failure="closed")
+    barrier.wait(timeout=30)
+    admitted = calls = 0
+    start = time.time()
+    end = start + DURATION
+    while time.time() < end and calls < 100_000:
+        calls += 1
+        if bucket.consume(key).allowed:
+            admitted += 1
+    out.put((admitted, start, time.time()))
+    bucket.close()
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_processes_on_one_redis_key(redis_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    n = 3
+    barrier = ctx.Barrier(n)
+    out = ctx.Queue()
+    key = f"conc:{uuid.uuid4().hex}"
+    procs = [ctx.Process(target=_worker, args=(redis_url, key, barrier, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    out.close()
+    out.join_thread()
+    admitted = sum(r[0] for r in results)
+    elapsed = max(r[2] for r in results) - min(r[1] for r in results)
+    check(admitted, elapsed)
+
+
+async def _tasks(bucket: TokenBucket, key: str, tasks: int) -> tuple[int, float]:
+    admitted = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    end = start + DURATION
+
+    async def client() -> None:
+        nonlocal admitted
+        calls = 0
+        while loop.time() < end and calls < 100_000:
+            calls += 1
+            if (await bucket.aconsume(key)).allowed:
+                admitted += 1
+            else:
+                await asyncio.sleep(0)
+
+    await asyncio.gather(*(client() for _ in range(tasks)))
+    return admitted, loop.time() - start
+
+
+@pytest.mark.redis
+def test_asyncio_tasks_on_one_redis_key(redis_url: str) -> None:
+    bucket = TokenBucket(rate=RATE, burst=BURST, storage=redis_url, failure="closed")
+
+    async def main() -> tuple[int, float]:
+        try:
+            return await _tasks(bucket, f"conc:{uuid.uuid4().hex}", 50)
+        finally:
+            await bucket.aclose()
+
+    check(*asyncio.run(main()))
+
+
+def test_asyncio_tasks_in_memory() -> None:
+    bucket = TokenBucket(rate=RATE, burst=BURST)
+    check(*asyncio.run(_tasks(bucket, "k", 50)))
+
+
+def test_threads_in_memory_multi_key() -> None:
+    """Threads deciding overlapping multi-key requests: no deadlock, shared bucket never over-admitted."""
+    limiter = Limiter(MemoryStore(stripes=4))
+    shared = Limit(rate=RATE, burst=BURST)
+    own = Limit(rate=1e6, burst=1e6)
+    admitted = [0] * 4
+    start = time.monotonic()
+
+    def run(i: int) -> None:
+        from guardrail.limiter import BucketRequest
+
+        end = time.monotonic() + DURATION
+        while time.monotonic() < end:
+            reqs = [
+                BucketRequest(f"own:{i}", own),
+                BucketRequest("shared", shared),
+                BucketRequest(f"own:{3 - i}", own),
+            ]
+            if limiter.consume_many(reqs).allowed:
+                admitted[i] += 1
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    check(sum(admitted), time.monotonic() - start)
