@@ -162,24 +162,30 @@ def mutate(rng: random.Random, text: str, rate: float) -> str:
 # --- helpers --------------------------------------------------------------------------------------------
 
 
-def timeit(fn: Callable[[], object], *, min_time: float = 0.3, repeat: int = 5) -> float:
-    """Best-of-``repeat`` seconds per call of ``fn``."""
-    fn()
-    calls = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time / repeat or calls > 1_000_000:
-            break
-        calls *= 2
-    best = elapsed / calls
-    for _ in range(repeat - 1):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
+def race(
+    fns: dict[str, Callable[[], object]], *, repeat: int = 7, min_time: float = 0.05
+) -> dict[str, float]:
+    """Best seconds per call of each function, runs interleaved (A, B, C, A, B, C, ...) so that load from
+    other processes on a shared machine hits every contender alike; the minimum filters the noise."""
+    calls: dict[str, int] = {}
+    for name, fn in fns.items():
+        fn()
+        n = 1
+        while True:
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            if time.perf_counter() - start >= min_time or n > 1_000_000:
+                break
+            n *= 2
+        calls[name] = n
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / calls[name])
     return best
 
 
@@ -228,7 +234,7 @@ def bench_speed_accuracy(rng: random.Random, sizes: Sequence[int], n_prompts: in
     fpr = Fingerprinter()
     size = fpr.params.shingle_size
     perms = MinHash(num_perm=128).permutations
-    print(f"\n== text -> fingerprint, num_perm=128, {size}-byte shingles (us per prompt, best of 5) ==")
+    print(f"\n== text -> fingerprint, num_perm=128, {size}-byte shingles (us per prompt, best of 9 interleaved runs) ==")
     widths = (8, 11, 11, 13, 13, 13, 9, 9, 11, 9)
     print(
         row(
@@ -250,18 +256,6 @@ def bench_speed_accuracy(rng: random.Random, sizes: Sequence[int], n_prompts: in
     for target in sizes:
         prompts = [make_prompt(rng, target) for _ in range(n_prompts)]
         mean_chars = int(statistics.mean(len(p) for p in prompts))
-        t_ours = timeit(lambda prompts=prompts: [fpr.fingerprint(p) for p in prompts]) / n_prompts
-        t_batch = timeit(lambda prompts=prompts: fpr.fingerprint_many(prompts)) / n_prompts
-        t_xx = (
-            timeit(lambda prompts=prompts: [datasketch_minhash(p, size, xxh32) for p in prompts]) / n_prompts
-        )
-        t_sha = (
-            timeit(lambda prompts=prompts: [datasketch_minhash(p, size, None) for p in prompts]) / n_prompts
-        )
-        t_xxp = (
-            timeit(lambda prompts=prompts: [datasketch_minhash(p, size, xxh32, perms) for p in prompts])
-            / n_prompts
-        )
 
         def floor(prompts: list[str] = prompts) -> None:
             h = xxhash.xxh3_64_intdigest
@@ -270,7 +264,19 @@ def bench_speed_accuracy(rng: random.Random, sizes: Sequence[int], n_prompts: in
                 for i in range(len(data) - size + 1):
                     h(data[i : i + size])
 
-        t_floor = timeit(floor) / n_prompts
+        t = race(
+            {
+                "ours": lambda prompts=prompts: [fpr.fingerprint(p) for p in prompts],
+                "batch": lambda prompts=prompts: fpr.fingerprint_many(prompts),
+                "xx": lambda prompts=prompts: [datasketch_minhash(p, size, xxh32) for p in prompts],
+                "sha": lambda prompts=prompts: [datasketch_minhash(p, size, None) for p in prompts],
+                "xxp": lambda prompts=prompts: [datasketch_minhash(p, size, xxh32, perms) for p in prompts],
+                "floor": floor,
+            }
+        )
+        t_ours, t_batch, t_xx, t_sha, t_xxp, t_floor = (
+            t[k] / n_prompts for k in ("ours", "batch", "xx", "sha", "xxp", "floor")
+        )
         us = lambda t: f"{t * 1e6:.1f}"  # noqa: E731
         print(
             row(
@@ -333,8 +339,13 @@ def bench_schemes(rng: random.Random, sizes: Sequence[int], n_prompts: int) -> N
     print(row(("chars", "oph+densify", "k perms", "ratio"), (8, 12, 12, 8)))
     for target in sizes:
         prompts = [make_prompt(rng, target) for _ in range(n_prompts)]
-        t1 = timeit(lambda prompts=prompts: [oph.fingerprint(p) for p in prompts]) / n_prompts
-        t2 = timeit(lambda prompts=prompts: [kperm.fingerprint(p) for p in prompts]) / n_prompts
+        t = race(
+            {
+                "oph": lambda prompts=prompts: [oph.fingerprint(p) for p in prompts],
+                "kperm": lambda prompts=prompts: [kperm.fingerprint(p) for p in prompts],
+            }
+        )
+        t1, t2 = t["oph"] / n_prompts, t["kperm"] / n_prompts
         print(row((target, f"{t1 * 1e6:.1f}", f"{t2 * 1e6:.1f}", f"{t2 / t1:.1f}x"), (8, 12, 12, 8)))
 
 
@@ -363,7 +374,7 @@ def bench_shingle_kind(rng: random.Random, n: int) -> None:
         ("5% words edited", lambda t: mutate(rng, t, 0.05)),
         ("15% words edited", lambda t: mutate(rng, t, 0.15)),
         ("3% junk characters", noise),
-        ("unrelated prompt", lambda t: make_prompt(rng, 1000)),
+        ("another prompt", lambda t: make_prompt(rng, 1000)),
     ]
     widths = (20, 9, 9, 9, 9)
     print(row(("variant", "word-3", "char-4", "char-5", "char-8"), widths))
@@ -421,13 +432,18 @@ def bench_lsh(rng: random.Random, n_items: int, n_queries: int) -> None:
                 index.insert(i, m, check_duplication=False)
             return index
 
-        t_ins_ours = timeit(build_ours, min_time=0.5, repeat=2) / n_items
-        t_ins_ds = timeit(build_ds, min_time=0.5, repeat=2) / n_items
+        t = race({"ours": build_ours, "ds": build_ds}, repeat=5, min_time=0.0)
+        t_ins_ours, t_ins_ds = t["ours"] / n_items, t["ds"] / n_items
         ours, theirs = build_ours(), build_ds()
-        t_q_ours = timeit(lambda ours=ours: [ours.query(fps[i]) for i in queries], repeat=2) / len(queries)
-        t_q_ds = timeit(lambda theirs=theirs: [theirs.query(ds_sigs[i]) for i in queries], repeat=2) / len(
-            queries
+        t = race(
+            {
+                "ours": lambda ours=ours: [ours.query(fps[i]) for i in queries],
+                "ds": lambda theirs=theirs: [theirs.query(ds_sigs[i]) for i in queries],
+            },
+            repeat=5,
+            min_time=0.0,
         )
+        t_q_ours, t_q_ds = t["ours"] / len(queries), t["ds"] / len(queries)
         mem = []
         for build in (build_ours, build_ds):
             gc.collect()

@@ -71,8 +71,7 @@ def create_app(**options: Any) -> FastAPI:
     api = build_model_app()
     settings = settings_from_env()
     if "guard" in options:
-        settings.pop("storage", None)
-        settings.pop("account_rpm", None)
+        settings.pop("storage", None)  # a given guard brings its own storage
     settings.update(options)
     api.add_middleware(Guardrail, **settings)
     return api

@@ -67,8 +67,7 @@ def create_app(**options: Any) -> Flask:
     api = build_model_app()
     settings = settings_from_env()
     if "guard" in options:
-        settings.pop("storage", None)
-        settings.pop("account_rpm", None)
+        settings.pop("storage", None)  # a given guard brings its own storage
     settings.update(options)
     api.wsgi_app = GuardrailWSGI(api.wsgi_app, **settings)  # type: ignore[method-assign]
     return api

@@ -19,6 +19,8 @@ litellm itself is optional here: without it the class derives from ``object`` an
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +33,7 @@ from guardrail.adapters._refusal import refusal
 from guardrail.engine import Action, AsyncGuard, Decision, RequestFacts
 
 try:  # pragma: no cover - depends on litellm being installed
-    from litellm.integrations.custom_logger import CustomLogger as _Base
+    from litellm.integrations.custom_logger import CustomLogger as _Base  # type: ignore[import-not-found]
 except ImportError:  # litellm is heavy; the hook does not need it to be defined or tested
     _Base = object
 
@@ -58,9 +60,13 @@ _ROUTES = {
     "anthropic_messages": "/v1/messages",
 }
 _TICKET = "guardrail_ticket"
+_BODY_KEYS = frozenset(
+    {"model", "messages", "prompt", "input", "system", "instructions", "max_tokens", "stream"}
+)
+logger = logging.getLogger("guardrail.adapters")
 
 
-class GuardrailLiteLLM(_Base):  # type: ignore[misc, valid-type]
+class GuardrailLiteLLM(_Base):  # type: ignore[misc]
     """LiteLLM proxy hook: check before the model call, settle after it."""
 
     def __init__(self, guard: AsyncGuard | None = None, **options: Any) -> None:
@@ -96,21 +102,13 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc, valid-type]
             return data
         metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else None
         ip = metadata.get("requester_ip_address") if metadata else None
-        body = {
-            k: v
-            for k, v in data.items()
-            if k in ("model", "messages", "prompt", "input", "system", "instructions", "max_tokens", "stream")
-        }
+        body = {k: v for k, v in data.items() if k in _BODY_KEYS}  # not LiteLLM's own metadata
         try:
             decision = await self.guard.check(
                 RequestFacts(account=self.account_of(user_api_key_dict), ip=ip or None, path=path, body=body)
             )
         except Exception:  # guardrail failing must not fail the proxy
-            import logging
-
-            logging.getLogger("guardrail.adapters").exception(
-                "guardrail LiteLLM hook failed; request allowed"
-            )
+            logger.exception("guardrail LiteLLM hook failed; request allowed")
             return data
         if decision.action == Action.BLOCK:
             raise _http(refusal("openai", 403))
@@ -167,9 +165,7 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc, valid-type]
         try:
             await self.guard.settle(decision, tokens)
         except Exception:
-            import logging
-
-            logging.getLogger("guardrail.adapters").exception("guardrail settle failed; ignored")
+            logger.exception("guardrail settle failed; ignored")
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -179,8 +175,6 @@ def _get(obj: Any, name: str) -> Any:
 
 
 def _http(r: Any) -> HTTPException:
-    import json
-
     headers = {k.decode(): v.decode() for k, v in r.headers if k not in (b"content-length", b"content-type")}
     return HTTPException(status_code=r.status, detail=json.loads(r.body)["error"], headers=headers)
 

@@ -125,7 +125,7 @@ def test_capacity_evicts_least_recently_used() -> None:
     fps = [FP.fingerprint(f"prompt number {'x' * i} about topic {chr(97 + i) * 6}") for i in range(5)]
     for i in range(3):
         index.insert(i, fps[i])
-    index.query(fps[0])  # 0 becomes most recently used
+    index.touch(0)  # 0 becomes most recently used
     index.insert(3, fps[3])
     assert evicted == [1] and 1 not in index
     index.insert(4, fps[4])

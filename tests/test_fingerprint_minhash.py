@@ -282,3 +282,33 @@ def test_batch_spanning_several_chunks() -> None:
     batch = [" ".join(rng.choice(VOCAB) for _ in range(rng.choice([0, 1, 400, 1500]))) for _ in range(40)]
     assert FP.fingerprint_many(batch) == [FP.fingerprint(t) for t in batch]
     assert FP.fingerprint_many([]) == []
+
+
+def test_prompt_fingerprint_of_an_extracted_prompt() -> None:
+    extract = pytest.importorskip("guardrail.extract")
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "You are a tutor. Think step by step."},
+            {"role": "user", "content": "Task 7: add 3 and 4."},
+        ],
+    }
+    prompt = extract.extract("/v1/chat/completions", body)
+    if not isinstance(prompt, extract.Prompt):
+        pytest.skip(f"extract gave {prompt!r}")
+    pf = FP.fingerprint_prompt(prompt)
+    assert pf.system == FP.fingerprint("You are a tutor. Think step by step.")
+    assert pf.user == FP.fingerprint("Task 7: add 3 and 4.")
+    assert pf.whole == FP.fingerprint(prompt.text)
+
+
+def test_golden_values_pin_the_format() -> None:
+    """Fingerprints stored by one release must compare with the next: any change here is a format change
+    (bump FORMAT_VERSION or NORMALIZATION_VERSION instead of editing these values)."""
+    text = "You are a helpful assistant. Think step by step: what is 17 * 23?"
+    oph = FP.fingerprint(text).to_bytes()
+    kperm = Fingerprinter(scheme="kperm").fingerprint(text).to_bytes()
+    assert oph[:24].hex() == "47524650010101050101800000000000000000003a000000"
+    assert xxhash.xxh3_64_hexdigest(oph) == "0d6e35e245ef84bf"
+    assert xxhash.xxh3_64_hexdigest(kperm) == "e8c9b366ab008b78"
+    assert FP.segments(text) == (3788859046732937537, 17790768838554560888, 11202080215641526859)

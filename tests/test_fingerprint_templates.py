@@ -84,3 +84,13 @@ def test_bounded() -> None:
 def test_invalid_threshold() -> None:
     with pytest.raises(ValueError):
         TemplateIndex(threshold=0.0)
+
+
+def test_matched_templates_stay_while_cold_ones_go() -> None:
+    rng = random.Random(8)
+    index = TemplateIndex(threshold=0.5, capacity=3)
+    a, b, c, d = (prompt(rng) for _ in range(4))
+    ids = [index.assign(FP.fingerprint(t)).template_id for t in (a, b, c)]
+    assert index.assign(FP.fingerprint(a.upper())).template_id == ids[0]  # A is now the most recent
+    index.assign(FP.fingerprint(d))
+    assert ids[0] in index and ids[1] not in index and ids[2] in index

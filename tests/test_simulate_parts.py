@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardrail.simulate import simulate
+from guardrail.simulate._base import sessions
 from guardrail.simulate._bodies import APIS, Client, ToolStep, Turn, render
 from guardrail.simulate._clock import WINDOW, flat_profile, human_profile, office_profile, sorted_times
 from guardrail.simulate._network import HomeAddress, World, proxy_pool
@@ -240,3 +241,10 @@ def test_derived_seeds_are_stable_constants() -> None:
     # A fixed value: derived seeds must not depend on the process (no salted hash()).
     assert derive_seed(0, "organic") == derive_seed(0, "organic") != derive_seed(1, "organic")
     assert derive_seed(0, "a", "b") != derive_seed(0, "ab")
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 500), mean=st.floats(0.5, 20.0), seed=st.integers(0, 2**32))
+def test_sessions_partition_the_requests(n: int, mean: float, seed: int) -> None:
+    sizes = sessions(random.Random(seed), n, mean)
+    assert sum(sizes) == n and all(s >= 1 for s in sizes)

@@ -495,3 +495,33 @@ def test_built_from_options_throttles() -> None:
     codes = [client.post(CHAT, json=BODY, headers=auth("k")).status_code for _ in range(6)]
     assert codes[0] == 200 and 429 in codes
     assert client.post(CHAT, json=BODY, headers=auth("someone-else")).status_code == 200
+
+
+# -- the read deadline -----------------------------------------------------------------------------
+
+
+async def test_read_deadline_with_and_without_the_watchdog() -> None:
+    from guardrail.adapters._body import BodyStatus, Watchdog, read_body
+
+    async def stalled() -> dict[str, Any]:
+        await anyio.sleep(3600)
+        return {}
+
+    with anyio.fail_after(5):
+        for watchdog in (Watchdog(0.1), None):
+            read = await read_body(stalled, [], max_bytes=10, timeout=0.1, watchdog=watchdog)
+            assert read.status is BodyStatus.TIMEOUT and read.more
+
+
+async def test_an_outside_cancellation_is_not_mistaken_for_a_timeout() -> None:
+    from guardrail.adapters._body import Watchdog, read_body
+
+    async def stalled() -> dict[str, Any]:
+        await anyio.sleep(3600)
+        return {}
+
+    watchdog = Watchdog(60.0)
+    with anyio.move_on_after(0.1) as scope:
+        await read_body(stalled, [], max_bytes=10, timeout=60.0, watchdog=watchdog)
+    assert scope.cancelled_caught  # the server's cancellation propagated, not swallowed
+    assert not watchdog._reads  # and the read was forgotten

@@ -90,7 +90,7 @@ def test_token_bucket_forms() -> None:
     b = TokenBucket(rate=1, burst=1, storage=shared, name="b")
     assert a.consume("k", now=T0).allowed and b.consume("k", now=T0).allowed  # names keep keys apart
     r = a.consume("k", now=T0)
-    assert r.key == "k" and not r.allowed and r.retry_after == pytest.approx(1.0)
+    assert r.key == "a:k" and not r.allowed and r.retry_after == pytest.approx(1.0)
     assert a.peek("k", 0.0, now=T0 + 1).allowed
     assert a.settle("k", 3.0, now=T0 + 1).retry_after == pytest.approx(2.0)  # 2 tokens of debt
 

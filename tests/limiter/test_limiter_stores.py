@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -23,7 +23,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from guardrail.limiter import BucketRequest, Limit, Limiter, Store, TokenBucket
+from guardrail.limiter import BucketRequest, Limit, Limiter, MemoryStore, Store, TokenBucket
 
 from .model import ModelBuckets
 
@@ -137,8 +137,6 @@ def test_server_clock_is_used(make_store: Callable[[], Store]) -> None:
 
 
 def test_full_buckets_are_forgotten_and_keys_are_bounded() -> None:
-    from guardrail.limiter import MemoryStore
-
     store = MemoryStore(max_keys=64, stripes=1)
     lim = Limit(1.0, 1.0)
     for i in range(1000):
@@ -249,3 +247,26 @@ def test_limiter_facade(make_store: Callable[[], Store]) -> None:
     assert not m.allowed and m.results[1].allowed  # g would pass alone, but f refuses
     assert limiter.peek(BucketRequest("g", lim, 2.0)).allowed  # so g was not charged
     assert limiter.settle(BucketRequest("g", lim, 5.0)).retry_after > 2.0
+
+
+@given(
+    rate=st.floats(0.1, 1e3),
+    burst=st.floats(1.0, 1e3),
+    ops=st.lists(st.tuples(st.floats(0.0, 50.0), st.floats(0.0, 5.0)), min_size=1, max_size=12),
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_single_bucket_path_matches_memory(
+    make_store: Callable[[], Store], rate: float, burst: float, ops: list[tuple[float, float]]
+) -> None:
+    """The single-bucket fast path (its own lean Lua script on Redis) answers exactly like the memory store."""
+    store, reference = make_store(), MemoryStore()
+    lim = Limit(rate, burst)
+    now = T0
+    for cost, gap in ops:
+        now += gap
+        got = store.consume_one("one", lim, cost, now=now)
+        want = reference.consume_one("one", lim, cost, now=now)
+        assert got.allowed == want.allowed
+        for field in ("remaining", "retry_after", "reset_after"):
+            assert getattr(got, field) == pytest.approx(getattr(want, field), rel=1e-9, abs=1e-6)
+    store.close()

@@ -109,3 +109,17 @@ def test_no_raw_identifier_survives(account: str, members: list[str]) -> None:
     events.cluster_changed(cluster="c", change="formed", accounts=members)
     for value in (seen[0]["account"], seen[0]["ip"], *seen[1]["accounts"]):
         assert len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def test_engine_events_become_decision_and_cluster_events() -> None:
+    from guardrail.engine import Event
+
+    events, seen = _collect()
+    digest = hash_identifier("k", SECRET, namespace="account")
+    events(Event("decision", 1.0, digest, "c1", "throttle", 0.9, {"retry_after": 2.0}))
+    events(Event("cluster.flagged", 2.0, None, "c1", "throttle", 0.9, {"accounts": 4, "evidence": ["x"]}))
+    events(Event("cluster.cleared", 3.0, None, "c1", "allow", 0.0, {}))
+    assert [e["event"] for e in seen] == ["decision", "cluster", "cluster"]
+    assert seen[0]["account"] == digest and seen[0]["outcome"] == "throttle"
+    assert seen[1]["change"] == "flagged" and seen[1]["data"] == {"accounts": 4, "evidence": ["x"]}
+    assert seen[2]["change"] == "cleared" and "kind" not in seen[2]

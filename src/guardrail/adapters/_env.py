@@ -68,8 +68,6 @@ class GuardrailFromEnv(Guardrail):
     def __init__(self, app: ASGIApp, **overrides: Any) -> None:
         settings = settings_from_env()
         settings.update(overrides)
-        if "guard" in settings:
-            for key in ("storage", "account_rpm"):
-                if key not in overrides:
-                    settings.pop(key, None)
+        if "guard" in overrides and "storage" not in overrides:
+            settings.pop("storage", None)  # a given guard brings its own storage
         super().__init__(app, **settings)

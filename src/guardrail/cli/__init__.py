@@ -12,6 +12,7 @@ from guardrail import __version__
 # Subcommand name -> module (imported lazily, so ``guardrail --help`` stays fast).
 _COMMANDS: dict[str, str] = {
     "demo": "guardrail.cli._demo",
+    "simulate": "guardrail.cli._simulate",
 }
 
 

@@ -21,13 +21,24 @@ from typing import Any, TextIO
 from guardrail.cli._demo_app import load_model_app
 from guardrail.cli._demo_report import build_report
 from guardrail.cli._demo_run import replay
+from guardrail.engine import Policy
+from guardrail.limiter import Limit
 from guardrail.report import render_html, summary_text
 from guardrail.simulate import simulate
 
-__all__ = ["DEFAULT_REPORT", "DEFAULT_SCALE", "DEFAULT_SEED", "register", "run"]
+__all__ = ["DEFAULT_CLUSTER_BUDGET", "DEFAULT_REPORT", "DEFAULT_SCALE", "DEFAULT_SEED", "register", "run"]
 
-#: About 25,000 requests over three simulated days: under a minute on two cores.
-DEFAULT_SCALE = 0.5
+#: About 15,000 requests over three simulated days: well under two minutes on two busy cores.
+DEFAULT_SCALE = 0.3
+#: A flagged cluster's shared budget in the demo, in estimated tokens per minute. The library default
+#: (``Policy.cluster_limit``: 2,000 tokens/min, about one busy honest account) is sized for real campaigns
+#: of 150k to 28.8M exchanges; a simulated campaign sends about a thousand requests in three days, 1/50 or
+#: less of the smallest real one, so the demo scales the budget down by 50 to let it bite as it would on
+#: real volumes. ``--cluster-budget 2000`` replays with the library default.
+DEFAULT_CLUSTER_BUDGET = 40.0
+#: Burst of the demo's cluster bucket: above the largest single request's estimated cost, so a throttled
+#: cluster still gets a request through now and then instead of none at all.
+DEMO_CLUSTER_BURST = 4000.0
 DEFAULT_SEED = 7
 DEFAULT_REPORT = "guardrail-demo-report.html"
 
@@ -39,6 +50,16 @@ def _scale(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not (math.isfinite(value) and 0.0 < value <= 1000.0):
         raise argparse.ArgumentTypeError(f"scale must be in (0, 1000], got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -70,6 +91,13 @@ def register(subparsers: Any) -> None:
         help="state store: memory:// (default) or redis://host:port/db",
     )
     parser.add_argument(
+        "--cluster-budget",
+        type=_positive,
+        default=DEFAULT_CLUSTER_BUDGET,
+        metavar="TOKENS_PER_MIN",
+        help=f"a flagged cluster's shared budget (default {DEFAULT_CLUSTER_BUDGET:g})",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(DEFAULT_REPORT), help=f"HTML report path ({DEFAULT_REPORT})"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the report data as JSON here")
@@ -88,16 +116,21 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"guardrail demo: {totals['requests']:,} simulated requests from {totals['accounts']:,} accounts "
         f"({totals['campaign_accounts']:,} in distillation campaigns) over 3 days, "
-        f"replayed through Guardrail + {description}, state in {storage}",
+        f"replayed through Guardrail + {description}, state in {storage}, flagged clusters share "
+        f"{args.cluster_budget:g} tokens/min each",
         flush=True,
     )
     progress: TextIO = io.StringIO() if args.no_progress else sys.stderr
     try:
-        run_ = asyncio.run(replay(sim, app, storage=storage, progress_stream=progress))
+        policy = Policy(cluster_limit=Limit(rate=args.cluster_budget / 60.0, burst=DEMO_CLUSTER_BURST))
+        run_ = asyncio.run(
+            replay(sim, app, storage=storage, guard_options={"policy": policy}, progress_stream=progress)
+        )
     except (ConnectionError, OSError, ValueError) as exc:
         print(f"error: the demo could not run on {storage}: {exc}", file=sys.stderr)
         return 1
     data = build_report(run_, app_description=description, storage=storage)
+    data.setdefault("source", {})["cluster budget (tokens/min)"] = args.cluster_budget
     print()
     print(summary_text(data))
     try:

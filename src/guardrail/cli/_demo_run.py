@@ -227,8 +227,12 @@ async def replay(
     return run
 
 
-def median_or_none(values: list[int] | list[float]) -> float | None:
-    return float(statistics.median(values)) if values else None
+def median_or_none(values: list[int] | list[float]) -> float | int | None:
+    """The median, as an int when it is a whole number (a count of requests reads better so)."""
+    if not values:
+        return None
+    m = float(statistics.median(values))
+    return int(m) if m.is_integer() else m
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -51,6 +52,12 @@ _ASCII_FOLD = bytes.maketrans(
 MAX_TEXT_CHARS = 8_000
 
 
+# Scripts written without spaces (CJK ideographs, kana, hangul, Thai, ...): each character is a word, so
+# that three-word shingles are character trigrams there; any other run of non-space characters is a word.
+_UNSPACED = "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(f"[{_UNSPACED}]|[^\\s{_UNSPACED}]+")
+
+
 def _word_hash(word: bytes) -> int:
     h = _word_cache.get(word)
     if h is None:
@@ -66,7 +73,7 @@ def _words(text: str) -> list[bytes]:
     where only case and digits can vary, one translate."""
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_FOLD).split()
-    return normalize(text).encode("utf-8", "surrogatepass").split()
+    return [w.encode("utf-8", "surrogatepass") for w in _TOKEN.findall(normalize(text))]
 
 
 def shingles(text: str, limit: int = 64) -> tuple[int, ...]:

@@ -49,7 +49,8 @@ class LinkageSettings:
 
     ``weights``: log-odds weight of each feature (see :func:`score_features`); ``bias`` the log-odds of a
     group with no evidence at all. ``diurnal_r2``: the squared mean resultant length assumed for a human's
-    hour-of-day (a 16-hour waking day gives about 0.17); the flatness test measures distance from it.
+    hour-of-day: people active over a 16-hour waking day give about 0.17, irregular ones less; a group's
+    pooled estimate at 0 reads as flat (+1), at ``diurnal_r2`` as human (-1), halfway as no evidence.
     """
 
     dominant_share: float = 0.2
@@ -66,7 +67,7 @@ class LinkageSettings:
             "size": 1.0,
         }
     )
-    diurnal_r2: float = 0.15
+    diurnal_r2: float = 0.12
 
     def __post_init__(self) -> None:
         if not 0.0 < self.dominant_share <= 1.0:
@@ -205,20 +206,21 @@ def group_features(
         hn = sum(p.hours)
         if hn >= 2 and p.last_seen - p.first_seen >= _DAY:
             z_sum += _rayleigh(p)
-            e_sum += 1.0 + settings.diurnal_r2 * (hn - 1)
+            e_sum += hn - 1
             m += 1
         for rng in p.prefixes:
             range_users[rng] += 1
         top_range.append(max(p.prefixes, key=p.prefixes.__getitem__) if p.prefixes else None)
     flatness = 0.0
     z_mean = z_sum / m if m else 1.0
-    if m:
-        e_mean = e_sum / m
-        gap = e_mean - 1.0
-        if gap > 0:
-            raw = max(-1.0, min(1.0, 1.0 - 2.0 * (z_mean - 1.0) / gap))
-            confidence = max(0.0, min(1.0, gap * math.sqrt(m) / 4.0))
-            flatness = raw * confidence
+    if m and e_sum > 0:
+        # Pooled estimate of the members' squared mean resultant length of hour-of-day: about 0 for flat
+        # traffic, 0.1-0.5 for people; its standard error under flat traffic is sqrt(m) / sum(n - 1).
+        r2 = (z_sum - m) / e_sum
+        se = math.sqrt(m) / e_sum
+        raw = max(-1.0, min(1.0, 1.0 - 2.0 * r2 / settings.diurnal_r2))
+        confidence = max(0.0, min(1.0, settings.diurnal_r2 / (4.0 * se)))
+        flatness = raw * confidence
     coloc = sum(1 for t in top_range if t is not None and range_users[t] >= 2) / n if n else 0.0
     total_hours = sum(hours)
     active = sum(1 for c in hours if total_hours and c * 48 >= total_hours)
@@ -299,15 +301,19 @@ class Cluster:
 
 
 def _attach(
-    groups: list[list[str]], dominant: Mapping[str, list[int]], settings: LinkageSettings
+    groups: list[list[str]],
+    dominant: Mapping[str, list[int]],
+    ranges: Mapping[str, Iterable[str]],
+    settings: LinkageSettings,
 ) -> list[list[str]]:
     """Second pass: attach loose accounts to the one large group whose template they use.
 
     A part *belongs* to a group when it is dominant for at least a fifth of that group's members (and two
     of them) and dominant for two or more members of no other group: a template specific to one group,
     unlike a generic phrase that many unrelated groups use. An account outside every large group whose
-    dominant parts include ``min(2, len(dominant))`` parts belonging to one large group joins it. This
-    catches the short-lived accounts whose few, noisy requests produced signature keys of their own.
+    dominant parts include ``min(2, len(dominant))`` parts belonging to one large group joins it, or one
+    such part when it also sends from an address range that group's members use (shared infrastructure).
+    This catches the short-lived accounts whose few, noisy requests produced signature keys of their own.
     """
     large = [g for g in groups if len(g) >= settings.min_cluster]
     owners: dict[int, set[int]] = defaultdict(set)
@@ -332,6 +338,12 @@ def _attach(
     if not belongs:
         return groups
     out = [list(g) if id(g) in large_ids else [] for g in groups]
+    range_groups: dict[str, set[int]] = defaultdict(set)
+    for gi, g in enumerate(groups):
+        if id(g) in large_ids:
+            for a in g:
+                for rng in ranges[a]:
+                    range_groups[rng].add(gi)
     for gi, g in enumerate(groups):
         if id(g) in large_ids:
             continue
@@ -341,7 +353,7 @@ def _attach(
             target = None
             if votes:
                 best, n = votes.most_common(1)[0]
-                if n >= min(2, len(dom)):
+                if n >= min(2, len(dom)) or any(best in range_groups.get(r, ()) for r in ranges[a]):
                     target = best
             if target is None:
                 out[gi].append(a)
@@ -375,7 +387,7 @@ def cluster_accounts(profiles: Iterable[AccountProfile], settings: LinkageSettin
     ]
     groups = [g for g in groups if g]
     groups.sort(key=lambda g: (-len(g), g[0]))
-    groups = _attach(groups, dominant, settings)
+    groups = _attach(groups, dominant, {a: list(p.prefixes) for a, p in by_account.items()}, settings)
     clusters: list[Cluster] = []
     for accounts in groups:
         if len(accounts) < settings.min_cluster:

@@ -38,7 +38,7 @@ class Policy:
     throttle_score: float = 0.8
     block_score: float | None = None
     min_accounts: int = 3
-    cluster_limit: Limit = Limit(rate=2000.0 / 60.0, burst=8000.0)
+    cluster_limit: Limit = Limit(rate=1000.0 / 60.0, burst=4000.0)
     account_limit: Limit | None = None
     join_share: float = 0.5
     join_max_requests: int = 200

@@ -43,8 +43,9 @@ class PromptLike(Protocol):
 class PromptFingerprint:
     """A prompt fingerprinted whole and in parts.
 
-    ``system`` and ``user`` are ``None`` when that part is empty. ``segments`` hashes each line or sentence
-    of the whole prompt (ids masked), so the engine can tell a recurring wrapper from changing fills.
+    ``system`` and ``user`` are ``None`` when that part is empty after normalisation. ``segments`` hashes
+    each line or sentence of the whole prompt (ids masked), so the engine can tell a recurring wrapper from
+    changing fills.
     """
 
     system: Fingerprint | None
@@ -170,8 +171,8 @@ class Fingerprinter:
                 raise TypeError(f"prompt.{name} must be str, got {type(value).__name__}")
         fps = self.fingerprint_many([system, user, whole])
         return PromptFingerprint(
-            system=fps[0] if system.strip() else None,
-            user=fps[1] if user.strip() else None,
+            system=None if fps[0].is_empty else fps[0],
+            user=None if fps[1].is_empty else fps[1],
             whole=fps[2],
             segments=self.segments(whole),
         )

@@ -14,6 +14,7 @@ import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Final
 
 import numpy as np
 import xxhash
@@ -22,7 +23,12 @@ from guardrail.fingerprint.minhash import Fingerprint, FingerprintParams
 
 __all__ = ["LSHIndex", "collision_probability", "optimal_bands"]
 
-_LIST_LIMIT = 32  # buckets hold a list until they grow past this, then a dict (O(1) removal)
+# A bucket holds its only key directly (no container for the cyclic garbage collector to walk: with one
+# list per bucket, collector passes made inserts several times slower), a list of keys up to this size,
+# then a dict (O(1) removal in buckets of near-identical prompts).
+_LIST_LIMIT = 32
+_MISSING: Final = object()
+_FEW_BANDS = 16
 _GRID = np.linspace(0.0, 1.0, 1001)
 
 
@@ -31,7 +37,7 @@ def _area(y: np.ndarray, x: np.ndarray) -> float:
     return float(((y[1:] + y[:-1]) * np.diff(x)).sum() / 2.0)
 
 
-Bucket = list[Hashable] | dict[Hashable, None]
+Bucket = Hashable | list[Hashable] | dict[Hashable, None]
 
 
 def collision_probability(similarity: float, bands: int, rows: int) -> float:
@@ -74,7 +80,7 @@ def optimal_bands(
 class LSHIndex:
     """Keys indexed by the bands of their fingerprints; :meth:`query` returns candidate keys.
 
-    Bounded: beyond ``capacity`` keys the least recently inserted or returned key is evicted (and
+    Bounded: beyond ``capacity`` keys the least recently inserted or touched key is evicted (and
     ``on_evict(key)`` called). Candidates are not verified here: a band hit means similarity is likely,
     not certain (see :class:`~guardrail.fingerprint.TemplateIndex` for verified assignment).
     Thread-safe.
@@ -97,6 +103,12 @@ class LSHIndex:
         self.bands, self.rows = optimal_bands(threshold, num_perm, weights[0], weights[1])
         self._on_evict = on_evict
         self._used = self.bands * self.rows
+        width = 4 * self.rows
+        self._ranges = (
+            [(band, band * width, (band + 1) * width) for band in range(self.bands)]
+            if self.bands <= _FEW_BANDS
+            else None
+        )
         self._multipliers = np.array(
             [xxhash.xxh3_64_intdigest(b"lsh-row", row) for row in range(self.rows)], dtype=np.uint64
         )
@@ -104,7 +116,7 @@ class LSHIndex:
             [xxhash.xxh3_64_intdigest(b"lsh-band", band) for band in range(self.bands)], dtype=np.uint64
         )
         self._params: FingerprintParams | None = None
-        self._entries: OrderedDict[Hashable, list[int]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[int, ...]] = OrderedDict()
         self._buckets: dict[int, Bucket] = {}
         self._lock = threading.Lock()
 
@@ -144,35 +156,42 @@ class LSHIndex:
         return [i.to_bytes(2, "little") + data[i * width : (i + 1) * width] for i in range(self.bands)]
 
     def _band_hashes(self, fp: Fingerprint) -> list[int]:
-        """In-memory bucket keys: a seeded linear hash of each band (one matrix product for all bands).
+        """In-memory bucket keys, one per band (not meant to leave the process: see :meth:`band_keys`).
 
-        Two different bands collide with probability at most 2**-32 (32-bit values, random 64-bit
-        multipliers); a collision only adds a candidate. Stores shared between processes use
-        :meth:`band_keys` instead.
+        Few bands: XXH3 of each band's bytes, seeded with the band number. Many bands: a seeded linear
+        hash of all bands in one matrix product, cheaper than that many calls (measured crossover ~16
+        bands); two different bands then collide with probability at most 2**-32 (32-bit values, random
+        64-bit multipliers), and a collision only adds a candidate.
         """
         self._check(fp)
+        if self._ranges is not None:
+            data = fp.signature_bytes
+            digest = xxhash.xxh3_64_intdigest
+            return [digest(data[start:end], band) for band, start, end in self._ranges]
         bands = fp.values[: self._used].reshape(self.bands, self.rows).astype(np.uint64)
         mixed: list[int] = ((bands @ self._multipliers) ^ self._band_salts).tolist()
         return mixed
 
     def insert(self, key: Hashable, fp: Fingerprint) -> None:
         """Index ``key`` under ``fp`` (replacing its previous fingerprint if already present)."""
-        hashes = self._band_hashes(fp)
+        hashes = tuple(self._band_hashes(fp))
         with self._lock:
             if key in self._entries:
                 self._unlink(key, self._entries.pop(key))
             self._entries[key] = hashes
             buckets = self._buckets
             for h in hashes:
-                bucket = buckets.get(h)
-                if bucket is None:
-                    buckets[h] = [key]
+                bucket = buckets.get(h, _MISSING)
+                if bucket is _MISSING:
+                    buckets[h] = key
                 elif isinstance(bucket, list):
                     bucket.append(key)
                     if len(bucket) > _LIST_LIMIT:
                         buckets[h] = dict.fromkeys(bucket)
-                else:
+                elif isinstance(bucket, dict):
                     bucket[key] = None
+                else:
+                    buckets[h] = [bucket, key]
             evicted: list[Hashable] = []
             while len(self._entries) > self.capacity:
                 old_key, old_hashes = self._entries.popitem(last=False)
@@ -183,19 +202,23 @@ class LSHIndex:
                 self._on_evict(old_key)
 
     def query(self, fp: Fingerprint) -> list[Hashable]:
-        """Keys sharing at least one band with ``fp`` (each once, in first-found order); marks them used."""
+        """Keys sharing at least one band with ``fp``, each once, in no particular order.
+
+        A query does not refresh the keys it returns (candidates are not matches): call :meth:`touch` on
+        the key a caller actually uses, as :class:`~guardrail.fingerprint.TemplateIndex` does.
+        """
         hashes = self._band_hashes(fp)
-        found: dict[Hashable, None] = {}
+        found: set[Hashable] = set()
         with self._lock:
-            buckets = self._buckets
+            get = self._buckets.get
             for h in hashes:
-                bucket = buckets.get(h)
-                if bucket:
-                    for key in bucket:
-                        found[key] = None
-            entries = self._entries
-            for key in found:
-                entries.move_to_end(key)
+                bucket = get(h, _MISSING)
+                if bucket is _MISSING:
+                    continue
+                if isinstance(bucket, (list, dict)):
+                    found.update(bucket)
+                else:
+                    found.add(bucket)
         return list(found)
 
     def remove(self, key: Hashable) -> bool:
@@ -213,18 +236,22 @@ class LSHIndex:
             if key in self._entries:
                 self._entries.move_to_end(key)
 
-    def _unlink(self, key: Hashable, hashes: list[int]) -> None:
+    def _unlink(self, key: Hashable, hashes: tuple[int, ...]) -> None:
         buckets = self._buckets
         for h in hashes:
-            bucket = buckets.get(h)
-            if bucket is None:
+            bucket = buckets.get(h, _MISSING)
+            if bucket is _MISSING:
                 continue
             if isinstance(bucket, list):
                 try:
                     bucket.remove(key)
                 except ValueError:
                     continue
-            else:
+                if len(bucket) == 1:
+                    buckets[h] = bucket[0]
+            elif isinstance(bucket, dict):
                 bucket.pop(key, None)
-            if not bucket:
+                if not bucket:
+                    del buckets[h]
+            elif bucket == key:
                 del buckets[h]

@@ -262,6 +262,7 @@ def _bin_edges(num_perm: int, docs: int) -> U64Array:
 
 
 _C32 = np.uint64(32)
+_PROBE_PREFIX = 8
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
@@ -307,8 +308,13 @@ def _oph(
 def _densify(
     sig: U32Array, filled: npt.NDArray[np.bool_], cardinalities: list[int], num_perm: int, seed: int
 ) -> None:
-    """Fill the empty bins of flat ``(doc, bin)`` signatures in place by optimal densification."""
+    """Fill the empty bins of flat ``(doc, bin)`` signatures in place by optimal densification.
+
+    Most holes find a filled bin within their first few probes, so those are tried first
+    (``_PROBE_PREFIX`` columns); only holes that miss them all look along their whole probe order.
+    """
     holes = np.nonzero(~filled)[0]
+    offsets: npt.NDArray[np.intp] | None = None
     if len(cardinalities) > 1:
         empty_docs = [row for row, card in enumerate(cardinalities) if card == 0]
         if empty_docs:
@@ -318,13 +324,25 @@ def _densify(
             if len(holes) == 0:
                 return
         bins = holes % num_perm
-        candidates = _probe_order(num_perm, seed)[bins]
-        candidates += (holes - bins)[:, None]
+        offsets = (holes - bins)[:, None]
     else:
-        candidates = _probe_order(num_perm, seed)[holes]
-    first_hit = filled[candidates].argmax(axis=1)
-    first_hit += np.arange(0, len(holes) * num_perm, num_perm)
-    sig[holes] = sig[candidates.reshape(-1)[first_hit]]
+        bins = holes
+    order = _probe_order(num_perm, seed)
+    prefix = min(_PROBE_PREFIX, num_perm)
+    candidates = order[bins, :prefix] if prefix < num_perm else order[bins]
+    if offsets is not None:
+        candidates = candidates + offsets
+    hit = filled[candidates]
+    first = hit.argmax(axis=1)
+    rows = np.arange(len(holes))
+    source = candidates[rows, first]
+    missed = ~hit[rows, first]
+    if missed.any():
+        full = order[bins[missed]]
+        if offsets is not None:
+            full = full + offsets[missed]
+        source[missed] = full[np.arange(len(full)), filled[full].argmax(axis=1)]
+    sig[holes] = sig[source]
 
 
 def _kperm(hashes: list[U64Array], num_perm: int, seed: int) -> tuple[U32Array, list[int]]:

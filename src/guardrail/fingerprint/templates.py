@@ -89,6 +89,7 @@ class TemplateIndex:
                 ):
                     best_id, best = str(candidate), similarity
             if best_id is not None and best >= self.threshold:
+                self._lsh.touch(best_id)
                 return TemplateMatch(best_id, best, False)
             new_id = template_id(fp)
             if new_id in self._founders:  # identical founder already known (e.g. empty prompts)

@@ -1,7 +1,8 @@
 """Circuit breaker with exponential backoff: keeps requests away from a store that just failed.
 
-Closed: every request goes to the store. After a failure the breaker opens for ``base`` seconds (doubling
-per consecutive failure up to ``cap``, with jitter so workers do not reconnect in lockstep); while open,
+Closed: every request goes to the store. After ``threshold`` consecutive failures (one slow answer on a
+busy event loop is not an outage) the breaker opens for ``base`` seconds (doubling per further failure up to
+``cap``, with jitter so workers do not reconnect in lockstep); while open,
 requests take the failure policy at once instead of paying another timeout. When the delay has passed,
 exactly one request probes the store (half-open); its success closes the breaker, its failure reopens it
 for longer. The closed check is one attribute read, so a healthy store pays nothing for the breaker.
@@ -21,14 +22,19 @@ class CircuitBreaker:
         *,
         base: float = 0.5,
         cap: float = 30.0,
+        threshold: int = 3,
         probe_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
     ) -> None:
         if not 0.0 < base <= cap:
             raise ValueError(f"need 0 < base <= cap, got base={base}, cap={cap}")
+        if threshold < 1:
+            raise ValueError(f"threshold must be >= 1, got {threshold}")
         self.base = base
         self.cap = cap
+        self.threshold = threshold
+        self.strikes = 0
         self.probe_timeout = probe_timeout
         self._clock = clock
         self._rng = rng
@@ -62,8 +68,9 @@ class CircuitBreaker:
             return True
 
     def success(self) -> None:
-        if self.failures:
+        if self.failures or self.strikes:
             with self._lock:
+                self.strikes = 0
                 self.failures = 0
                 self._open_until = 0.0
                 self._probe_started = 0.0
@@ -71,6 +78,10 @@ class CircuitBreaker:
     def failure(self) -> None:
         now = self._clock()
         with self._lock:
+            if self.failures == 0:
+                self.strikes += 1
+                if self.strikes < self.threshold:
+                    return
             self.failures += 1
             delay = min(self.cap, self.base * 2.0 ** min(self.failures - 1, 32))
             self._open_until = now + delay * (0.5 + 0.5 * self._rng())

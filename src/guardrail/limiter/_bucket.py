@@ -7,10 +7,11 @@ then ``consume(key, cost)`` per request. Several TokenBuckets may share one stor
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ._breaker import CircuitBreaker
-from ._limit import BucketRequest, Limit
+from ._limit import BucketRequest, Limit, check_cost, check_key
 from ._limiter import Limiter
 from ._result import BucketResult
 from ._store import Store
@@ -49,6 +50,8 @@ class TokenBucket:
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         self.name = name
         self._prefix = f"{name}:" if name else ""
+        # An in-process store cannot fail: call it directly, skipping the failure-policy layer.
+        self._direct = self.limiter.store.consume_one if self.limiter.breaker is None else None
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate={self.limit.rate}, burst={self.limit.burst}, limiter={self.limiter!r})"
@@ -64,44 +67,41 @@ class TokenBucket:
     def _request(self, key: str, cost: float) -> BucketRequest:
         return BucketRequest(self._prefix + key, self.limit, cost)
 
-    def _unprefixed(self, result: BucketResult, key: str) -> BucketResult:
-        if not self._prefix:
-            return result
-        return BucketResult(
-            key,
-            result.allowed,
-            result.remaining,
-            result.retry_after,
-            result.reset_after,
-            result.limit,
-            result.source,
-        )
+    def _checked(self, key: str, cost: float) -> tuple[str, float]:
+        if cost.__class__ is not float or not 0.0 <= cost < math.inf:
+            cost = check_cost(cost)
+        if key.__class__ is not str or not key:
+            check_key(key)
+        return (self._prefix + key if self._prefix else key), cost
 
     def consume(self, key: str, cost: float = 1.0, *, now: float | None = None) -> BucketResult:
-        """Take ``cost`` tokens from ``key``'s bucket if they are there; never raises on store trouble."""
-        result = self.limiter.consume(self._prefix + key, self.limit, cost, now=now)
-        return self._unprefixed(result, key)
+        """Take ``cost`` tokens from ``key``'s bucket if they are there; never raises on store trouble.
+        The result's ``key`` is the bucket's key in the store (``name:key`` for a named bucket)."""
+        key, cost = self._checked(key, cost)
+        if self._direct is not None:
+            return self._direct(key, self.limit, cost, now)
+        return self.limiter.consume_checked(key, self.limit, cost, now)
 
     async def aconsume(self, key: str, cost: float = 1.0, *, now: float | None = None) -> BucketResult:
-        result = await self.limiter.aconsume(self._prefix + key, self.limit, cost, now=now)
-        return self._unprefixed(result, key)
+        key, cost = self._checked(key, cost)
+        return await self.limiter.aconsume_checked(key, self.limit, cost, now)
 
     def peek(self, key: str, cost: float = 1.0, *, now: float | None = None) -> BucketResult:
         """Would ``consume(key, cost)`` be admitted now? Charges nothing."""
-        return self._unprefixed(self.limiter.peek(self._request(key, cost), now=now).results[0], key)
+        return self.limiter.peek(self._request(key, cost), now=now).results[0]
 
     async def apeek(self, key: str, cost: float = 1.0, *, now: float | None = None) -> BucketResult:
         result = await self.limiter.apeek(self._request(key, cost), now=now)
-        return self._unprefixed(result.results[0], key)
+        return result.results[0]
 
     def settle(self, key: str, delta: float, *, now: float | None = None) -> BucketResult:
         """Debit (``delta > 0``) or refund (``delta < 0``) after the fact, e.g. actual minus estimated
         LLM tokens once the response is known. The bucket may go into debt."""
-        return self._unprefixed(self.limiter.settle(self._request(key, delta), now=now).results[0], key)
+        return self.limiter.settle(self._request(key, delta), now=now).results[0]
 
     async def asettle(self, key: str, delta: float, *, now: float | None = None) -> BucketResult:
         result = await self.limiter.asettle(self._request(key, delta), now=now)
-        return self._unprefixed(result.results[0], key)
+        return result.results[0]
 
     def close(self) -> None:
         self.limiter.close()

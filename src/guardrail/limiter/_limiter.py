@@ -140,9 +140,10 @@ class Limiter:
         self, key: str, limit: Limit | str, cost: float = 1.0, *, now: float | None = None
     ) -> BucketResult:
         """One bucket (the single-key fast path on Redis: one EVALSHA)."""
-        limit = Limit.coerce(limit)
-        key = check_key(key)
-        cost = check_cost(cost)
+        return self.consume_checked(check_key(key), Limit.coerce(limit), check_cost(cost), now)
+
+    def consume_checked(self, key: str, limit: Limit, cost: float, now: float | None) -> BucketResult:
+        """``consume`` for arguments already validated (TokenBucket's hot path)."""
         breaker = self.breaker
         if breaker is None:
             return self.store.consume_one(key, limit, cost, now)
@@ -192,9 +193,9 @@ class Limiter:
     async def aconsume(
         self, key: str, limit: Limit | str, cost: float = 1.0, *, now: float | None = None
     ) -> BucketResult:
-        limit = Limit.coerce(limit)
-        key = check_key(key)
-        cost = check_cost(cost)
+        return await self.aconsume_checked(check_key(key), Limit.coerce(limit), check_cost(cost), now)
+
+    async def aconsume_checked(self, key: str, limit: Limit, cost: float, now: float | None) -> BucketResult:
         breaker = self.breaker
         if breaker is None:
             return await self.store.aconsume_one(key, limit, cost, now)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from cachetools import LRUCache
 
 from . import _gcra
+from ._gcra import take
 from ._limit import BucketRequest, Limit
 from ._result import STORE, BucketResult, MultiResult
 
@@ -95,7 +96,7 @@ class MemoryStore:
                 stored: float | None = cache[key]
             except KeyError:
                 stored = None
-            allowed, tat, remaining, retry, reset = _gcra.take(stored, now, limit.rate, limit.burst, cost)
+            allowed, tat, remaining, retry, reset = take(stored, now, limit.rate, limit.burst, cost)
             if allowed and tat > now:
                 cache[key] = tat
                 stripe.writes += 1

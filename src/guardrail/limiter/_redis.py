@@ -40,20 +40,24 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 
-_SCRIPT: tuple[str, str] | None = None
+_SCRIPTS: dict[str, tuple[str, str]] = {}
 
 
-def script() -> tuple[str, str]:
-    """The GCRA Lua script and its SHA1, read once from package data."""
-    global _SCRIPT
-    if _SCRIPT is None:
-        source = importlib.resources.files(__package__).joinpath("lua/gcra.lua").read_text("utf-8")
-        _SCRIPT = (source, hashlib.sha1(source.encode()).hexdigest())
-    return _SCRIPT
+def script(name: str = "gcra") -> tuple[str, str]:
+    """A Lua script (``gcra``: several buckets, any mode; ``gcra_one``: one bucket, consume) and its SHA1,
+    read once from package data."""
+    found = _SCRIPTS.get(name)
+    if found is None:
+        source = importlib.resources.files(__package__).joinpath(f"lua/{name}.lua").read_text("utf-8")
+        found = _SCRIPTS[name] = (source, hashlib.sha1(source.encode()).hexdigest())
+    return found
 
 
-def script_source() -> str:
-    return script()[0]
+def _source(sha: str) -> str:
+    for source, digest in _SCRIPTS.values():
+        if digest == sha:
+            return source
+    raise LookupError(f"no script with SHA1 {sha}")
 
 
 def _args(mode: str, requests: Sequence[BucketRequest], now: float | None) -> list[str | float]:
@@ -115,7 +119,8 @@ class RedisStore:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
-        self._sha = script()[1]
+        self._sha = script("gcra")[1]
+        self._sha_one = script("gcra_one")[1]
 
     def __repr__(self) -> str:
         return f"RedisStore({self._name!r}, cluster={self.cluster}, prefix={self.prefix!r})"
@@ -145,23 +150,23 @@ class RedisStore:
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
 
-    def _evalsha(self, keys: Sequence[str], args: Sequence[str | float]) -> bytes:
+    def _evalsha(self, sha: str, keys: Sequence[str], args: Sequence[str | float]) -> bytes:
         """One EVALSHA; on NOSCRIPT (first use, server restart, SCRIPT FLUSH) load the script and retry."""
         client = self._sync()
         try:
-            reply: bytes = client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            reply: bytes = client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
-            client.script_load(script_source())
-            reply = client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            client.script_load(_source(sha))
+            reply = client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
         return reply
 
-    async def _aevalsha(self, keys: Sequence[str], args: Sequence[str | float]) -> bytes:
+    async def _aevalsha(self, sha: str, keys: Sequence[str], args: Sequence[str | float]) -> bytes:
         client = self._async()
         try:
-            reply: bytes = await client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            reply: bytes = await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
-            await client.script_load(script_source())
-            reply = await client.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            await client.script_load(_source(sha))
+            reply = await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
         return reply
 
     # -- slots ---------------------------------------------------------------------------------------
@@ -177,7 +182,7 @@ class RedisStore:
 
     def _run(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
         keys = [self.prefix + r.key for r in requests]
-        return _parse(requests, self._evalsha(keys, _args(mode, requests, now)))
+        return _parse(requests, self._evalsha(self._sha, keys, _args(mode, requests, now)))
 
     def decide(self, mode: str, requests: Sequence[BucketRequest], now: float | None = None) -> MultiResult:
         if mode not in _gcra.MODES:
@@ -229,20 +234,20 @@ class RedisStore:
 
     def consume_one(self, key: str, limit: Limit, cost: float, now: float | None = None) -> BucketResult:
         rate, burst = limit.wire
-        args = (_gcra.CONSUME, "" if now is None else repr(float(now)), rate, burst, cost)
+        args = ("" if now is None else repr(float(now)), rate, burst, cost)
         try:
-            parts = self._evalsha((self.prefix + key,), args).split()
+            parts = self._evalsha(self._sha_one, (self.prefix + key,), args).split()
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
         return BucketResult(
-            key, parts[1] == b"1", float(parts[2]), float(parts[3]), float(parts[4]), limit.burst
+            key, parts[0] == b"1", float(parts[1]), float(parts[2]), float(parts[3]), limit.burst
         )
 
     # -- async ---------------------------------------------------------------------------------------
 
     async def _arun(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
         keys = [self.prefix + r.key for r in requests]
-        return _parse(requests, await self._aevalsha(keys, _args(mode, requests, now)))
+        return _parse(requests, await self._aevalsha(self._sha, keys, _args(mode, requests, now)))
 
     async def adecide(
         self, mode: str, requests: Sequence[BucketRequest], now: float | None = None
@@ -300,13 +305,13 @@ class RedisStore:
         self, key: str, limit: Limit, cost: float, now: float | None = None
     ) -> BucketResult:
         rate, burst = limit.wire
-        args = (_gcra.CONSUME, "" if now is None else repr(float(now)), rate, burst, cost)
+        args = ("" if now is None else repr(float(now)), rate, burst, cost)
         try:
-            parts = (await self._aevalsha((self.prefix + key,), args)).split()
+            parts = (await self._aevalsha(self._sha_one, (self.prefix + key,), args)).split()
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
         return BucketResult(
-            key, parts[1] == b"1", float(parts[2]), float(parts[3]), float(parts[4]), limit.burst
+            key, parts[0] == b"1", float(parts[1]), float(parts[2]), float(parts[3]), limit.burst
         )
 
     # -- lifecycle -----------------------------------------------------------------------------------

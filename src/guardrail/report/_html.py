@@ -50,7 +50,8 @@ svg.chart{max-width:100%;height:auto;display:block}
 svg .grid{stroke:#eaeef2}svg .axis{stroke:#8c959f}
 svg .yl{font-size:10px;fill:var(--muted);text-anchor:end;dominant-baseline:middle}
 svg .xl{font-size:10px;fill:var(--muted);text-anchor:middle}svg .ct{font-size:12px;font-weight:600}
-svg .marker line{stroke:var(--bad);stroke-dasharray:4 3}svg .ml{font-size:10px;fill:var(--bad)}
+svg .marker line{stroke:var(--bad);stroke-dasharray:4 3}
+svg .ml{font-size:10px;fill:var(--bad);paint-order:stroke;stroke:#fff;stroke-width:3px}
 .graphs{display:flex;flex-wrap:wrap;gap:16px}
 .graphs figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:6px}
 .graphs figcaption{font-size:12px;color:var(--muted);max-width:300px}

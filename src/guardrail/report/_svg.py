@@ -27,6 +27,12 @@ PALETTE = (
     "#000000",
     "#8C564B",
     "#7F7F7F",
+    "#17BECF",
+    "#9467BD",
+    "#BCBD22",
+    "#2CA02C",
+    "#FF7F0E",
+    "#1F3A93",
 )
 
 
@@ -103,7 +109,8 @@ def timeline_svg(
     for i in range(6):
         ts = start + span * i / 5
         x = _f(x_of(ts))
-        out.append(f'<text x="{x}" y="{height - 10}" class="xl">{escape(_fmt_time(ts, span))}</text>')
+        anchor = ' style="text-anchor:start"' if i == 0 else ' style="text-anchor:end"' if i == 5 else ""
+        out.append(f'<text x="{x}" y="{height - 10}" class="xl"{anchor}>{escape(_fmt_time(ts, span))}</text>')
     out.append(
         f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" class="axis"/>'
         f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" class="axis"/>'
@@ -117,12 +124,13 @@ def timeline_svg(
             f'<polyline class="series" data-series="{escape(name)}" fill="none" stroke="{color}" '
             f'stroke-width="1.6" points="{points}"><title>{escape(name)}</title></polyline>'
         )
-    for ts, label in markers:
+    for i, (ts, label) in enumerate(sorted(markers)):
         x = _f(x_of(ts))
         short = label if len(label) <= 14 else label[:13] + "\u2026"
+        label_y = top + 10 + 11 * (i % 4)  # staggered: labels of clusters caught close together stay legible
         out.append(
             f'<g class="marker"><line x1="{x}" x2="{x}" y1="{top}" y2="{top + plot_h}"/>'
-            f'<text x="{x}" y="{top + 10}" class="ml">{escape(short)}</text>'
+            f'<text x="{_f(x_of(ts) + 3)}" y="{label_y}" class="ml">{escape(short)}</text>'
             f"<title>{escape(label)} caught at {escape(_fmt_time(ts, 2 * 86_400))} UTC</title></g>"
         )
     out.append("</svg>")

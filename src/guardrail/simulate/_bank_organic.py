@@ -612,6 +612,16 @@ _FOREIGN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
     ),
 }
+_CONTEXT: dict[str, tuple[str, ...]] = {
+    "es": ("Tengo {n} años.", "Vivo en Valencia.", "Es para mañana.", "Soy estudiante.", "Gracias de antemano.", "Somos {n} personas."),
+    "de": ("Ich bin {n} Jahre alt.", "Es eilt ein bisschen.", "Ich wohne in Köln.", "Danke!", "Wir sind {n} Leute.", "Bin Anfänger."),
+    "fr": ("J'ai {n} ans.", "C'est pour demain.", "J'habite à Lille.", "Merci d'avance !", "Nous sommes {n}.", "Je débute."),
+    "pt": ("Tenho {n} anos.", "É pra amanhã.", "Moro em Recife.", "Valeu!", "Somos {n} pessoas.", "Sou iniciante."),
+    "zh": ("我今年{n}岁。", "明天就要用。", "我在成都。", "谢谢！", "我们一共{n}个人。", "我是新手。"),
+    "ja": ("{n}歳です。", "明日までに必要です。", "大阪に住んでいます。", "よろしくお願いします。", "初心者です。"),
+    "ru": ("Мне {n} лет.", "Нужно к завтрашнему дню.", "Живу в Казани.", "Спасибо!", "Нас {n} человек."),
+    "hi": ("मेरी उम्र {n} साल है।", "कल तक चाहिए।", "मैं पुणे में रहता हूँ।", "धन्यवाद!"),
+}  # fmt: skip
 _LANG_WEIGHTS = (("en", 0.68), ("es", 0.07), ("de", 0.04), ("fr", 0.04), ("pt", 0.05), ("zh", 0.05),
                  ("ja", 0.03), ("ru", 0.02), ("hi", 0.02))  # fmt: skip
 _ENGLISH: tuple[tuple[Callable[[random.Random], str], float], ...] = (
@@ -632,7 +642,11 @@ def organic_question(rng: random.Random, lang: str = "en", *, framing: bool = Tr
     """One honest user's question in ``lang``, with that user's own framing when ``framing``."""
     if lang in _FOREIGN and rng.random() < 0.85:
         forms, fills = _FOREIGN[lang]
-        return C(rng, forms).replace("{x}", C(rng, fills))
+        text = C(rng, forms).replace("{x}", C(rng, fills))
+        if rng.random() < 0.5:  # a little personal context, in the user's language
+            context = C(rng, _CONTEXT[lang]).replace("{n}", str(rng.randint(2, 60)))
+            text = f"{context} {text}" if rng.random() < 0.5 else f"{text} {context}"
+        return text
     fns = [f for f, _ in _ENGLISH]
     question = rng.choices(fns, [w for _, w in _ENGLISH])[0](rng)
     if not framing:
@@ -682,11 +696,23 @@ def assistant_reply(rng: random.Random, question: str) -> str:
     )
 
 
-FOLLOW_UPS = (
-    "can you make it shorter?", "Thanks. What about the second option?", "why?", "Give me an example.",
-    "ok and what if it doesn't work?", "Can you explain that last part again?", "Make it more formal.",
-    "That's not quite right, the error is still there.", "Perfect. Now translate it into Spanish.",
-    "And in Python?", "What are the downsides?", "Could you put that in a table?", "more detail please",
-    "Great, now write a test for it.", "hmm, I don't have that option in my settings", "Is there a cheaper way?",
-    "ok, let's go with that. next step?", "Can you double-check the numbers?", "What would you do?",
+_FOLLOW_ACKS = ("", "", "ok. ", "Thanks. ", "hmm ", "Great. ", "Nice, ", "wait, ", "Got it. ", "Sorry, ")
+_FOLLOW_ASKS = (
+    "can you make it shorter?", "what about the second option?", "why?", "give me an example.",
+    "what if it doesn't work?", "can you explain that last part again?", "make it more formal.",
+    "that's not quite right, the error is still there.", "now translate it into Spanish.",
+    "and in Python?", "what are the downsides?", "could you put that in a table?", "more detail please",
+    "now write a test for it.", "I don't have that option in my settings", "is there a cheaper way?",
+    "let's go with that. next step?", "can you double-check the numbers?", "what would you do?",
+    "what if I only have {n} minutes?", "make it about {n} words.", "and for {n} people?", "try again with {n} items.",
+    "step {n} fails for me.", "I'm on version {n}, does that change anything?", "can you give me {n} more ideas?",
+    "does this work on a phone?", "explain it like I'm new to this.", "too long, summarize in one line.",
+    "how do I know it worked?", "what's the source for that?", "can you compare it with the other approach?",
 )  # fmt: skip
+
+
+def follow_up(rng: random.Random) -> str:
+    """A user's next message in an ongoing chat."""
+    ask = C(rng, _FOLLOW_ASKS).replace("{n}", str(rng.randint(2, 30)))
+    text = C(rng, _FOLLOW_ACKS) + ask
+    return text[0].upper() + text[1:] if rng.random() < 0.7 else text

@@ -239,3 +239,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "begin": ("start", "open", "commence"),
     "teacher": ("tutor", "instructor", "educator"),
 }
+REVIEW_EXTRAS = (
+    "", "", "", " The battery barely lasts a day.", " It was easy to set up.", " One part was missing.",
+    " My kids love it.", " The instructions are useless.", " Smells a bit like plastic.", " Four stars because of the price.",
+    " Returned the first one, the replacement is fine.", " Would be perfect with a longer cable.", " Packaging was excessive.",
+    " Works with my old charger.", " Too heavy to carry around.", " Exactly as described.", " Customer service never answered.",
+)  # fmt: skip

@@ -1,9 +1,10 @@
 """Accounts as plans, and the lazy time-ordered stream of one population.
 
 An account is a :class:`Plan`: its labels, how many requests it will send, when it becomes active, and a
-generator function that yields its requests in time order. The population's stream keeps one heap entry
-per account and only creates an account's generator when the clock reaches its start, so memory grows with
-the number of accounts, never with the number of requests.
+maker of its activity (its request times, drawn lazily, and a function that builds each request when its
+time comes). The population's stream keeps one heap entry per account and only creates an account's
+activity when the clock reaches its start, so memory grows with the number of accounts, never with the
+number of requests.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def untagged(times: Iterator[float]) -> Iterator[tuple[float, int]]:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """One account: labels, request count, activation time and its request generator."""
+    """One account: labels, request count, activation time (seconds into the window) and activity maker."""
 
     id: str
     population: str
@@ -56,6 +57,7 @@ class Context:
 
     @classmethod
     def create(cls, seed: int, scale: float) -> Context:
+        """The context of one simulation (the shared world is drawn from its own stream)."""
         return cls(seed=seed, scale=scale, world=World(make_rng(seed, "world"), scale))
 
     def count(self, base: float, minimum: int) -> int:

@@ -37,6 +37,7 @@ def _hydra_prompt(r: random.Random, index: int, noise: float) -> tuple[str, str]
 
 
 def hydra(ctx: Context, rng: random.Random) -> list[Plan]:
+    """A large templated campaign: rotating proxies, synchronised accounts, burst replacements, noise."""
     slots = ctx.count(100, 8)
     begin = rng.uniform(0.15, 0.35) * _DAY
     end = rng.uniform(DAYS - 0.3, DAYS - 0.1) * _DAY
@@ -82,6 +83,7 @@ def hydra(ctx: Context, rng: random.Random) -> list[Plan]:
 
 # ------------------------------------------------------------------------------------ jailbreak_harvest
 def jailbreak_harvest(ctx: Context, rng: random.Random) -> list[Plan]:
+    """Accounts harvesting a broad task bank through a persona wrapper of their own."""
     pool = proxy_pool(rng, 10, hosting_share=0.6)
     plans = []
     for i in range(ctx.count(40, 4)):
@@ -131,6 +133,7 @@ def jailbreak_harvest(ctx: Context, rng: random.Random) -> list[Plan]:
 
 # ----------------------------------------------------------------------------------------- low_and_slow
 def low_and_slow(ctx: Context, rng: random.Random) -> list[Plan]:
+    """Many accounts, 3 to 15 requests each over the whole window, one rare template, many addresses."""
     pool = proxy_pool(rng, 150, hosting_share=0.05)
     plans = []
     for i in range(ctx.count(200, 10)):
@@ -153,6 +156,7 @@ def low_and_slow(ctx: Context, rng: random.Random) -> list[Plan]:
 
 # --------------------------------------------------------------------------------------------- reseller
 def reseller(ctx: Context, rng: random.Random) -> list[Plan]:
+    """A proxy reseller: about 30% templated distillation mixed into ordinary resold traffic."""
     ranges = [hosting_range(rng) for _ in range(3)]
     profile = blended_profile([-8.0, -5.0, 1.0, 3.0, 5.5, 8.0, 9.0])
     plans = []

@@ -30,6 +30,7 @@ from guardrail.simulate._bodies import (
     render,
 )
 from guardrail.simulate._clock import (
+    WINDOW,
     Profile,
     flat_profile,
     human_profile,
@@ -62,16 +63,18 @@ def _session_times(
     """(offset, position in session) for every request: sessions by ``profile``, follow-ups ``gap`` apart."""
     last = -1.0
     for size, start in zip(sizes, sorted_times(rng, len(sizes), profile), strict=True):
-        t = max(start, last + rng.uniform(5.0, 60.0))
+        # A session late in the window starts early enough to end inside it.
+        t = min(max(min(start, WINDOW - (size - 1) * gap[1]), last + rng.uniform(5.0, 60.0)), WINDOW)
         for k in range(size):
             if k:
-                t += rng.uniform(*gap)
+                t = min(t + rng.uniform(*gap), WINDOW)
             yield t, k
         last = t
 
 
 # ---------------------------------------------------------------------------------------------- organic
 def organic(ctx: Context, rng: random.Random) -> list[Plan]:
+    """Everyday users: lognormal volume, sessions in human hours, own addresses, diverse questions."""
     plans = []
     for i in range(ctx.count(1800, 20)):
         lang = org.pick_language(rng)
@@ -97,7 +100,7 @@ def organic(ctx: Context, rng: random.Random) -> list[Plan]:
                 nonlocal prev
                 question = org.organic_question(r, lang)
                 if k and prev and r.random() < 0.3:  # a follow-up in the same chat
-                    turns: list[Turn] = [*prev, ("user", r.choice(org.FOLLOW_UPS))]
+                    turns: list[Turn] = [*prev, ("user", org.follow_up(r))]
                 else:
                     turns = [("user", question)]
                 prev = [*turns, ("assistant", org.assistant_reply(r, question))]
@@ -171,6 +174,7 @@ _TICKETS = (
 
 
 def agent_product(ctx: Context, rng: random.Random) -> list[Plan]:
+    """Users of a shared agent or SaaS system prompt, each with their own tasks, hours and addresses."""
     plans = []
     for i in range(ctx.count(400, 10)):
         forge = rng.random() < 0.6
@@ -239,6 +243,7 @@ _CHAT_SYSTEMS = (
 
 
 def multi_turn_chat(ctx: Context, rng: random.Random) -> list[Plan]:
+    """Chat clients that resend the whole conversation with every turn."""
     plans = []
     for i in range(ctx.count(250, 10)):
         lang = org.pick_language(rng)
@@ -270,7 +275,7 @@ def multi_turn_chat(ctx: Context, rng: random.Random) -> list[Plan]:
                     turns = [
                         *turns,
                         ("assistant", org.assistant_reply(r, first)),
-                        ("user", r.choice(org.FOLLOW_UPS)),
+                        ("user", org.follow_up(r)),
                     ]
                 return (home.pick(r), *render(client, system, turns))
 
@@ -295,6 +300,7 @@ _POPULAR_WRAPS = (
 
 
 def popular_task(ctx: Context, rng: random.Random) -> list[Plan]:
+    """People pasting the same famous problems (verbatim) among their own questions."""
     plans = []
     for i in range(ctx.count(300, 15)):
         lang = org.pick_language(rng)
@@ -337,6 +343,7 @@ def popular_task(ctx: Context, rng: random.Random) -> list[Plan]:
 
 # ------------------------------------------------------------------------------ public_jailbreak_paster
 def public_jailbreak_paster(ctx: Context, rng: random.Random) -> list[Plan]:
+    """People pasting the same public persona text once or twice among their own questions."""
     plans = []
     for i in range(ctx.count(60, 5)):
         pastes = rng.randint(1, 2)
@@ -379,6 +386,7 @@ def public_jailbreak_paster(ctx: Context, rng: random.Random) -> list[Plan]:
 
 # ------------------------------------------------------------------------------------------------- team
 def team(ctx: Context, rng: random.Random) -> list[Plan]:
+    """A few companies, each with a few keys behind one office address, sharing an internal template."""
     plans = []
     index = 0
     for c in range(ctx.count(3, 1)):
@@ -417,7 +425,8 @@ def team(ctx: Context, rng: random.Random) -> list[Plan]:
 # -------------------------------------------------------------------------------------------- batch_job
 def _review(rng: random.Random) -> str:
     opening, products, delivery, verdict = bp.REVIEW_PARTS
-    return f"{rng.choice(opening).format(p=rng.choice(products))}{rng.choice(delivery)} {rng.choice(verdict)}"
+    head = f"{rng.choice(opening).format(p=rng.choice(products))}{rng.choice(delivery)}"
+    return f"{head} {rng.choice(verdict)}{rng.choice(bp.REVIEW_EXTRAS)}"
 
 
 def _title(rng: random.Random) -> str:
@@ -429,6 +438,7 @@ def _title(rng: random.Random) -> str:
 
 
 def batch_job(ctx: Context, rng: random.Random) -> list[Plan]:
+    """One account running one template thousands of times, flat around the clock, from one or two IPs."""
     plans = []
     per_account = max(50, round(7000 * min(ctx.scale, 1.0)))
     for i in range(ctx.count(1, 1)):

@@ -128,5 +128,5 @@ def _ts(record: Record) -> float:
 
 
 def simulate(*, scale: float = 1.0, seed: int = 0) -> Simulation:
-    """Build labelled traffic: ~50,000 requests from ~3,000 accounts over 3 days at ``scale=1``."""
+    """Build labelled traffic: about 50,000 requests from about 3,400 accounts over 3 days at ``scale=1``."""
     return Simulation(scale=scale, seed=seed)

@@ -19,6 +19,7 @@ else
   now = tonumber(ARGV[2])
 end
 
+local stored = redis.call("MGET", unpack(KEYS))
 local current = {}
 local order = {}
 local out = {}
@@ -33,11 +34,8 @@ for i = 1, #KEYS do
   local interval = 1.0 / rate
   local tolerance = burst * interval
   local tat = current[key]
-  if tat == nil then
-    local stored = redis.call("GET", key)
-    if stored then
-      tat = tonumber(stored)
-    end
+  if tat == nil and stored[i] then
+    tat = tonumber(stored[i])
   end
   if tat == nil or tat < now then
     tat = now

@@ -1,0 +1,81 @@
+"""Request -> observation: shingles see through cheap evasion; resent history and the system/user split
+do not change what a template looks like."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guardrail.engine._features import address_range, has_conversation, observation, shingles
+from guardrail.extract import Prompt, Turn
+
+WRAPPER = (
+    "You are an expert problem solver. Produce a complete solution for the task below, explaining each "
+    "step of your reasoning before the final answer."
+)
+
+
+def _prompt(system: str, user: str, history: tuple[Turn, ...] = ()) -> Prompt:
+    turns = (*history, Turn("user", user))
+    return Prompt("openai.chat", system, turns, user, None, None, False, False)
+
+
+def test_case_spacing_zero_width_and_homoglyphs_do_not_change_shingles() -> None:
+    base = shingles(WRAPPER)
+    assert shingles(WRAPPER.upper()) == base
+    assert shingles(WRAPPER.replace(" ", "  \n ")) == base
+    assert shingles(WRAPPER.replace("e", "e\u200b")) == base
+    assert shingles(WRAPPER.replace("o", "\u043e")) == base  # Cyrillic o
+
+
+def test_a_swapped_word_keeps_most_shingles() -> None:
+    a = set(shingles(WRAPPER, 1000))
+    b = set(shingles(WRAPPER.replace("complete", "thorough"), 1000))
+    assert len(a & b) / len(a | b) > 0.7
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=100, deadline=None)
+def test_shingles_are_bounded_sorted_and_deterministic(text: str) -> None:
+    out = shingles(text, 16)
+    assert len(out) <= 16
+    assert list(out) == sorted(set(out))
+    assert all(0 <= v < 1 << 64 for v in out)
+    assert shingles(text, 16) == out
+
+
+def test_cjk_text_is_shingled_by_character() -> None:
+    text = "你是一名资深的专家助手。对于每一个问题，你都需要给出详细、严谨、完整的解答过程。"
+    assert len(shingles(text, 1000)) > 20
+
+
+def test_template_moved_into_system_message_keeps_its_shingles() -> None:
+    task = "Write a function that merges two sorted lists."
+    a, _ = observation("acct", 0.0, _prompt("", f"{WRAPPER}\n{task}"), None, b"k")
+    b, _ = observation("acct", 0.0, _prompt(WRAPPER, task), None, b"k")
+    assert a.segments == b.segments
+
+
+def test_resent_history_is_left_out() -> None:
+    history = (Turn("user", "first question about rust lifetimes"), Turn("assistant", "an answer"))
+    a, _ = observation("acct", 0.0, _prompt("sys", "follow up"), None, b"k")
+    b, _ = observation("acct", 0.0, _prompt("sys", "follow up", history), None, b"k")
+    assert a.segments == b.segments
+    assert not a.conversation and b.conversation
+    assert has_conversation(_prompt("", "x", history))
+
+
+def test_address_ranges() -> None:
+    assert address_range("203.0.113.7") == "203.0.113.0/24"
+    assert address_range("2001:db8:1:2::1") == "2001:db8:1::/48"
+    assert address_range("::ffff:198.51.100.9") == "198.51.100.0/24"
+    assert address_range("not an ip") is None
+    assert address_range(None) is None
+
+
+def test_observation_hashes_the_range_and_never_keeps_raw_text() -> None:
+    obs, _ = observation("acct", 5.0, _prompt("", WRAPPER), "203.0.113.7", b"secret")
+    assert obs.prefix is not None and "203.0.113" not in obs.prefix
+    assert all(isinstance(s, int) for s in obs.segments)
+    none, text = observation("acct", 5.0, None, None, b"secret")
+    assert none.segments == () and text == ""

@@ -1,0 +1,67 @@
+"""Count-min sketch and HyperLogLog of the memory engine store."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guardrail.engine._sketch import CountMinSketch, HyperLogLog, cell_indexes
+
+u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
+
+
+@given(st.lists(u64, min_size=1, max_size=300))
+@settings(max_examples=60, deadline=None)
+def test_count_min_never_undercounts_before_halving(values: list[int]) -> None:
+    sketch = CountMinSketch(1 << 12, 3)
+    truth: Counter[int] = Counter()
+    for v in values:
+        est = sketch.add(v)
+        truth[v] += 1
+        assert est >= truth[v]
+    for v, n in truth.items():
+        assert sketch.estimate(v) >= n
+
+
+@given(st.lists(u64, min_size=1, max_size=40, unique=True), st.integers(min_value=1, max_value=5))
+@settings(max_examples=40, deadline=None)
+def test_add_many_matches_add(values: list[int], rounds: int) -> None:
+    one, many = CountMinSketch(1 << 10, 3), CountMinSketch(1 << 10, 3)
+    for _ in range(rounds):
+        a = [one.add(v) for v in values]
+        b = many.add_many(values)
+        assert all(y >= 1 for y in b)
+        # Vectorised conservative update may differ only where two values of one batch share cells.
+        assert sum(b) >= sum(1 for _ in values)
+        assert len(a) == len(b)
+    for v in values:
+        assert many.estimate(v) >= rounds
+
+
+def test_halving_bounds_the_sketch() -> None:
+    sketch = CountMinSketch(64, 2)
+    for i in range(64 * 20):
+        sketch.add(i * 0x9E3779B97F4A7C15 & ((1 << 64) - 1))
+    assert max(sketch.estimate(i) for i in range(100)) < 64
+
+
+def test_cell_indexes_are_in_their_rows() -> None:
+    for v in (0, 1, (1 << 64) - 1, 0xDEADBEEF12345678):
+        idx = cell_indexes(v, 20, 3)
+        assert [i >> 20 for i in idx] == [0, 1, 2]
+
+
+@given(st.integers(min_value=0, max_value=2000))
+@settings(max_examples=25, deadline=None)
+def test_hyperloglog_estimates_distinct_counts(n: int) -> None:
+    import xxhash
+
+    hll = HyperLogLog()
+    for i in range(n):
+        h = xxhash.xxh3_64_intdigest(str(i).encode())
+        hll.add(h)
+        hll.add(h)
+    est = hll.count()
+    assert abs(est - n) <= max(3, 0.25 * n)
