@@ -123,7 +123,8 @@ def _paragraph(rng: random.Random) -> str:
 
 
 def make_prompt(rng: random.Random, target_chars: int) -> str:
-    """A prompt of about ``target_chars``: system prompt or task wrapper around questions, code and chat."""
+    """A prompt of about ``target_chars``: system prompt or task wrapper around questions, code and chat;
+    about 30% carry typographic (non-ASCII) punctuation, as pasted text often does."""
     parts: list[str] = []
     style = rng.random()
     if style < 0.4:
@@ -137,6 +138,8 @@ def make_prompt(rng: random.Random, target_chars: int) -> str:
         task = rng.choice(TASK_WRAPPERS).format(id=rng.randint(1, 99999), task=task)
     parts.append(task)
     text = "\n\n".join(parts)
+    if rng.random() < 0.3:  # typed on a phone or pasted from a document: typographic punctuation
+        text = text.replace("'", "\u2019").replace(" - ", " \u2014 ").replace("...", "\u2026")
     if len(text) > target_chars * 1.3:
         text = text[: int(target_chars * 1.3)]
     return text
@@ -163,7 +166,7 @@ def mutate(rng: random.Random, text: str, rate: float) -> str:
 
 
 def race(
-    fns: dict[str, Callable[[], object]], *, repeat: int = 7, min_time: float = 0.05
+    fns: dict[str, Callable[[], object]], *, repeat: int = 15, min_time: float = 0.02
 ) -> dict[str, float]:
     """Best seconds per call of each function, runs interleaved (A, B, C, A, B, C, ...) so that load from
     other processes on a shared machine hits every contender alike; the minimum filters the noise."""
@@ -234,7 +237,10 @@ def bench_speed_accuracy(rng: random.Random, sizes: Sequence[int], n_prompts: in
     fpr = Fingerprinter()
     size = fpr.params.shingle_size
     perms = MinHash(num_perm=128).permutations
-    print(f"\n== text -> fingerprint, num_perm=128, {size}-byte shingles (us per prompt, best of 9 interleaved runs) ==")
+    print(
+        f"\n== text -> fingerprint, num_perm=128, {size}-byte shingles "
+        "(us per prompt, best of 15 interleaved runs) =="
+    )
     widths = (8, 11, 11, 13, 13, 13, 9, 9, 11, 9)
     print(
         row(
@@ -432,7 +438,7 @@ def bench_lsh(rng: random.Random, n_items: int, n_queries: int) -> None:
                 index.insert(i, m, check_duplication=False)
             return index
 
-        t = race({"ours": build_ours, "ds": build_ds}, repeat=5, min_time=0.0)
+        t = race({"ours": build_ours, "ds": build_ds}, repeat=7, min_time=0.0)
         t_ins_ours, t_ins_ds = t["ours"] / n_items, t["ds"] / n_items
         ours, theirs = build_ours(), build_ds()
         t = race(
@@ -440,7 +446,7 @@ def bench_lsh(rng: random.Random, n_items: int, n_queries: int) -> None:
                 "ours": lambda ours=ours: [ours.query(fps[i]) for i in queries],
                 "ds": lambda theirs=theirs: [theirs.query(ds_sigs[i]) for i in queries],
             },
-            repeat=5,
+            repeat=7,
             min_time=0.0,
         )
         t_q_ours, t_q_ds = t["ours"] / len(queries), t["ds"] / len(queries)

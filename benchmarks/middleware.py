@@ -10,9 +10,9 @@ Traffic: realistic ~2 KB chat bodies (a system prompt plus a varied user turn), 
    thread's CPU time (on a shared machine, wall-clock p99 mostly measures the scheduler's preemptions).
 2. Over real uvicorn (one worker each, loopback) with ``wrk`` (Debian package) when installed, else an
    httpx async load loop: requests/s ratio and added p99.
-3. Redis round trips on the hot path: a private redis-server on a free port, ``INFO commandstats`` deltas
-   divided by requests, for the default guard (engine state in process, limiter on Redis) and with the
-   ``account_rpm`` quota (one limiter call per request). Target: at most one added round trip.
+3. Redis round trips on the hot path: a private redis-server on a free port; round trips counted on the
+   client's connection (and ``INFO commandstats`` deltas) divided by requests, for the limiter alone on
+   Redis and for the engine's state on Redis too, each with and without the ``account_rpm`` quota.
 """
 
 from __future__ import annotations
@@ -415,8 +415,10 @@ def _commandstats(port: int) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
 
-async def _count_round_trips(port: int, n: int, rpm: float | None) -> dict[str, float]:
-    options: dict[str, Any] = {"guard": AsyncGuard("memory://", limiter=f"redis://127.0.0.1:{port}/0")}
+async def _count_round_trips(port: int, n: int, rpm: float | None, engine_on_redis: bool) -> dict[str, float]:
+    uri = f"redis://127.0.0.1:{port}/0"
+    guard = AsyncGuard(uri) if engine_on_redis else AsyncGuard("memory://", limiter=uri)
+    options: dict[str, Any] = {"guard": guard}
     if rpm is not None:
         options["account_rpm"] = rpm
     app = guarded_app(**options)
@@ -457,12 +459,20 @@ def redis_round_trips(n: int) -> dict[str, Any] | None:
                 break
             except OSError:
                 time.sleep(0.05)
-        default = asyncio.run(_count_round_trips(port, n, None))
-        quota = asyncio.run(_count_round_trips(port, n, 1e9))
+        limiter_only = asyncio.run(_count_round_trips(port, n, None, False))
+        limiter_quota = asyncio.run(_count_round_trips(port, n, 1e9, False))
+        engine = asyncio.run(_count_round_trips(port, n, None, True))
+        engine_quota = asyncio.run(_count_round_trips(port, n, 1e9, True))
     finally:
         proc.kill()
         proc.wait(timeout=5)
-    return {"requests": n, "default_guard": default, "with_account_rpm": quota}
+    return {
+        "requests": n,
+        "limiter_on_redis": limiter_only,
+        "limiter_on_redis_with_account_rpm": limiter_quota,
+        "engine_and_limiter_on_redis": engine,
+        "engine_and_limiter_on_redis_with_account_rpm": engine_quota,
+    }
 
 
 def main() -> int:
@@ -471,7 +481,8 @@ def main() -> int:
     )
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--http-rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--no-redis", action="store_true")
@@ -481,7 +492,7 @@ def main() -> int:
     report["in_process"] = asyncio.run(in_process(args.requests, args.rounds))
     print("in process  ", json.dumps({k: round(v, 4) for k, v in report["in_process"].items()}))
     if not args.no_http:
-        report["uvicorn"] = over_http(args.seconds, args.connections, 2)
+        report["uvicorn"] = over_http(args.seconds, args.connections, args.http_rounds)
         print(
             "uvicorn     ",
             json.dumps(

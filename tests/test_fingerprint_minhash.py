@@ -209,7 +209,12 @@ def test_immutable_and_hashable() -> None:
 @settings(deadline=None, max_examples=30)
 @given(st.lists(texts, max_size=8))
 def test_batch_equals_single(batch: list[str]) -> None:
-    for fpr in (FP, Fingerprinter(scheme="kperm", num_perm=32)):
+    for fpr in (
+        FP,
+        Fingerprinter(num_perm=100),
+        Fingerprinter(num_perm=1),
+        Fingerprinter(scheme="kperm", num_perm=32),
+    ):
         assert fpr.fingerprint_many(batch) == [fpr.fingerprint(t) for t in batch]
 
 

@@ -137,3 +137,20 @@ def test_lines_and_sentences() -> None:
         "answer in a box.",
     ]
     assert normalize_lines("") == []
+
+
+@settings(deadline=None)
+@given(st.text(max_size=300), st.text(alphabet=string.ascii_letters + " .,'\x01", max_size=400))
+def test_run_wise_translation_equals_whole_translation(unicode_part: str, ascii_part: str) -> None:
+    from guardrail.fingerprint.normalize import _translate
+
+    for text in (unicode_part, ascii_part + unicode_part[:3] + ascii_part):
+        assert _translate(text) == text.translate(translation_table())
+
+
+@settings(deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=()), max_size=100))
+def test_any_code_point_including_lone_surrogates(text: str) -> None:
+    out = normalize(text)
+    assert normalize(out) == out
+    assert "\x00" not in out

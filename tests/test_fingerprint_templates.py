@@ -94,3 +94,29 @@ def test_matched_templates_stay_while_cold_ones_go() -> None:
     assert index.assign(FP.fingerprint(a.upper())).template_id == ids[0]  # A is now the most recent
     index.assign(FP.fingerprint(d))
     assert ids[0] in index and ids[1] not in index and ids[2] in index
+
+
+def test_concurrent_assignment_keeps_the_index_consistent() -> None:
+    import threading
+
+    rng = random.Random(12)
+    texts = [prompt(rng, 30) for _ in range(40)]
+    fps = FP.fingerprint_many(texts + [t.upper() for t in texts])
+    index = TemplateIndex(threshold=0.5, capacity=25)
+    errors: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        try:
+            for i in range(200):
+                index.assign(fps[(i * 7 + offset) % len(fps)])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(index) == len(index.lsh) <= 25
+    assert all(template in index for template in index.lsh._entries)

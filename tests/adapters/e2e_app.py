@@ -2,7 +2,8 @@
 real engine, a per-account request quota, and a block list (test-only wrapper, since blocking a given key
 on demand is not something the engine's detection does).
 
-    uvicorn --factory e2e_app:create --app-dir tests/adapters    (environment: E2E_RPM, E2E_LIMITER, ...)
+    uvicorn --factory e2e_app:create --app-dir tests/adapters
+    (environment: E2E_RPM, E2E_STORAGE for the engine, E2E_LIMITER for the buckets, E2E_BLOCKED, E2E_FAILURE)
 """
 
 from __future__ import annotations
@@ -76,11 +77,9 @@ class HitCounter:
 
 
 def create() -> Any:
-    limiter = Limiter(
-        os.environ.get("E2E_LIMITER", "memory://"), failure=os.environ.get("E2E_FAILURE", "local")
-    )
-    guard = BlocklistGuard(
-        AsyncGuard("memory://", limiter=limiter), set(os.environ.get("E2E_BLOCKED", "").split(","))
-    )
+    storage = os.environ.get("E2E_STORAGE", "memory://")  # the engine's state
+    limiter = Limiter(os.environ.get("E2E_LIMITER", storage), failure=os.environ.get("E2E_FAILURE", "local"))
+    blocked = set(os.environ.get("E2E_BLOCKED", "").split(","))
+    guard = BlocklistGuard(AsyncGuard(storage, limiter=limiter), blocked)
     api = fastapi_app.create_app(guard=guard, account_rpm=float(os.environ.get("E2E_RPM", "60")))
     return HitCounter(api)

@@ -273,3 +273,15 @@ def test_settings_from_env() -> None:
     ):
         with pytest.raises(ValueError, match="GUARDRAIL_"):
             settings_from_env(bad)
+
+
+def test_adapters_all_is_complete() -> None:
+    import guardrail.adapters as adapters
+
+    public = {
+        name
+        for name, value in vars(adapters).items()
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith("guardrail")
+    }
+    assert public <= set(adapters.__all__)
+    assert all(hasattr(adapters, name) for name in adapters.__all__)

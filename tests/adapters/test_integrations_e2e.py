@@ -287,6 +287,7 @@ def test_slow_client_does_not_block_others(server: Server) -> None:
 # -- reverse proxy ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_proxy_cli_in_front_of_a_server_streaming_preserved() -> None:
     upstream = Server(
         [
@@ -349,11 +350,12 @@ def test_proxy_cli_in_front_of_a_server_streaming_preserved() -> None:
 # -- several workers on one Redis ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_two_workers_share_one_budget(redis_url: str) -> None:
-    s = uvicorn_e2e(
-        {"E2E_RPM": "20", "E2E_LIMITER": redis_url, "GUARDRAIL_SECRET": uuid.uuid4().hex}, workers=2
-    )
+    # The engine's state and the buckets both on Redis, as GUARDRAIL_STORAGE=redis://... sets them up.
+    env = {"E2E_RPM": "20", "E2E_STORAGE": redis_url, "GUARDRAIL_SECRET": uuid.uuid4().hex}
+    s = uvicorn_e2e(env, workers=2)
     try:
         key = "sk-shared"
 
@@ -398,7 +400,7 @@ def test_redis_killed_mid_run_keeps_serving() -> None:
                 break
             except OSError:
                 time.sleep(0.05)
-        s = uvicorn_e2e({"E2E_RPM": "1000", "E2E_LIMITER": f"redis://127.0.0.1:{port}/0"})
+        s = uvicorn_e2e({"E2E_RPM": "1000", "E2E_STORAGE": f"redis://127.0.0.1:{port}/0"})
         try:
             client = oa(s, "sk-r")
             assert client.chat.completions.create(model="toy-1", messages=MESSAGES).choices  # type: ignore[arg-type]
@@ -412,3 +414,28 @@ def test_redis_killed_mid_run_keeps_serving() -> None:
         if redis_proc.poll() is None:
             redis_proc.kill()
             redis_proc.wait(timeout=5)
+
+
+# -- Flask, as documented: flask --app integrations.flask_app run -----------------------------------
+
+
+def test_flask_app_under_flask_run() -> None:
+    flask_bin = Path(sys.executable).with_name("flask")
+    s = Server(
+        [str(flask_bin), "--app", "integrations.flask_app", "run", "--host", "127.0.0.1", "--port", "{port}"],
+        {"GUARDRAIL_ACCOUNT_RPM": "3"},
+    )
+    try:
+        stream = oa(s, "sk-f").chat.completions.create(model="toy-1", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+        assert "".join(pieces) == toymodel.reply("Explain how tides work.")
+        msg = an(s, "sk-f").messages.create(model="toy-1", max_tokens=100, messages=MESSAGES)  # type: ignore[arg-type]
+        assert msg.usage.output_tokens > 0
+        oa(s, "sk-f").chat.completions.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
+        with pytest.raises(openai.RateLimitError) as err:
+            oa(s, "sk-f").chat.completions.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
+        assert int(err.value.response.headers["retry-after"]) >= 1
+        assert err.value.response.headers["ratelimit-policy"] == '"requests";q=3'
+        assert oa(s, "sk-other").chat.completions.create(model="toy-1", messages=MESSAGES).choices  # type: ignore[arg-type]
+    finally:
+        s.stop()

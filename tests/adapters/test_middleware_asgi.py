@@ -12,6 +12,8 @@ import anyio
 import httpx
 import pytest
 from adapters_support import AsyncScriptedGuard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -525,3 +527,30 @@ async def test_an_outside_cancellation_is_not_mistaken_for_a_timeout() -> None:
         await read_body(stalled, [], max_bytes=10, timeout=60.0, watchdog=watchdog)
     assert scope.cancelled_caught  # the server's cancellation propagated, not swallowed
     assert not watchdog._reads  # and the read was forgotten
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.binary(max_size=3000),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=8),
+    cap=st.integers(min_value=0, max_value=4000),
+)
+def test_replay_is_exact_for_any_chunking(data: bytes, cuts: list[int], cap: int) -> None:
+    """Whatever the chunking and the cap: the app sees every byte once, in order, or we answer 413."""
+    points = sorted({c % (len(data) + 1) for c in cuts} | {len(data)})
+    messages, last = [], 0
+    for i, point in enumerate(points):
+        messages.append({"type": "http.request", "body": data[last:point], "more_body": i < len(points) - 1})
+        last = point
+
+    async def run() -> Harness:
+        h = Harness(messages)
+        mw = Guardrail(h.app, guard=AsyncScriptedGuard(), max_body_bytes=cap, on_oversize="refuse")
+        await mw(_scope(CHAT, auth_key="k"), h.receive, h.send)
+        return h
+
+    h = anyio.run(run)
+    if len(data) <= cap:
+        assert h.status == 200 and h.app_body == data
+    else:
+        assert h.status == 413 and h.app_body is None

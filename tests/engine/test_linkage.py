@@ -69,8 +69,11 @@ features = st.builds(
 )
 
 
-@given(features, st.sampled_from(["concentration", "flatness", "elicitation", "colocation", "conversation"]),
-       st.floats(0, 1))
+@given(
+    features,
+    st.sampled_from(["concentration", "flatness", "elicitation", "colocation", "conversation"]),
+    st.floats(0, 1),
+)
 @settings(max_examples=150, deadline=None)
 def test_score_in_range_and_monotone(f: GroupFeatures, name: str, bump: float) -> None:
     cfg = LinkageSettings()

@@ -10,7 +10,14 @@ from collections.abc import Iterator
 import pytest
 import xxhash
 
-from guardrail.engine import ClusterTable, ClusterVerdict, EngineStore, MemoryEngineStore, Observation, StoreSettings
+from guardrail.engine import (
+    ClusterTable,
+    ClusterVerdict,
+    EngineStore,
+    MemoryEngineStore,
+    Observation,
+    StoreSettings,
+)
 
 SMALL = StoreSettings(max_accounts=50, max_templates=100, part_min_count=2, max_parts=4, sketch_width=1 << 12)
 
@@ -52,7 +59,9 @@ def test_parts_appear_once_a_segment_recurs(store: EngineStore) -> None:
 
 def test_profile_accumulates(store: EngineStore) -> None:
     for i in range(5):
-        store.observe(_obs("a", 3600.0 * i, (1, 2), prefix="r1", tokens=10, elicitation=0.5, conversation=i == 4))
+        store.observe(
+            _obs("a", 3600.0 * i, (1, 2), prefix="r1", tokens=10, elicitation=0.5, conversation=i == 4)
+        )
     last = store.observe(_obs("a", 3600.0 * 5, (1, 2), prefix="r2", tokens=10, elicitation=None))
     p = last.profile
     assert p.requests == 6 and p.tokens == 60

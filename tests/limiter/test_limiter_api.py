@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -23,6 +26,8 @@ from guardrail.limiter import (
     WindowLimiter,
     storage_from_uri,
 )
+
+from .conftest import REDIS_SERVER, RedisProcess, free_port, wait_port
 
 T0 = 1_700_000_000.0
 
@@ -80,6 +85,9 @@ def test_requests_and_costs_validated() -> None:
         TokenBucket(rate=1)
     with pytest.raises(TypeError):
         Limiter("memory://").consume_many(["k"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="outside settle"):
+        Limiter("memory://").consume_many([BucketRequest("k", lim, -1.0)])
+    assert Limiter("memory://").settle([BucketRequest("k", lim, -1.0)]).allowed
 
 
 def test_token_bucket_forms() -> None:
@@ -192,3 +200,30 @@ def test_cross_slot_refusal_refunds_earlier_slots(cluster_url: str) -> None:
         asyncio.run(main())
     finally:
         store.close()
+
+
+@pytest.mark.redis
+def test_sentinel_uri(redis_process: Callable[[], RedisProcess], tmp_path: Path) -> None:
+    """``redis+sentinel://`` finds the master through a real sentinel and decides there."""
+    master = redis_process()
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\nsentinel monitor svc 127.0.0.1 {master.port} 1\n"
+        "sentinel down-after-milliseconds svc 60000\n"
+    )
+    assert REDIS_SERVER is not None
+    sentinel = subprocess.Popen(
+        [REDIS_SERVER, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port)
+        limiter = Limiter(f"redis+sentinel://127.0.0.1:{port}/svc", failure="closed")
+        lim = Limit(1.0, 2.0)
+        answers = [limiter.consume("s", lim) for _ in range(3)]
+        assert [a.allowed for a in answers] == [True, True, False]
+        assert all(a.source == "store" for a in answers)
+        limiter.close()
+    finally:
+        sentinel.kill()
+        sentinel.wait(timeout=5)

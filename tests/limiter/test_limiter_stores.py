@@ -28,6 +28,9 @@ from guardrail.limiter import BucketRequest, Limit, Limiter, MemoryStore, Store,
 from .model import ModelBuckets
 
 T0 = 1_700_000_000.0
+#: Redis rounds stored TATs up to whole microseconds: at the rates below (<= 5 tokens/s) and 25 steps, the
+#: store may lag the exact model by ~1e-4 tokens; decisions closer than this to the boundary are not compared.
+SLACK = 1e-3
 
 
 def test_consume_peek_settle(make_store: Callable[[], Store]) -> None:
@@ -188,7 +191,7 @@ class BucketMachine(RuleBasedStateMachine):
     def consume(self, items: list[tuple[str, float]], peek: bool) -> None:
         assert self.store is not None
         reqs, plain = self._requests(items)
-        near = self.model.margin(plain, self.now) < 1e-6
+        near = self.model.margin(plain, self.now) < SLACK
         result = self.store.decide("peek" if peek else "consume", reqs, now=self.now)
         if near:  # rounding at the exact boundary may go either way: follow the store
             if result.allowed and not peek:
@@ -220,7 +223,7 @@ class BucketMachine(RuleBasedStateMachine):
         for k, r in zip(keys, answer.results, strict=True):
             lim = self.LIMITS[k]
             assert r.remaining == pytest.approx(
-                max(0.0, self.model.level(k, lim.rate, lim.burst, self.now)), abs=1e-5
+                max(0.0, self.model.level(k, lim.rate, lim.burst, self.now)), abs=SLACK
             )
 
 
@@ -258,15 +261,22 @@ def test_limiter_facade(make_store: Callable[[], Store]) -> None:
 def test_single_bucket_path_matches_memory(
     make_store: Callable[[], Store], rate: float, burst: float, ops: list[tuple[float, float]]
 ) -> None:
-    """The single-bucket fast path (its own lean Lua script on Redis) answers exactly like the memory store."""
+    """The single-bucket fast path (its own lean Lua script on Redis) answers like the memory store."""
     store, reference = make_store(), MemoryStore()
     lim = Limit(rate, burst)
     now = T0
-    for cost, gap in ops:
+    for step, (cost, gap) in enumerate(ops, start=1):
         now += gap
+        # Redis rounds each stored TAT up to a whole microsecond: the states may drift apart by up to
+        # rate x 1 us per write, so decisions that close to the boundary are not compared.
+        slack = step * rate * 1e-6 + 1e-6
+        level = reference.decide("peek", [BucketRequest("one", lim, 0.0)], now=now).remaining
+        if abs(level - cost) < slack:
+            break
         got = store.consume_one("one", lim, cost, now=now)
         want = reference.consume_one("one", lim, cost, now=now)
         assert got.allowed == want.allowed
-        for field in ("remaining", "retry_after", "reset_after"):
-            assert getattr(got, field) == pytest.approx(getattr(want, field), rel=1e-9, abs=1e-6)
+        assert got.remaining == pytest.approx(want.remaining, abs=slack)
+        assert got.reset_after == pytest.approx(want.reset_after, abs=step * 1e-6 + 1e-9)
+        assert got.retry_after == pytest.approx(want.retry_after, abs=step * 1e-6 + 1e-9)
     store.close()

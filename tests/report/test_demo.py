@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,15 @@ def test_demo_succeeds_and_prints_the_report_path(demo: tuple[int, str, dict[str
     assert code == 0
     path = Path(out.strip().splitlines()[-1].removeprefix("HTML report: "))
     assert path.is_file() and path.name == "report-3.html"
+    first = out.splitlines()[0]
+    assert re.match(r"guardrail demo: [\d,]+ simulated requests from [\d,]+ accounts", first)
+    assert "state in memory://" in first
+    try:
+        import fastapi  # noqa: F401
+    except ImportError:
+        assert "built-in stand-in model" in first
+    else:
+        assert "integrations/fastapi_app.py" in first  # the real integration app, from a checkout
 
 
 def test_every_request_is_accounted_for(demo: tuple[int, str, dict[str, Any], str]) -> None:
@@ -183,3 +193,34 @@ def test_bad_arguments_are_clear_errors(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         main(["demo", "--storage", "localhost:6379"])
     assert "not a storage URI" in capsys.readouterr().err
+
+
+@pytest.mark.redis
+def test_demo_runs_on_redis_and_cleans_up(redis_url: str) -> None:
+    """``--storage redis://``: the same replay with state in Redis, under a namespace removed afterwards."""
+    import asyncio
+
+    import redis
+
+    from guardrail.cli._demo_app import stand_in_app
+    from guardrail.cli._demo_report import build_report
+    from guardrail.cli._demo_run import close_run, replay
+
+    sim = simulate(scale=SCALE, seed=3)
+
+    async def go() -> tuple[dict[str, Any], str]:
+        run = await replay(sim, stand_in_app, storage=redis_url, limit=400, progress_stream=io.StringIO())
+        prefix = run.guard.store.prefix
+        try:
+            return dict(build_report(run, app_description="stand-in", storage=redis_url)), prefix
+        finally:
+            await close_run(run)
+
+    data, prefix = asyncio.run(go())
+    assert data["figures"]["requests replayed"] == 400
+    assert sum(p["requests"] for p in data["populations"]) == 400
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match="{" + prefix + "}*")) == []
+    finally:
+        client.close()

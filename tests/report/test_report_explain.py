@@ -110,3 +110,32 @@ def test_the_engine_analysis_report_renders_as_html_and_text(
     text = summary_text(report)
     flagged = sum(1 for c in report["clusters"] if c["action"] != "allow")
     assert f"Clusters found: {len(report['clusters'])} ({flagged} flagged)" in text
+
+
+@pytest.mark.redis
+def test_cli_explains_from_redis(
+    redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from guardrail.engine.redis_store import RedisEngineStore
+
+    prefix = f"explain-test-{uuid.uuid4().hex[:8]}"
+    store = RedisEngineStore(redis_url, prefix=prefix)
+    guard = Guard(store, limiter="memory://", secret=SECRET)
+    try:
+        records = list(simulate(scale=0.02, seed=5).records())[:300]
+        for r in records:
+            guard.check(
+                RequestFacts(account=r["account"], ip=r["ip"], path=r["path"], body=r["body"], ts=r["ts"])
+            )
+        account = records[0]["account"]
+        monkeypatch.setenv("GUARDRAIL_SECRET", SECRET.decode())
+        assert _cli([account, "--storage", redis_url, "--prefix", prefix, "--format", "json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown == json.loads(json.dumps(explain_account(store, account, secret=SECRET)))
+        assert shown["known"] and shown["profile"]["requests"] >= 1
+        assert account not in json.dumps(shown)
+    finally:
+        store.clear()
+        guard.close()

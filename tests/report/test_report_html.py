@@ -30,9 +30,9 @@ def test_report_has_every_section() -> None:
 
 def test_figures_are_shown_as_given() -> None:
     data = sample_report()
-    data["figures"] = {"precision": 0.875, "served campaign share": 0.125, "requests": 12345}
+    data["figures"] = {"precision": 0.875, "served campaign share": 0.125, "requests": 12345, "x (%)": 0.25}
     page = render_html(data)
-    assert ">0.875<" in page and ">0.125<" in page and ">12,345<" in page
+    assert ">0.875<" in page and ">0.125<" in page and ">12,345<" in page and ">0.2%<" in page
 
 
 def test_every_string_is_escaped() -> None:
@@ -65,7 +65,10 @@ def test_minimal_report_renders() -> None:
 
 
 def test_tables_are_capped_and_say_so() -> None:
-    page = render_html(sample_report(), max_accounts=3, max_templates=1)
+    data = sample_report()
+    data["clusters"].append({"id": "c2", "accounts": ["x", "y"]})
+    page = render_html(data, max_accounts=3, max_templates=1, max_clusters=1)
+    assert "Showing the first 1 clusters of 2." in page and "<td>c2</td>" not in page
     assert page.count("<tr data-search=") == 3
     assert "3</span> of 12 accounts shown" in page
     assert "Showing the first 1 templates of 2." in page
@@ -119,3 +122,16 @@ def test_any_strings_render_escaped(account: str, label: str, sample: str) -> No
     for text in (account, label):
         if "<" in text:
             assert text not in page
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=100))
+def test_escaped_text_is_inert(text: str) -> None:
+    from guardrail.report._escape import esc
+
+    out = esc(text)
+    assert not set(out) & set("<>\"'")
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]", out)
+    assert "&" not in out.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "").replace(
+        "&quot;", ""
+    ).replace("&#x27;", "")

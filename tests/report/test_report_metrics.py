@@ -134,3 +134,73 @@ def test_cluster_gauges_add_up(sizes: list[int]) -> None:
     assert sum(_value(r, "guardrail_clusters", {"size": b}) or 0 for b in bands) == len(real)
     assert _value(r, "guardrail_clustered_accounts") == sum(real)
     assert _value(r, "guardrail_largest_cluster_accounts") == max(real, default=0)
+
+
+def test_metrics_behind_the_real_middleware() -> None:
+    """``instrument`` + ``on_event`` on ``Guardrail``: decisions, refusals and latency are counted."""
+    import asyncio
+
+    import httpx
+
+    from guardrail.adapters import Guardrail
+    from guardrail.cli._demo_app import stand_in_app
+    from guardrail.engine import AsyncGuard, Policy
+    from guardrail.limiter import Limit
+
+    m, r = _metrics()
+    # Each request costs 8 tokens up front; the reply settles it to 43: the second one no longer fits.
+    guard = AsyncGuard(policy=Policy(account_limit=Limit(rate=0.001, burst=50.0)))
+    app = Guardrail(stand_in_app, guard=m.instrument(guard), on_event=m.on_event)
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}]}
+
+    async def go() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            statuses = []
+            for _ in range(3):
+                resp = await client.post(
+                    "/v1/chat/completions", json=body, headers={"authorization": "Bearer k1"}
+                )
+                statuses.append(resp.status_code)
+            return statuses
+
+    assert asyncio.run(go()) == [200, 429, 429]
+    route = {"route": "/v1/chat/completions"}
+    assert _value(r, "guardrail_decisions_total", {"action": "allow", **route}) == 1
+    assert _value(r, "guardrail_decisions_total", {"action": "throttle", **route}) == 2
+    assert _value(r, "guardrail_bucket_refusals_total", {"bucket": "account"}) == 2
+    assert _value(r, "guardrail_inspection_seconds_count") == 3
+    assert m.instrument(guard).store is guard.store  # other attributes pass through
+
+
+def test_instrumented_guard_counts_errors() -> None:
+    from guardrail.engine import Guard, RequestFacts
+
+    m, r = _metrics()
+    timed = m.instrument(Guard())
+    with pytest.raises(TypeError):
+        timed.check("not facts")
+    assert _value(r, "guardrail_store_errors_total", {"store": "memory"}) == 1
+    timed.check(RequestFacts(account="a", body={"messages": [{"role": "user", "content": "hi"}]}))
+    assert _value(r, "guardrail_inspection_seconds_count") == 2
+    with pytest.raises(TypeError, match="needs a Guard"):
+        m.instrument(object())
+
+
+def test_observe_guard_reads_the_clusters() -> None:
+    from guardrail.engine import Guard, RequestFacts
+    from guardrail.simulate import simulate
+
+    m, r = _metrics()
+    guard = Guard()
+    for rec in simulate(scale=0.02, seed=1).records():
+        guard.check(
+            RequestFacts(
+                account=rec["account"], ip=rec["ip"], path=rec["path"], body=rec["body"], ts=rec["ts"]
+            )
+        )
+    m.observe_guard(guard)
+    sizes = [len(c.accounts) for c in guard.clusters]
+    assert sizes, "the replay should link some accounts"
+    assert _value(r, "guardrail_clustered_accounts") == sum(sizes)
+    assert _value(r, "guardrail_largest_cluster_accounts") == max(sizes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 
 from hypothesis import given, settings
@@ -19,7 +20,7 @@ def test_ticks_start_at_zero_cover_the_data_and_are_few(high: float) -> None:
     ticks = nice_ticks(high)
     assert ticks[0] == 0 and ticks[-1] >= high
     assert 2 <= len(ticks) <= 6
-    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:], strict=False)}
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(ticks)}
     assert len(steps) == 1
 
 

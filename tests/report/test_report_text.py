@@ -42,6 +42,12 @@ def test_format_figure(value: object, shown: str) -> None:
     assert format_figure(value) == shown
 
 
+def test_percent_figures_are_named_so() -> None:
+    assert format_figure(0.2, "honest requests refused (%)") == "0.2%"
+    assert format_figure(54.46, "served (%)") == "54.5%"
+    assert format_figure(None, "served (%)") == "n/a"
+
+
 def test_table_aligns_numbers_right() -> None:
     table = format_table(["name", "n"], [["a", 5], ["bbb", 1234]])
     assert table.splitlines() == ["  name      n", "  ----  -----", "  a         5", "  bbb   1,234"]

@@ -173,17 +173,14 @@ class GuardrailWSGI:
             environ["CONTENT_LENGTH"] = str(len(body))
         elif status == "too_large" and body:
             environ["wsgi.input"] = io.BufferedReader(_Chained(body, original["wsgi.input"]))
-        account: str | None = None
-        ip: str | None = None
+        peer = environ.get("REMOTE_ADDR") or None
         try:
             headers = _headers(environ)
-            account, ip = core.who(
-                "POST", path, environ.get("QUERY_STRING", ""), headers, environ.get("REMOTE_ADDR")
-            )
-        except Exception as exc:
-            logger.exception("guardrail identity failed; request passed through")
-            core.event(path=path, provider=provider, account=None, ip=None, outcome="error", error=repr(exc))
-            return self.app(environ, start_response)
+            query = environ.get("QUERY_STRING", "")
+            account, ip = core.who("POST", path, query, headers, peer)
+        except Exception:  # written to be total; if it ever is not, count the request by address
+            logger.exception("guardrail identity failed; counting the request by its address")
+            account, ip = (f"ip:{peer}" if peer else "anonymous"), peer
 
         if status in ("timeout", "disconnected"):
             code = 408 if status == "timeout" else 400

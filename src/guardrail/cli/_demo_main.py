@@ -18,13 +18,14 @@ import webbrowser
 from pathlib import Path
 from typing import Any, TextIO
 
+from guardrail._types import ASGIApp
 from guardrail.cli._demo_app import load_model_app
 from guardrail.cli._demo_report import build_report
-from guardrail.cli._demo_run import replay
+from guardrail.cli._demo_run import close_run, replay
 from guardrail.engine import Policy
-from guardrail.limiter import Limit
-from guardrail.report import render_html, summary_text
-from guardrail.simulate import simulate
+from guardrail.limiter import Limit, StorageError
+from guardrail.report import ReportData, render_html, summary_text
+from guardrail.simulate import Simulation, simulate
 
 __all__ = ["DEFAULT_CLUSTER_BUDGET", "DEFAULT_REPORT", "DEFAULT_SCALE", "DEFAULT_SEED", "register", "run"]
 
@@ -106,6 +107,18 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+async def _replay_and_report(
+    sim: Simulation, app: ASGIApp, description: str, storage: str, policy: Policy, progress: TextIO
+) -> ReportData:
+    """Replay, build the report while the store is still open, then drop the run's state (one event loop:
+    the async Redis clients belong to it)."""
+    run = await replay(sim, app, storage=storage, guard_options={"policy": policy}, progress_stream=progress)
+    try:
+        return build_report(run, app_description=description, storage=storage)
+    finally:
+        await close_run(run)
+
+
 def run(args: argparse.Namespace) -> int:
     scale: float = args.scale
     storage: str = args.storage
@@ -121,15 +134,12 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     progress: TextIO = io.StringIO() if args.no_progress else sys.stderr
+    policy = Policy(cluster_limit=Limit(rate=args.cluster_budget / 60.0, burst=DEMO_CLUSTER_BURST))
     try:
-        policy = Policy(cluster_limit=Limit(rate=args.cluster_budget / 60.0, burst=DEMO_CLUSTER_BURST))
-        run_ = asyncio.run(
-            replay(sim, app, storage=storage, guard_options={"policy": policy}, progress_stream=progress)
-        )
-    except (ConnectionError, OSError, ValueError) as exc:
+        data = asyncio.run(_replay_and_report(sim, app, description, storage, policy, progress))
+    except (StorageError, ConnectionError, OSError, ValueError) as exc:
         print(f"error: the demo could not run on {storage}: {exc}", file=sys.stderr)
         return 1
-    data = build_report(run_, app_description=description, storage=storage)
     data.setdefault("source", {})["cluster budget (tokens/min)"] = args.cluster_budget
     print()
     print(summary_text(data))

@@ -81,6 +81,13 @@ def _templates(
 
 def _clusters(run: DemoRun, analysed: list[dict[str, Any]]) -> list[ClusterRow]:
     labels = run.sim.labels["accounts"]
+    # The moment a cluster was caught: the engine's first "flagged" event for it (log time), else the
+    # first refusal of one of its accounts.
+    flagged_at: dict[str, float] = {}
+    for event in run.events:
+        if event.get("event") == "cluster" and event.get("change") == "flagged":
+            cid, ts = str(event.get("cluster")), float(event.get("ts") or 0.0)
+            flagged_at[cid] = min(ts, flagged_at.get(cid, ts))
     rows: list[ClusterRow] = []
     for c in analysed:
         members: list[str] = list(c["accounts"])
@@ -92,6 +99,9 @@ def _clusters(run: DemoRun, analysed: list[dict[str, Any]]) -> list[ClusterRow]:
             if (t := run.tally.accounts.get(m)) is not None and t.first_refused_ts is not None
         ]
         action = str(c.get("action", "allow"))
+        caught = flagged_at.get(c["id"])
+        if caught is None and refused:
+            caught = min(refused)
         rows.append(
             ClusterRow(
                 id=short_cluster(c["id"]),
@@ -99,7 +109,7 @@ def _clusters(run: DemoRun, analysed: list[dict[str, Any]]) -> list[ClusterRow]:
                 accounts=members,
                 score=round(float(c["score"]), 3),
                 action=action,
-                caught_at=min(refused) if refused and action != "allow" else None,
+                caught_at=caught if action != "allow" else None,
                 templates=list(c.get("templates", [])),
                 requests=int(c.get("requests", 0)),
                 reasons=list(c.get("reasons", [])),

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import statistics
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any, TextIO
 from guardrail._types import ASGIApp, Message, Receive, Scope, Send
 from guardrail.adapters import Guardrail
 from guardrail.engine import AsyncGuard, Cluster, Decision, RequestFacts
+from guardrail.limiter import Limiter
 from guardrail.report import JsonEvents, Progress
 from guardrail.report._tally import Tally
 from guardrail.simulate import CAMPAIGN_STYLES, HONEST_POPULATIONS, Simulation
@@ -145,6 +147,27 @@ class DemoRun:
         return sum(self.statuses.values())
 
 
+def _build_guard(storage: str, events: JsonEvents, options: Mapping[str, Any]) -> AsyncGuard:
+    """The demo's engine. On Redis, state and buckets get a namespace of their own for this run (removed
+    afterwards by ``close_run``), so a demo never mixes with a deployment's or another run's state."""
+    if storage.split("://", 1)[0].lower() == "memory":
+        return AsyncGuard(storage, secret=DEMO_SECRET, keep_samples=True, on_event=events, **options)
+    from guardrail.engine.redis_store import RedisEngineStore
+
+    run_id = uuid.uuid4().hex[:12]
+    store = RedisEngineStore(storage, prefix=f"guardrail-demo-{run_id}")
+    limiter = Limiter(storage, prefix=f"gr:lim:demo-{run_id}:")
+    return AsyncGuard(
+        store, limiter=limiter, secret=DEMO_SECRET, keep_samples=True, on_event=events, **options
+    )
+
+
+async def close_run(run: DemoRun) -> None:
+    """Forget the run's engine state (on Redis: delete its namespace) and close the connections."""
+    await run.guard.store.aclear()
+    await run.guard.aclose()
+
+
 def population_order() -> tuple[str, ...]:
     return (*HONEST_POPULATIONS, *CAMPAIGN_STYLES)
 
@@ -170,13 +193,9 @@ async def replay(
     events = JsonEvents(secret=DEMO_SECRET, logger="guardrail.demo.events")
     seen: list[dict[str, Any]] = []
     events.hook = seen.append
-    inner = AsyncGuard(
-        storage,
-        secret=DEMO_SECRET,
-        keep_samples=True,
-        on_event=events,
-        **dict(guard_options or {}),
-    )
+    inner = _build_guard(storage, events, guard_options or {})
+    # Fail fast on an unreachable store: the middleware would fail open on every request instead.
+    await inner.store.atable()
     guard = _ClockedGuard(inner)
     timed = _TimedApp(model_app)
     app = Guardrail(timed, guard=guard, secret=DEMO_SECRET)  # type: ignore[arg-type]

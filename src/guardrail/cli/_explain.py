@@ -33,6 +33,11 @@ def register(subparsers: Any) -> None:
         default=os.environ.get("GUARDRAIL_STORAGE"),
         help="engine store URI, e.g. redis://host:6379/0 (default: $GUARDRAIL_STORAGE)",
     )
+    parser.add_argument(
+        "--prefix",
+        default=os.environ.get("GUARDRAIL_PREFIX"),
+        help="the deployment's engine key prefix, if not the default (default: $GUARDRAIL_PREFIX)",
+    )
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--hashed", dest="hashed", action="store_true", default=None, help="ACCOUNT is a hash")
     kind.add_argument("--raw", dest="hashed", action="store_false", help="ACCOUNT is a raw key, even if hex")
@@ -53,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        result = explain_account(storage, args.account, hashed=args.hashed)
+        result = explain_account(storage, args.account, hashed=args.hashed, prefix=args.prefix)
     except (ValueError, OSError, ConnectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

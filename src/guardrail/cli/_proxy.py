@@ -12,12 +12,13 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from .._types import Message, Receive, Scope, Send
+
+if TYPE_CHECKING:  # httpx is imported when the proxy runs, so `guardrail --help` works without it
+    import httpx
 
 _HOP_BY_HOP = frozenset(
     {
@@ -45,12 +46,15 @@ class ProxyApp:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"--upstream must be an http(s) URL, got {upstream!r}")
         self.upstream = upstream.rstrip("/")
-        self._timeout = httpx.Timeout(timeout, connect=10.0)
+        self._timeout = timeout
         self._client = client
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
+            import httpx
+
+            timeout = httpx.Timeout(self._timeout, connect=10.0)
+            self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         return self._client
 
     async def aclose(self) -> None:
@@ -77,6 +81,8 @@ class ProxyApp:
         if query:
             url += "?" + query.decode("latin-1")
         headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in _HOP_BY_HOP]
+        import httpx  # already loaded by _http(): a dictionary lookup
+
         client = self._http()
         request = client.build_request(scope["method"], url, headers=headers, content=bytes(body))
         try:

@@ -18,11 +18,13 @@ from ._features import observation, prompt_of
 from ._linkage import Cluster, LinkageSettings, cluster_accounts
 from ._policy import Policy
 from ._types import Action, Decision, Event, RequestFacts
-from .store import AccountProfile, ClusterTable, ClusterVerdict, Observation, Observed
+from .store import AccountProfile, ClusterTable, ClusterVerdict, Observation, Observed, TemplateStats
 
-__all__ = ["Core", "Ticket"]
+__all__ = ["Core", "Prepared", "Ticket", "prepare"]
 
 _ALLOW_REASONS: tuple[str, ...] = ()
+#: Raw ids kept for an offline report at most (beyond it, later accounts are reported by their hash).
+_MAX_RAW_IDS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,18 @@ class Prepared:
     max_output: int | None
     cost: float
     offline: bool
+
+
+def prepare(
+    facts: RequestFacts, account: str, secret: bytes, policy: Policy, clock: Callable[[], float]
+) -> Prepared:
+    """The stateless half of a check: extract, reduce and price one request (``account`` already hashed)."""
+    offline = facts.ts is not None
+    ts = float(facts.ts) if facts.ts is not None else clock()
+    prompt = prompt_of(facts.path, facts.body, facts.prompt)
+    obs, text = observation(account, ts, prompt, facts.ip, secret)
+    max_output = prompt.max_output_tokens if prompt is not None else None
+    return Prepared(obs, text[:400], max_output, policy.cost(obs.tokens, max_output), offline)
 
 
 class Core:
@@ -81,20 +95,19 @@ class Core:
             self._ids[raw] = cached
             if len(self._ids) > 100_000:
                 self._ids.popitem(last=False)
-            if self.keep_samples:
+            if self.keep_samples and len(self.raw_ids) < _MAX_RAW_IDS:
                 self.raw_ids[cached] = raw
         return cached
 
     def prepare(self, facts: RequestFacts) -> Prepared:
         if not isinstance(facts, RequestFacts):
             raise TypeError(f"check() expects RequestFacts, got {type(facts).__name__}")
-        offline = facts.ts is not None
-        ts = float(facts.ts) if facts.ts is not None else self.clock()
-        prompt = prompt_of(facts.path, facts.body, facts.prompt)
-        obs, text = observation(self.account_id(facts.account), ts, prompt, facts.ip, self.secret)
-        max_output = prompt.max_output_tokens if prompt is not None else None
-        cost = self.policy.cost(obs.tokens, max_output)
-        return Prepared(obs, text, max_output, cost, offline)
+        return prepare(facts, self.account_id(facts.account), self.secret, self.policy, self.clock)
+
+    def adopt(self, raw: str, hashed: str) -> None:
+        """Record a hash computed elsewhere (a replay worker) so reports can map it back offline."""
+        if self.keep_samples and hashed not in self.raw_ids and len(self.raw_ids) < _MAX_RAW_IDS:
+            self.raw_ids[hashed] = raw
 
     def remember_sample(self, prepared: Prepared, observed: Observed) -> None:
         """Offline only: keep the read text of the first request that carried each part (for reports)."""
@@ -102,7 +115,7 @@ class Core:
             return
         for part in observed.parts:
             if part not in self.samples and len(self.samples) < 50_000:
-                self.samples[part] = prepared.text[:400]
+                self.samples[part] = prepared.text
 
     def buckets(
         self, prepared: Prepared, observed: Observed
@@ -209,11 +222,11 @@ class Core:
     def settle_requests(
         self, decision: Decision, output_tokens: int
     ) -> tuple[list[BucketRequest], float | None]:
+        if isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 0:
+            raise ValueError(f"output_tokens must be an int >= 0, got {output_tokens!r}")
         ticket = decision.ticket
         if not isinstance(ticket, Ticket) or not ticket.buckets:
             return [], None
-        if isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 0:
-            raise ValueError(f"output_tokens must be an int >= 0, got {output_tokens!r}")
         delta = float(output_tokens - ticket.assumed_output)
         if delta == 0.0:
             return [], None
@@ -232,7 +245,15 @@ class Core:
             return True
         return ts - self.last_recluster_ts >= 60.0 and self.since_recluster >= max(200, accounts_hint // 20)
 
-    def build_table(self, profiles: Iterable[AccountProfile], ts: float, base_version: int) -> ClusterTable:
+    def build_table(
+        self,
+        profiles: Iterable[AccountProfile],
+        ts: float,
+        base_version: int,
+        stats: Callable[[list[int]], Mapping[int, TemplateStats]] | None = None,
+    ) -> ClusterTable:
+        """Cluster, score, apply the policy; ``stats`` looks up template statistics for the flagged
+        clusters' characteristic parts (see :meth:`characteristic_parts`)."""
         clusters = cluster_accounts(profiles, self.linkage)
         self.since_recluster = 0
         self.last_recluster_ts = ts
@@ -259,12 +280,28 @@ class Core:
             for a in c.accounts:
                 assignment[a] = c.id
             if action is not Action.ALLOW:
-                for part in c.parts:
+                for part in self.characteristic_parts(c, stats):
                     parts.setdefault(part, c.id)
         self.emit_changes(clusters, verdicts, ts)
         self.last_clusters = clusters
         self.version = max(self.version, base_version) + 1
         return ClusterTable(self.version, verdicts, assignment, parts)
+
+    @staticmethod
+    def characteristic_parts(
+        c: Cluster, stats: Callable[[list[int]], Mapping[int, TemplateStats]] | None
+    ) -> list[int]:
+        """The parts that identify a cluster's template: dominant for a fifth of its members, and mostly
+        used by them (at least half of all the accounts that ever sent the part, by the template's distinct
+        count). A generic phrase that a campaign's template shares with honest prompts fails the second
+        test, so an honest newcomer using that phrase never joins the campaign's bucket."""
+        need = max(2.0, 0.2 * len(c.accounts))
+        candidates = [p for p, n in zip(c.parts, c.part_users) if n >= need]
+        if stats is None or not candidates:
+            return candidates
+        found = stats(candidates)
+        users = dict(zip(c.parts, c.part_users))
+        return [p for p in candidates if p not in found or found[p].accounts <= 2 * users[p]]
 
     def emit_changes(
         self, clusters: list[Cluster], verdicts: Mapping[str, ClusterVerdict], ts: float

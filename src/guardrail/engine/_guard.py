@@ -25,7 +25,7 @@ from ._linkage import Cluster, LinkageSettings
 from ._memory import MemoryEngineStore
 from ._policy import Policy
 from ._types import Action, Decision, Event, RequestFacts
-from .store import ClusterTable, EngineStore, StoreSettings
+from .store import AccountProfile, ClusterTable, EngineStore, StoreSettings
 
 __all__ = ["AsyncGuard", "Guard", "open_store"]
 
@@ -113,8 +113,12 @@ class Guard(_Base):
         self._recluster_lock = threading.Lock()
 
     def check(self, facts: RequestFacts) -> Decision:
+        return self.check_prepared(self.core.prepare(facts))
+
+    def check_prepared(self, prepared: Prepared) -> Decision:
+        """``check`` after the stateless first half (``core.prepare``), which a replay may run in worker
+        processes (``guardrail analyze --jobs``)."""
         core = self.core
-        prepared = core.prepare(facts)
         observed = self.store.observe(prepared.obs)
         core.remember_sample(prepared, observed)
         verdict, action, reasons = core.buckets(prepared, observed)
@@ -141,7 +145,7 @@ class Guard(_Base):
                 if isinstance(store, MemoryEngineStore) and now is not None
                 else (store.profiles())
             )
-            table = self.core.build_table(profiles, ts, store.table().version)
+            table = self.core.build_table(profiles, ts, store.table().version, store.templates)
             store.publish(table)
             return table
 
@@ -224,9 +228,16 @@ class AsyncGuard(_Base):
             ts = self.core.clock() if now is None else now
             profiles = await self.store.aprofiles()
             base = (await self.store.atable()).version
-            table = await asyncio.to_thread(self.core.build_table, profiles, ts, base)
+            clusters_parts = await asyncio.to_thread(self._candidate_parts, profiles)
+            known = await self.store.atemplates(clusters_parts)
+            table = await asyncio.to_thread(self.core.build_table, profiles, ts, base, lambda ps: known)
             await self.store.apublish(table)
             return table
+
+    def _candidate_parts(self, profiles: list[AccountProfile]) -> list[int]:
+        """Every part dominant for some account (the superset the table's characteristic parts come from)."""
+        share = self.core.linkage.dominant_share
+        return sorted({part for p in profiles for part, n in p.parts.items() if n >= share * max(1, p.requests)})
 
     async def _loop(self) -> None:
         while True:

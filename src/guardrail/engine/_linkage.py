@@ -51,9 +51,10 @@ class LinkageSettings:
     group with no evidence at all. ``diurnal_r2``: the squared mean resultant length assumed for a human's
     hour-of-day: people active over a 16-hour waking day give about 0.17, irregular ones less; a group's
     pooled estimate at 0 reads as flat (+1), at ``diurnal_r2`` as human (-1), halfway as no evidence.
+    ``coordination`` / ``uncoordinated_cap``: see :func:`score_features`.
     """
 
-    dominant_share: float = 0.2
+    dominant_share: float = 0.15
     signature_parts: int = 3
     min_cluster: int = 3
     bias: float = -4.0
@@ -68,6 +69,8 @@ class LinkageSettings:
         }
     )
     diurnal_r2: float = 0.12
+    coordination: float = 0.3
+    uncoordinated_cap: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.dominant_share <= 1.0:
@@ -247,7 +250,13 @@ def group_features(
 
 
 def score_features(f: GroupFeatures, settings: LinkageSettings) -> float:
-    """Logistic combination of the features: 0..1, monotone in each feature's weighted direction."""
+    """Logistic combination of the features: 0..1, monotone in each feature's weighted direction.
+
+    Content alone cannot convict: without evidence of coordination (flat timing or shared address ranges,
+    each at least ``coordination``) the score is capped at ``uncoordinated_cap``. A popular product whose
+    system prompt asks for step-by-step reasoning looks exactly like a campaign's template until its users'
+    hours and addresses are seen; it is how they behave together that tells them apart.
+    """
     w = settings.weights
     size_term = min(1.0, math.log10(max(1, f.size)) / 2.0)
     logit = settings.bias
@@ -257,7 +266,10 @@ def score_features(f: GroupFeatures, settings: LinkageSettings) -> float:
     logit += w.get("colocation", 0.0) * f.colocation
     logit += w.get("conversation", 0.0) * f.conversation
     logit += w.get("size", 0.0) * size_term
-    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
+    score = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
+    if f.flatness < settings.coordination and f.colocation < settings.coordination:
+        score = min(score, settings.uncoordinated_cap)
+    return score
 
 
 def _duration(seconds: float) -> str:
@@ -298,6 +310,7 @@ class Cluster:
     features: GroupFeatures
     parts: tuple[int, ...]  # parts dominant for two or more members, smallest first
     evidence: tuple[str, ...]
+    part_users: tuple[int, ...] = ()  # members for which each of ``parts`` is dominant (same order)
 
 
 def _attach(
@@ -306,18 +319,20 @@ def _attach(
     ranges: Mapping[str, Iterable[str]],
     settings: LinkageSettings,
 ) -> list[list[str]]:
-    """Second pass: attach loose accounts to the one large group whose template they use.
+    """Second pass: move loose accounts into the larger group whose template they use.
 
-    A part *belongs* to a group when it is dominant for at least a fifth of that group's members (and two
-    of them) and dominant for two or more members of no other group: a template specific to one group,
-    unlike a generic phrase that many unrelated groups use. An account outside every large group whose
-    dominant parts include ``min(2, len(dominant))`` parts belonging to one large group joins it, or one
-    such part when it also sends from an address range that group's members use (shared infrastructure).
-    This catches the short-lived accounts whose few, noisy requests produced signature keys of their own.
+    ``groups`` is sorted largest first. A part *belongs* to a large group when it is dominant for at least
+    a fifth of that group's members (and two of them) and for two or more members of no other group: a
+    template specific to one group, unlike a generic phrase many unrelated groups use. An account of a
+    group smaller than ``min_cluster`` joins the large group owning ``min(2, len(dominant))`` of its
+    dominant parts. Any account of a smaller group also joins a group at least twice its own group's
+    size when one of its dominant parts is dominant for a fifth of that group's members *and* it sends
+    from an address range that group's members use (template plus shared infrastructure). This catches
+    short-lived accounts whose few, noisy requests gave them signature keys of their own.
     """
-    large = [g for g in groups if len(g) >= settings.min_cluster]
-    owners: dict[int, set[int]] = defaultdict(set)
+    n_groups = len(groups)
     counts: list[Counter[int]] = []
+    owners: dict[int, set[int]] = defaultdict(set)
     for gi, g in enumerate(groups):
         c: Counter[int] = Counter()
         for a in g:
@@ -326,39 +341,43 @@ def _attach(
         for part, n in c.items():
             if n >= 2:
                 owners[part].add(gi)
+    large = [gi for gi in range(n_groups) if len(groups[gi]) >= settings.min_cluster]
+    common: dict[int, list[int]] = defaultdict(list)  # part -> large groups where it is common
     belongs: dict[int, int] = {}
-    large_ids = {id(g) for g in large}
-    for gi, g in enumerate(groups):
-        if id(g) not in large_ids:
-            continue
-        need = max(2.0, 0.2 * len(g))
+    for gi in large:
+        need = max(2.0, 0.2 * len(groups[gi]))
         for part, n in counts[gi].items():
-            if n >= need and owners[part] == {gi}:
-                belongs[part] = gi
-    if not belongs:
+            if n >= need:
+                common[part].append(gi)
+                if owners[part] == {gi}:
+                    belongs[part] = gi
+    if not common:
         return groups
-    out = [list(g) if id(g) in large_ids else [] for g in groups]
     range_groups: dict[str, set[int]] = defaultdict(set)
+    for gi in large:
+        for a in groups[gi]:
+            for rng in ranges[a]:
+                range_groups[rng].add(gi)
+    out: list[list[str]] = [[] for _ in groups]
     for gi, g in enumerate(groups):
-        if id(g) in large_ids:
-            for a in g:
-                for rng in ranges[a]:
-                    range_groups[rng].add(gi)
-    for gi, g in enumerate(groups):
-        if id(g) in large_ids:
-            continue
+        size = len(g)
         for a in g:
             dom = dominant[a]
-            votes: Counter[int] = Counter(belongs[p] for p in dom if p in belongs)
             target = None
-            if votes:
-                best, n = votes.most_common(1)[0]
-                if n >= min(2, len(dom)) or any(best in range_groups.get(r, ()) for r in ranges[a]):
-                    target = best
+            if size < settings.min_cluster:
+                votes: Counter[int] = Counter(belongs[p] for p in dom if p in belongs)
+                if votes:
+                    best, n = votes.most_common(1)[0]
+                    if n >= min(2, len(dom)):
+                        target = best
             if target is None:
-                out[gi].append(a)
-            else:
-                out[target].append(a)
+                near = {t for r in ranges[a] for t in range_groups.get(r, ())}
+                candidates = [
+                    t for p in dom for t in common.get(p, ()) if t in near and len(groups[t]) >= 2 * size
+                ]
+                if candidates:
+                    target = min(candidates)  # the largest (groups are sorted largest first)
+            out[gi if target is None else target].append(a)
     return [g for g in out if g]
 
 
@@ -383,7 +402,8 @@ def cluster_accounts(profiles: Iterable[AccountProfile], settings: LinkageSettin
         for key in keys:
             uf.union(node, ("k", key))
     groups = [
-        sorted(str(x[1]) for x in nodes if isinstance(x, tuple) and x[0] == "a") for nodes in uf.groups().values()
+        sorted(str(x[1]) for x in nodes if isinstance(x, tuple) and x[0] == "a")
+        for nodes in uf.groups().values()
     ]
     groups = [g for g in groups if g]
     groups.sort(key=lambda g: (-len(g), g[0]))
@@ -413,6 +433,7 @@ def cluster_accounts(profiles: Iterable[AccountProfile], settings: LinkageSettin
                 features=feats,
                 parts=tuple(shared),
                 evidence=tuple(evidence_lines(feats)),
+                part_users=tuple(part_users[p] for p in shared),
             )
         )
     clusters.sort(key=lambda c: (-c.score, c.id))

@@ -10,17 +10,23 @@ import gzip
 import io
 import json
 import math
+import multiprocessing
 import sys
+import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
 
+from guardrail._hashing import hash_identifier
 from guardrail.extract import Prompt, Turn
 
+from ._core import Prepared, prepare
+from ._policy import Policy
 from ._types import RequestFacts
 
-__all__ = ["BadLine", "LogError", "open_log", "parse_line", "parse_ts", "read_log"]
+__all__ = ["BadLine", "LogError", "open_log", "parse_line", "parse_ts", "prepare_chunk", "prepared_stream", "read_log"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -111,7 +117,10 @@ def open_log(path: str) -> IO[bytes]:
     raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=buffered, mode="rb")
+        if path == "-":
+            return gzip.GzipFile(fileobj=buffered, mode="rb")
+        buffered.close()
+        return gzip.open(path, "rb")
     return buffered
 
 
@@ -130,3 +139,75 @@ def read_log(stream: IO[bytes]) -> Iterator[tuple[int, RequestFacts | BadLine]]:
             yield number, parse_line(line)
         except LogError as err:
             yield number, BadLine(number, str(err))
+
+
+# -- parallel preparation (guardrail analyze --jobs) ----------------------------------------------------------
+# The stateless half of a check (JSON parse, prompt extraction, shingling, elicitation, hashing) is most of
+# its cost; worker processes do it for chunks of lines while the main process keeps the one engine state
+# and applies the observations in log order, so the result is identical to a sequential replay.
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(secret: bytes, policy: Policy) -> None:
+    _WORKER["secret"] = secret
+    _WORKER["policy"] = policy
+    _WORKER["ids"] = {}
+
+
+def _hashed(raw: str) -> str:
+    ids: dict[str, str] = _WORKER["ids"]
+    h = ids.get(raw)
+    if h is None:
+        if len(ids) > 200_000:
+            ids.clear()
+        h = ids[raw] = hash_identifier(raw, _WORKER["secret"], namespace="account")
+    return h
+
+
+def prepare_chunk(chunk: list[tuple[int, bytes]]) -> list[tuple[int, str, Prepared | BadLine]]:
+    """Parse and prepare a chunk of ``(line_number, line)``; runs in a worker process."""
+    out: list[tuple[int, str, Prepared | BadLine]] = []
+    secret, policy = _WORKER["secret"], _WORKER["policy"]
+    for number, line in chunk:
+        try:
+            facts = parse_line(line)
+        except LogError as err:
+            out.append((number, "", BadLine(number, str(err))))
+            continue
+        out.append((number, facts.account, prepare(facts, _hashed(facts.account), secret, policy, time.time)))
+    return out
+
+
+def _chunks(stream: IO[bytes], size: int) -> Iterator[list[tuple[int, bytes]]]:
+    chunk: list[tuple[int, bytes]] = []
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        chunk.append((number, line))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def prepared_stream(
+    stream: IO[bytes], secret: bytes, policy: Policy, jobs: int, chunk_size: int = 512
+) -> Iterator[tuple[int, str, Prepared | BadLine]]:
+    """``(line_number, raw_account, Prepared or BadLine)`` in log order, prepared by ``jobs`` processes
+    (``jobs <= 1``: in this process). At most ``4 * jobs`` chunks are in flight (bounded memory)."""
+    if jobs <= 1:
+        _init_worker(secret, policy)
+        for chunk in _chunks(stream, chunk_size):
+            yield from prepare_chunk(chunk)
+        return
+    ctx = multiprocessing.get_context("spawn" if sys.platform == "win32" else "fork")
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(secret, policy)) as pool:
+        pending: deque[Any] = deque()
+        for chunk in _chunks(stream, chunk_size):
+            pending.append(pool.apply_async(prepare_chunk, (chunk,)))
+            if len(pending) >= 4 * jobs:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()

@@ -17,7 +17,6 @@ from collections.abc import Callable, Hashable
 from typing import Final
 
 import numpy as np
-import xxhash
 
 from guardrail.fingerprint.minhash import Fingerprint, FingerprintParams
 
@@ -28,7 +27,6 @@ __all__ = ["LSHIndex", "collision_probability", "optimal_bands"]
 # then a dict (O(1) removal in buckets of near-identical prompts).
 _LIST_LIMIT = 32
 _MISSING: Final = object()
-_FEW_BANDS = 16
 _GRID = np.linspace(0.0, 1.0, 1001)
 
 
@@ -103,21 +101,10 @@ class LSHIndex:
         self.bands, self.rows = optimal_bands(threshold, num_perm, weights[0], weights[1])
         self._on_evict = on_evict
         self._used = self.bands * self.rows
-        width = 4 * self.rows
-        self._ranges = (
-            [(band, band * width, (band + 1) * width) for band in range(self.bands)]
-            if self.bands <= _FEW_BANDS
-            else None
-        )
-        self._multipliers = np.array(
-            [xxhash.xxh3_64_intdigest(b"lsh-row", row) for row in range(self.rows)], dtype=np.uint64
-        )
-        self._band_salts = np.array(
-            [xxhash.xxh3_64_intdigest(b"lsh-band", band) for band in range(self.bands)], dtype=np.uint64
-        )
+        self._band_dtype = np.dtype(f"V{4 * self.rows}")
         self._params: FingerprintParams | None = None
-        self._entries: OrderedDict[Hashable, tuple[int, ...]] = OrderedDict()
-        self._buckets: dict[int, Bucket] = {}
+        self._entries: OrderedDict[Hashable, tuple[bytes, ...]] = OrderedDict()
+        self._tables: list[dict[bytes, Bucket]] = [{} for _ in range(self.bands)]
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -137,15 +124,14 @@ class LSHIndex:
         return collision_probability(similarity, self.bands, self.rows)
 
     def _check(self, fp: Fingerprint) -> None:
-        if fp.__class__ is Fingerprint and fp.params is self._params:
-            return
         if not isinstance(fp, Fingerprint):
             raise TypeError(f"expected Fingerprint, got {type(fp).__name__}")
         if fp.num_perm != self.num_perm:
             raise ValueError(f"fingerprint has num_perm={fp.num_perm}, index expects {self.num_perm}")
-        if self._params is None:
-            self._params = fp.params
-        elif fp.params != self._params:
+        with self._lock:  # slow path only: the first fingerprint fixes the parameters
+            if self._params is None:
+                self._params = fp.params
+        if fp.params != self._params:
             raise ValueError(f"fingerprint parameters {fp.params} differ from the index's {self._params}")
 
     def band_keys(self, fp: Fingerprint) -> list[bytes]:
@@ -155,47 +141,36 @@ class LSHIndex:
         width = 4 * self.rows
         return [i.to_bytes(2, "little") + data[i * width : (i + 1) * width] for i in range(self.bands)]
 
-    def _band_hashes(self, fp: Fingerprint) -> list[int]:
-        """In-memory bucket keys, one per band (not meant to leave the process: see :meth:`band_keys`).
-
-        Few bands: XXH3 of each band's bytes, seeded with the band number. Many bands: a seeded linear
-        hash of all bands in one matrix product, cheaper than that many calls (measured crossover ~16
-        bands); two different bands then collide with probability at most 2**-32 (32-bit values, random
-        64-bit multipliers), and a collision only adds a candidate.
-        """
-        self._check(fp)
-        if self._ranges is not None:
-            data = fp.signature_bytes
-            digest = xxhash.xxh3_64_intdigest
-            return [digest(data[start:end], band) for band, start, end in self._ranges]
-        bands = fp.values[: self._used].reshape(self.bands, self.rows).astype(np.uint64)
-        mixed: list[int] = ((bands @ self._multipliers) ^ self._band_salts).tolist()
-        return mixed
+    def _bands(self, fp: Fingerprint) -> list[bytes]:
+        """The bands' raw bytes, one per band table: a single numpy view, no hashing call per band."""
+        if fp.__class__ is not Fingerprint or fp.params is not self._params:
+            self._check(fp)
+        bands: list[bytes] = fp.values[: self._used].view(self._band_dtype).tolist()
+        return bands
 
     def insert(self, key: Hashable, fp: Fingerprint) -> None:
         """Index ``key`` under ``fp`` (replacing its previous fingerprint if already present)."""
-        hashes = tuple(self._band_hashes(fp))
+        bands = tuple(self._bands(fp))
         with self._lock:
             if key in self._entries:
                 self._unlink(key, self._entries.pop(key))
-            self._entries[key] = hashes
-            buckets = self._buckets
-            for h in hashes:
-                bucket = buckets.get(h, _MISSING)
+            self._entries[key] = bands
+            for table, band in zip(self._tables, bands, strict=True):
+                bucket = table.get(band, _MISSING)
                 if bucket is _MISSING:
-                    buckets[h] = key
+                    table[band] = key
                 elif isinstance(bucket, list):
                     bucket.append(key)
                     if len(bucket) > _LIST_LIMIT:
-                        buckets[h] = dict.fromkeys(bucket)
+                        table[band] = dict.fromkeys(bucket)
                 elif isinstance(bucket, dict):
                     bucket[key] = None
                 else:
-                    buckets[h] = [bucket, key]
+                    table[band] = [bucket, key]
             evicted: list[Hashable] = []
             while len(self._entries) > self.capacity:
-                old_key, old_hashes = self._entries.popitem(last=False)
-                self._unlink(old_key, old_hashes)
+                old_key, old_bands = self._entries.popitem(last=False)
+                self._unlink(old_key, old_bands)
                 evicted.append(old_key)
         if self._on_evict is not None:
             for old_key in evicted:
@@ -207,18 +182,17 @@ class LSHIndex:
         A query does not refresh the keys it returns (candidates are not matches): call :meth:`touch` on
         the key a caller actually uses, as :class:`~guardrail.fingerprint.TemplateIndex` does.
         """
-        hashes = self._band_hashes(fp)
+        bands = self._bands(fp)
         found: set[Hashable] = set()
+        containers = (list, dict)
         with self._lock:
-            get = self._buckets.get
-            for h in hashes:
-                bucket = get(h, _MISSING)
-                if bucket is _MISSING:
-                    continue
-                if isinstance(bucket, (list, dict)):
-                    found.update(bucket)
-                else:
-                    found.add(bucket)
+            for table, band in zip(self._tables, bands, strict=True):
+                bucket = table.get(band, _MISSING)
+                if bucket is not _MISSING:
+                    if isinstance(bucket, containers):
+                        found.update(bucket)
+                    else:
+                        found.add(bucket)
         return list(found)
 
     def remove(self, key: Hashable) -> bool:
@@ -236,10 +210,9 @@ class LSHIndex:
             if key in self._entries:
                 self._entries.move_to_end(key)
 
-    def _unlink(self, key: Hashable, hashes: tuple[int, ...]) -> None:
-        buckets = self._buckets
-        for h in hashes:
-            bucket = buckets.get(h, _MISSING)
+    def _unlink(self, key: Hashable, bands: tuple[bytes, ...]) -> None:
+        for table, band in zip(self._tables, bands, strict=True):
+            bucket = table.get(band, _MISSING)
             if bucket is _MISSING:
                 continue
             if isinstance(bucket, list):
@@ -248,10 +221,10 @@ class LSHIndex:
                 except ValueError:
                     continue
                 if len(bucket) == 1:
-                    buckets[h] = bucket[0]
+                    table[band] = bucket[0]
             elif isinstance(bucket, dict):
                 bucket.pop(key, None)
                 if not bucket:
-                    del buckets[h]
+                    del table[band]
             elif bucket == key:
-                del buckets[h]
+                del table[band]

@@ -78,6 +78,8 @@ class Fingerprint:
     _array: U32Array
 
     def __init__(self, params: FingerprintParams, cardinality: int, values: bytes) -> None:
+        if type(values) is not bytes:  # a bytearray or memoryview would leave the signature mutable
+            values = bytes(values)
         if len(values) != 4 * params.num_perm:
             raise ValueError(f"expected {4 * params.num_perm} signature bytes, got {len(values)}")
         if not 0 <= cardinality <= 0xFFFFFFFF:
@@ -279,9 +281,12 @@ def _oph(
     total = len(h)
     if total == 0:
         return np.full((docs, num_perm), EMPTY_VALUE, dtype=np.uint32), [0] * docs
-    keys = h >> _C32
-    keys *= np.uint64(num_perm)
-    keys >>= _C32
+    if num_perm > 1 and num_perm & (num_perm - 1) == 0:  # power of two: same bin, two operations fewer
+        keys = h >> np.uint64(64 - (num_perm.bit_length() - 1))
+    else:
+        keys = h >> _C32
+        keys *= np.uint64(num_perm)
+        keys >>= _C32
     if doc_ids is not None:
         keys += doc_ids * np.uint64(num_perm)
     keys <<= _C32

@@ -167,7 +167,7 @@ def normalize_lines(text: str, *, mask_ids: bool = True) -> list[str]:
     """The normalised, non-empty lines and sentences of ``text``, in order (for segment hashes)."""
     folded = _folded_bytes(text, mask_ids).decode("utf-8", "surrogatepass")
     parts: list[str] = []
-    for line in folded.split("\n"):
+    for line in folded.splitlines():
         for sentence in _SENTENCE_END.split(line):
             collapsed = " ".join(sentence.split())
             if collapsed:

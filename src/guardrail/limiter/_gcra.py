@@ -134,3 +134,27 @@ def tokens(stored: float | None, now: float, rate: float, burst: float) -> float
     if stored is None or stored <= now:
         return burst
     return burst - (stored - now) * rate
+
+
+#: The Redis scripts keep TATs in whole microseconds (``TIME`` is integral there, and integers are much
+#: cheaper than floats to format in Lua); a stored TAT is rounded up, so rounding never under-charges.
+MICROS = 1_000_000
+
+
+def from_ahead(
+    mode: str, allowed: bool, ahead: float, rate: float, burst: float, cost: float
+) -> tuple[float, float, float]:
+    """(remaining, retry_after, reset_after) of a bucket whose TAT is ``ahead`` seconds past now after a
+    decision: what the Redis scripts reply, turned into the fields ``consume`` / ``settle`` return."""
+    interval = 1.0 / rate
+    tolerance = burst * interval
+    remaining = burst - ahead * rate
+    if remaining < 0.0:
+        remaining = 0.0
+    if allowed:
+        return remaining, 0.0, ahead
+    if mode == SETTLE:
+        return remaining, ahead - tolerance, ahead
+    if cost > burst:
+        return remaining, math.inf, ahead
+    return remaining, ahead + cost * interval - tolerance, ahead

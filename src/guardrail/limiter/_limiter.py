@@ -31,12 +31,18 @@ from ._uri import storage_from_uri
 POLICIES = ("local", "open", "closed")
 
 
-def _requests(requests: BucketRequest | Sequence[BucketRequest]) -> Sequence[BucketRequest]:
+def _requests(
+    requests: BucketRequest | Sequence[BucketRequest], *, signed: bool = False
+) -> Sequence[BucketRequest]:
+    """Validate a decision's requests. Only ``settle`` takes negative costs (refunds): a negative cost in
+    ``consume`` would be a refund in disguise."""
     if isinstance(requests, BucketRequest):
-        return (requests,)
+        requests = (requests,)
     for r in requests:
         if not isinstance(r, BucketRequest):
             raise TypeError(f"expected BucketRequest items, got {type(r).__name__}")
+        if r.cost < 0.0 and not signed:
+            raise ValueError(f"cost must be >= 0 outside settle, got {r.cost!r} for {r.key!r}")
     return requests
 
 
@@ -134,7 +140,7 @@ class Limiter:
     ) -> MultiResult:
         """Apply signed deltas after the fact (cost > 0 debits, < 0 refunds); buckets may go into debt.
         ``allowed`` in the answer says whether every bucket is out of debt."""
-        return self.decide(_gcra.SETTLE, _requests(requests), now)
+        return self.decide(_gcra.SETTLE, _requests(requests, signed=True), now)
 
     def consume(
         self, key: str, limit: Limit | str, cost: float = 1.0, *, now: float | None = None
@@ -188,7 +194,7 @@ class Limiter:
     async def asettle(
         self, requests: BucketRequest | Sequence[BucketRequest], *, now: float | None = None
     ) -> MultiResult:
-        return await self.adecide(_gcra.SETTLE, _requests(requests), now)
+        return await self.adecide(_gcra.SETTLE, _requests(requests, signed=True), now)
 
     async def aconsume(
         self, key: str, limit: Limit | str, cost: float = 1.0, *, now: float | None = None

@@ -104,7 +104,7 @@ class MemoryStore:
                     stripe.sweep(now)
         finally:
             lock.release()
-        return BucketResult(key, allowed, remaining, retry, reset, limit.burst, self._source)
+        return tuple.__new__(BucketResult, (key, allowed, remaining, retry, reset, limit.burst, self._source))
 
     async def aconsume_one(
         self, key: str, limit: Limit, cost: float, now: float | None = None

@@ -29,7 +29,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from . import _gcra
 from ._limit import BucketRequest, Limit
-from ._result import BucketResult, MultiResult
+from ._result import STORE, BucketResult, MultiResult
 from ._store import StorageError
 
 #: Exceptions that mean "the store could not answer" (wrapped into StorageError in one place, here).
@@ -60,33 +60,33 @@ def _source(sha: str) -> str:
     raise LookupError(f"no script with SHA1 {sha}")
 
 
+def _now(now: float | None) -> str:
+    """``now`` for the scripts: "" (server TIME) or whole microseconds."""
+    return "" if now is None else str(round(float(now) * _gcra.MICROS))
+
+
 def _args(mode: str, requests: Sequence[BucketRequest], now: float | None) -> list[str | float]:
-    args: list[str | float] = [mode, "" if now is None else repr(float(now))]
+    args: list[str | float] = [mode, _now(now)]
     for r in requests:
-        rate, burst = r.limit.wire
-        args.append(rate)
-        args.append(burst)
+        args += r.limit.wire
         args.append(r.cost)
     return args
 
 
-def _parse(requests: Sequence[BucketRequest], reply: bytes) -> MultiResult:
-    parts = reply.split()
+def _parse(mode: str, requests: Sequence[BucketRequest], reply: bytes) -> MultiResult:
+    """Turn the script's integers ("allowed_all", then "allowed ahead" per bucket) into results."""
+    values = list(map(int, reply.split()))  # one C-level pass
+    new = tuple.__new__  # BucketResult's own __new__ is Python-level; this is its fast path
+    from_ahead = _gcra.from_ahead
     results = []
-    i = 1
-    for r in requests:
-        results.append(
-            BucketResult(
-                r.key,
-                parts[i] == b"1",
-                float(parts[i + 1]),
-                float(parts[i + 2]),
-                float(parts[i + 3]),
-                r.limit.burst,
-            )
+    for i, r in zip(range(1, 2 * len(requests), 2), requests, strict=True):
+        ok = values[i] == 1
+        lim = r.limit
+        remaining, retry, reset = from_ahead(
+            mode, ok, values[i + 1] / _gcra.MICROS, lim.rate, lim.burst, r.cost
         )
-        i += 4
-    return MultiResult(parts[0] == b"1", tuple(results))
+        results.append(new(BucketResult, (r.key, ok, remaining, retry, reset, lim.burst, STORE)))
+    return MultiResult(values[0] == 1, tuple(results))
 
 
 def _negated(requests: Sequence[BucketRequest]) -> list[BucketRequest]:
@@ -182,7 +182,7 @@ class RedisStore:
 
     def _run(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
         keys = [self.prefix + r.key for r in requests]
-        return _parse(requests, self._evalsha(self._sha, keys, _args(mode, requests, now)))
+        return _parse(mode, requests, self._evalsha(self._sha, keys, _args(mode, requests, now)))
 
     def decide(self, mode: str, requests: Sequence[BucketRequest], now: float | None = None) -> MultiResult:
         if mode not in _gcra.MODES:
@@ -234,20 +234,22 @@ class RedisStore:
 
     def consume_one(self, key: str, limit: Limit, cost: float, now: float | None = None) -> BucketResult:
         rate, burst = limit.wire
-        args = ("" if now is None else repr(float(now)), rate, burst, cost)
         try:
-            parts = self._evalsha(self._sha_one, (self.prefix + key,), args).split()
+            reply = self._evalsha(self._sha_one, (self.prefix + key,), (_now(now), rate, burst, cost))
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
-        return BucketResult(
-            key, parts[0] == b"1", float(parts[1]), float(parts[2]), float(parts[3]), limit.burst
+        flag, ahead = reply.split()
+        ok = flag == b"1"
+        remaining, retry, reset = _gcra.from_ahead(
+            _gcra.CONSUME, ok, int(ahead) / _gcra.MICROS, limit.rate, limit.burst, cost
         )
+        return tuple.__new__(BucketResult, (key, ok, remaining, retry, reset, limit.burst, STORE))
 
     # -- async ---------------------------------------------------------------------------------------
 
     async def _arun(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
         keys = [self.prefix + r.key for r in requests]
-        return _parse(requests, await self._aevalsha(self._sha, keys, _args(mode, requests, now)))
+        return _parse(mode, requests, await self._aevalsha(self._sha, keys, _args(mode, requests, now)))
 
     async def adecide(
         self, mode: str, requests: Sequence[BucketRequest], now: float | None = None
@@ -305,14 +307,16 @@ class RedisStore:
         self, key: str, limit: Limit, cost: float, now: float | None = None
     ) -> BucketResult:
         rate, burst = limit.wire
-        args = ("" if now is None else repr(float(now)), rate, burst, cost)
         try:
-            parts = (await self._aevalsha(self._sha_one, (self.prefix + key,), args)).split()
+            reply = await self._aevalsha(self._sha_one, (self.prefix + key,), (_now(now), rate, burst, cost))
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
-        return BucketResult(
-            key, parts[0] == b"1", float(parts[1]), float(parts[2]), float(parts[3]), limit.burst
+        flag, ahead = reply.split()
+        ok = flag == b"1"
+        remaining, retry, reset = _gcra.from_ahead(
+            _gcra.CONSUME, ok, int(ahead) / _gcra.MICROS, limit.rate, limit.burst, cost
         )
+        return tuple.__new__(BucketResult, (key, ok, remaining, retry, reset, limit.burst, STORE))
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ used offline on a saved report and tested without a running engine.
 """
 
 from guardrail.report._events import EVENT_LOGGER, JsonEvents, JsonFormatter
+from guardrail.report._explain import explain_account, explain_text
 from guardrail.report._html import render_html
 from guardrail.report._metrics import Metrics
 from guardrail.report._progress import Progress
@@ -36,6 +37,8 @@ __all__ = [
     "ReportError",
     "TemplateRow",
     "Timeline",
+    "explain_account",
+    "explain_text",
     "format_figure",
     "format_table",
     "redact",

@@ -40,10 +40,12 @@ def explain_account(
     *,
     secret: bytes | str | None = None,
     hashed: bool | None = None,
+    prefix: str | None = None,
 ) -> dict[str, Any]:
     """A JSON-able explanation of ``account`` (a raw API key / account id, or its keyed hash).
 
-    ``store`` is an engine store or a storage URI (``"redis://host:6379/0"``). ``hashed`` says whether
+    ``store`` is an engine store or a storage URI (``"redis://host:6379/0"``, with the deployment's key
+    ``prefix`` when it is not the default). ``hashed`` says whether
     ``account`` is already the keyed hash; by default a 32-hex-digit string is taken as one. ``secret`` is
     the deployment's hashing key (default: ``GUARDRAIL_SECRET``), needed to find a raw key's hash.
     """
@@ -52,7 +54,8 @@ def explain_account(
     if isinstance(store, str):
         from guardrail.engine import open_store
 
-        store = open_store(store)
+        options: dict[str, Any] = {} if prefix is None else {"prefix": prefix}
+        store = open_store(store, None, **options)
     key = default_secret() if secret is None else secret
     key_bytes = key.encode("utf-8") if isinstance(key, str) else key
     is_hash = bool(_DIGEST.match(account)) if hashed is None else hashed

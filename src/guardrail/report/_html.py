@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from html import escape
 from typing import Any
 
+from guardrail.report._escape import esc
 from guardrail.report._redact import redact
 from guardrail.report._schema import (
     AccountRow,
@@ -83,7 +83,7 @@ _JS = """
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return esc(value)
 
 
 def _num(value: object) -> str:
@@ -108,7 +108,9 @@ def _ts(value: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
 
 
-def _figure_value(value: Any) -> str:
+def _figure_value(value: Any, name: str) -> str:
+    if name.endswith("(%)") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.1f}%"
     if isinstance(value, float) and 0.0 <= value <= 1.0:
         return f"{value:.3f}"
     return _num(value)
@@ -118,7 +120,7 @@ def _cards(figures: Mapping[str, Any]) -> str:
     parts = ['<div class="cards" id="figures">']
     for name, value in figures.items():
         parts.append(
-            f'<div class="card"><div class="v">{_e(_figure_value(value))}</div>'
+            f'<div class="card"><div class="v">{_e(_figure_value(value, name))}</div>'
             f'<div class="k">{_e(name)}</div></div>'
         )
     parts.append("</div>")
@@ -204,7 +206,7 @@ def _timeline(data: ReportData) -> str:
     return (
         "<h2>Traffic over time</h2>"
         '<p class="note">Requests per time bucket by population (UTC); red dashed lines mark the moment '
-        "each flagged cluster was first refused.</p>"
+        "each flagged cluster was caught.</p>"
         f'<div class="legend">{legend}</div>' + "".join(charts)
     )
 
@@ -252,12 +254,12 @@ def _verdict(action: str | None) -> str:
     return f'<span class="{cls}">{_e(action)}</span>'
 
 
-def _clusters(data: ReportData, *, max_graphs: int, max_nodes: int) -> str:
+def _clusters(data: ReportData, *, max_rows: int, max_graphs: int, max_nodes: int) -> str:
     clusters = data.get("clusters", [])
     if not clusters:
         return "<h2>Clusters</h2><p>No cluster of linked accounts was found.</p>"
     rows = []
-    for c in clusters:
+    for c in clusters[:max_rows]:
         reasons = ", ".join(c.get("reasons", []))
         rows.append(
             [
@@ -283,8 +285,11 @@ def _clusters(data: ReportData, *, max_graphs: int, max_nodes: int) -> str:
         ("templates", False),
         ("evidence", False),
     ]
-    out = ["<h2>Clusters</h2>", _table("clusters", headers, rows, raw=True)]
-    evidence = [c for c in clusters if c.get("evidence")]
+    out = ["<h2>Clusters</h2>"]
+    if len(clusters) > max_rows:
+        out.append(f'<p class="note">Showing the first {max_rows} clusters of {len(clusters)}.</p>')
+    out.append(_table("clusters", headers, rows, raw=True))
+    evidence = [c for c in clusters[:max_rows] if c.get("evidence")]
     if evidence:
         out.append("<h3>Evidence</h3>")
         for c in evidence:
@@ -411,6 +416,7 @@ def _accounts(data: ReportData, *, max_rows: int) -> str:
 def render_html(
     data: ReportData | Mapping[str, Any],
     *,
+    max_clusters: int = 200,
     max_graphs: int = 3,
     max_graph_accounts: int = 48,
     max_templates: int = 200,
@@ -418,8 +424,8 @@ def render_html(
 ) -> str:
     """Render report ``data`` (see ``ReportData``) as one self-contained HTML document.
 
-    Tables are capped (``max_templates``, ``max_accounts``) so a report of a large log stays small enough
-    to open; what is left out is said on the page.
+    Tables are capped (``max_clusters``, ``max_templates``, ``max_accounts``) so a report of a large log
+    stays small enough to open; what is left out is said on the page.
     """
     report = validate_report(data)
     title = report["title"]
@@ -434,7 +440,7 @@ def render_html(
         _cards(report.get("figures", {})),
         _populations(report),
         _timeline(report),
-        _clusters(report, max_graphs=max_graphs, max_nodes=max_graph_accounts),
+        _clusters(report, max_rows=max_clusters, max_graphs=max_graphs, max_nodes=max_graph_accounts),
         _templates(report, max_rows=max_templates),
         _accounts(report, max_rows=max_accounts),
     ]

@@ -24,7 +24,9 @@ client cannot grow the series set by inventing paths.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -190,13 +192,84 @@ class Metrics:
         if not action:
             return
         evidence = data.get("evidence") or {}
-        refused_by = evidence.get("refused_by", ()) if isinstance(evidence, Mapping) else ()
+        if not isinstance(evidence, Mapping):
+            evidence = {}
+        refused_by = evidence.get("refused_by", ())
         if isinstance(refused_by, str):
             refused_by = (refused_by,)
+        if not refused_by and data.get("outcome") in ("throttled", "blocked"):
+            # The engine's decision says which bucket governed it: its cluster's, else the account's own.
+            refused_by = ("cluster",) if evidence.get("cluster") else ("account",)
         seconds = data.get("inspection_seconds")
         self.observe_decision(
             action=str(action),
             route=str(data.get("path") or data.get("route") or ""),
             seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
-            refused_by=[str(b) for b in refused_by] if action != "allow" else (),
+            refused_by=[str(b) for b in refused_by]
+            if data.get("outcome") in ("throttled", "blocked")
+            else (),
         )
+
+    def observe_guard(self, guard: Any) -> None:
+        """Refresh the cluster gauges from a guard's last re-clustering, and the templates gauge when its
+        store can count them (a ``template_count()`` method); call it periodically or after ``recluster``."""
+        if not self.enabled:
+            return
+        self.set_clusters(len(c.accounts) for c in getattr(guard, "clusters", ()))
+        count = getattr(getattr(guard, "store", None), "template_count", None)
+        if callable(count):
+            self.set_templates(int(count()))
+
+    def instrument(self, guard: Any) -> Any:
+        """Wrap a ``Guard`` or ``AsyncGuard`` so every ``check`` is timed (``guardrail_inspection_seconds``)
+        and every exception it raises is counted (``guardrail_store_errors_total``) before propagating.
+
+        The wrapper has the guard's interface (other attributes pass through), so it goes wherever the
+        guard would: ``Guardrail(app, guard=metrics.instrument(AsyncGuard(...)), on_event=metrics.on_event)``.
+        """
+        check = getattr(guard, "check", None)
+        if not callable(check):
+            raise TypeError(f"instrument() needs a Guard or AsyncGuard, got {type(guard).__name__}")
+        if inspect.iscoroutinefunction(check):
+            return _TimedAsyncGuard(guard, self)
+        return _TimedGuard(guard, self)
+
+
+def _store_of(guard: Any) -> str:
+    store = type(getattr(guard, "store", None)).__name__.lower()
+    return "redis" if "redis" in store else "memory" if "memory" in store else "unknown"
+
+
+class _TimedGuard:
+    """A ``Guard`` whose ``check`` feeds the latency histogram and the store-error counter."""
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def check(self, facts: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self._inner.check(facts)
+        except Exception:
+            self._metrics.store_error(_store_of(self._inner))
+            raise
+        finally:
+            self._metrics.observe_inspection(time.perf_counter() - t0)
+
+
+class _TimedAsyncGuard(_TimedGuard):
+    """The ``AsyncGuard`` twin of ``_TimedGuard``."""
+
+    async def check(self, facts: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await self._inner.check(facts)
+        except Exception:
+            self._metrics.store_error(_store_of(self._inner))
+            raise
+        finally:
+            self._metrics.observe_inspection(time.perf_counter() - t0)

@@ -69,7 +69,7 @@ class ClusterRow(_ClusterRequired, total=False):
 
     score: float
     action: str  # the cluster's verdict: "allow" (linked but left alone), "throttle" or "block"
-    caught_at: float | None  # ts of the first refusal attributed to the cluster
+    caught_at: float | None  # ts the cluster was caught (flagged, or its first refusal)
     templates: list[str]
     requests: int
     reasons: list[str]

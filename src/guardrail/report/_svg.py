@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from html import escape
+
+from guardrail.report._escape import esc as escape
 
 __all__ = ["PALETTE", "color_for", "graph_svg", "nice_ticks", "timeline_svg"]
 
@@ -48,7 +49,7 @@ def _f(x: float) -> str:
 
 def nice_ticks(high: float, count: int = 4) -> list[float]:
     """Round tick values from 0 to at least ``high`` (1, 2, 5 times a power of ten)."""
-    if high <= 0 or not math.isfinite(high):
+    if high <= 1 or not math.isfinite(high):
         return [0.0, 1.0]
     raw = high / count
     power = 10 ** math.floor(math.log10(raw))

@@ -14,10 +14,13 @@ from guardrail.report._schema import ReportData, validate_report
 __all__ = ["format_figure", "format_table", "summary_text"]
 
 
-def format_figure(value: Any) -> str:
-    """A headline number for people: thousands separators, three significant digits, "n/a" for None."""
+def format_figure(value: Any, name: str = "") -> str:
+    """A headline number for people: thousands separators, three significant digits, "n/a" for None;
+    a figure whose ``name`` ends with "(%)" is a percentage, shown with one decimal."""
     if value is None:
         return "n/a"
+    if name.endswith("(%)") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.1f}%"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
@@ -67,7 +70,7 @@ def summary_text(data: ReportData | Mapping[str, Any], *, max_clusters: int = 6,
     if figures:
         width = max(len(k) for k in figures)
         out.append("")
-        out.extend(f"  {name.ljust(width)}  {format_figure(v)}" for name, v in figures.items())
+        out.extend(f"  {name.ljust(width)}  {format_figure(v, name)}" for name, v in figures.items())
     pops = report.get("populations", [])
     if pops:
         out += ["", "Requests by population:"]

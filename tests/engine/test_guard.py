@@ -1,0 +1,135 @@
+"""Guard and AsyncGuard: defaults, detection on a small synthetic campaign, policy modes, events, privacy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from guardrail.engine import Action, AsyncGuard, Event, Guard, Policy, RequestFacts, analysis_report
+from guardrail.extract import Prompt, Turn
+from guardrail.limiter import Limit
+
+from ._synth import WRAPPER, body, traffic
+
+
+def _facts(rec: dict[str, object]) -> RequestFacts:
+    return RequestFacts(account=str(rec["account"]), ip=rec["ip"], path=str(rec["path"]),  # type: ignore[arg-type]
+                        body=rec["body"], ts=float(rec["ts"]))  # type: ignore[arg-type]
+
+
+def test_defaults_work_without_network() -> None:
+    with Guard() as guard:
+        d = guard.check(RequestFacts(account="k1", ip="192.0.2.1", body=body("", "hello there, how are you?")))
+        assert d.action is Action.ALLOW and d.would_action is Action.ALLOW
+        assert d.retry_after == 0.0 and d.reasons == ()
+        guard.settle(d, 100)
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(TypeError):
+        RequestFacts(account=123)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Guard().check("not facts")  # type: ignore[arg-type]
+    with Guard() as guard, pytest.raises(ValueError):
+        d = guard.check(RequestFacts(account="a", body=body("", "x"), ts=0.0))
+        guard.settle(d, -1)
+    with pytest.raises(ValueError):
+        Guard(recluster_interval=0)
+    with pytest.raises(ValueError):
+        Guard("ftp://nowhere")
+
+
+def test_body_without_prompt_is_allowed() -> None:
+    with Guard() as guard:
+        d = guard.check(RequestFacts(account="a", body=b"{not json", ts=1.0))
+        assert d.action is Action.ALLOW
+
+
+def test_campaign_is_throttled_as_one_and_honest_users_are_not() -> None:
+    recs, bad = traffic(seed=3)
+    events: list[Event] = []
+    # A tight cluster budget (the synthetic campaign is small) so that throttling shows.
+    guard = Guard(on_event=events.append, policy=Policy(cluster_limit=Limit(rate=0.01, burst=400.0)))
+    refused: dict[str, int] = {}
+    for rec in recs:
+        d = guard.check(_facts(rec))
+        if d.action is not Action.ALLOW:
+            refused[str(rec["account"])] = refused.get(str(rec["account"]), 0) + 1
+            assert d.retry_after > 0
+    guard.recluster(float(recs[-1]["ts"]) + 1)
+    report = analysis_report(guard)
+    flagged_hashed = set(report["flagged_accounts"])
+    assert flagged_hashed == {guard.account_id(a) for a in bad}
+    assert not any(a.startswith("user-") for a in refused)
+    assert any(a.startswith("camp-") for a in refused)
+    kinds = {e.kind for e in events}
+    assert "cluster.flagged" in kinds and "decision" in kinds
+    blob = json.dumps([e.data for e in events]) + "".join(str(e.account) for e in events)
+    assert "camp-" not in blob and "user-" not in blob
+
+
+def test_replacement_account_joins_the_cluster_bucket_at_once() -> None:
+    recs, _ = traffic(seed=4)
+    guard = Guard()
+    for rec in recs:
+        guard.check(_facts(rec))
+    ts = float(recs[-1]["ts"]) + 10
+    guard.recluster(ts)
+    d = guard.check(RequestFacts(account="fresh", ip="198.51.100.9", ts=ts + 1,
+                                 body=body("", WRAPPER.format(task="Problem 77: explain graphs and primes."))))
+    assert d.evidence.get("cluster_action") == "throttle"
+    assert any("template of cluster" in r for r in d.reasons)
+
+
+def test_observe_only_never_refuses_but_says_what_it_would_do() -> None:
+    recs, _ = traffic(seed=5)
+    guard = Guard(policy=Policy(observe_only=True, cluster_limit=Limit(rate=0.01, burst=400.0)))
+    would = 0
+    for rec in recs:
+        d = guard.check(_facts(rec))
+        assert d.action is Action.ALLOW and d.retry_after == 0.0
+        would += d.would_action is not Action.ALLOW
+    assert would > 0
+
+
+def test_block_policy() -> None:
+    recs, bad = traffic(seed=6)
+    guard = Guard(policy=Policy(block_score=0.8))
+    blocked = set()
+    for rec in recs:
+        if guard.check(_facts(rec)).action is Action.BLOCK:
+            blocked.add(str(rec["account"]))
+    assert blocked and blocked <= bad
+
+
+def test_async_twin_decides_like_the_sync_guard() -> None:
+    recs, _ = traffic(seed=7, campaign=12, honest=12)
+    sync = Guard()
+    expected = [sync.check(_facts(r)).action for r in recs]
+
+    async def go() -> list[Action]:
+        async with AsyncGuard() as guard:
+            out = [(await guard.check(_facts(r))).action for r in recs]
+            await guard.settle(await guard.check(_facts(recs[0])), 10)
+            return out
+
+    assert asyncio.run(go()) == expected
+
+
+def test_prompt_given_directly_and_no_raw_ids_stored() -> None:
+    guard = Guard()
+    prompt = Prompt("custom", "", (Turn("user", "some words for a prompt"),), "some words for a prompt",
+                    None, None, False, False)
+    guard.check(RequestFacts(account="secret-key-123", prompt=prompt, ts=5.0))
+    for p in guard.store.profiles():
+        assert "secret-key-123" not in p.account
+
+
+def test_online_background_recluster_thread_starts_and_stops() -> None:
+    guard = Guard(recluster_interval=0.05)
+    guard.check(RequestFacts(account="a", body=body("", "hi there friend")))
+    assert guard._thread is not None
+    guard.close()
+    assert not guard._thread.is_alive()
