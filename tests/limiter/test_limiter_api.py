@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import subprocess
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,6 +166,19 @@ def test_window_limiter(strategy: str) -> None:
     asyncio.run(main())
     with pytest.raises(ValueError):
         WindowLimiter("3/minute", strategy="leaky")
+
+
+@pytest.mark.redis
+def test_window_limiter_on_redis(redis_url: str) -> None:
+    w = WindowLimiter("2/minute", strategy="fixed-window", storage=redis_url)
+    key = f"w:{uuid.uuid4().hex}"
+    assert [w.consume(key).allowed for _ in range(3)] == [True, True, False]
+
+    async def main() -> None:
+        r = await w.aconsume(key)
+        assert not r.allowed and r.source == "store" and r.retry_after > 0
+
+    asyncio.run(main())
 
 
 def test_window_limiter_fails_open_on_dead_redis() -> None:

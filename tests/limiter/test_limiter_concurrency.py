@@ -82,10 +82,17 @@ async def _tasks(bucket: TokenBucket, key: str, tasks: int) -> tuple[int, float]
     return admitted, loop.time() - start
 
 
-@pytest.mark.redis
-def test_asyncio_tasks_on_one_redis_key(redis_url: str) -> None:
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param("redis_url", marks=pytest.mark.redis),
+        pytest.param("cluster_url", marks=pytest.mark.cluster),
+    ],
+)
+def test_asyncio_tasks_on_one_redis_key(server: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue(server)
     # generous timeouts: this test is about admission under contention, not about a slow store
-    bucket = TokenBucket(rate=RATE, burst=BURST, storage=redis_url, failure="closed", socket_timeout=5.0)
+    bucket = TokenBucket(rate=RATE, burst=BURST, storage=url, failure="closed", socket_timeout=5.0)
 
     async def main() -> tuple[int, float]:
         try:

@@ -13,6 +13,7 @@ from guardrail import __version__
 _COMMANDS: dict[str, str] = {
     "demo": "guardrail.cli._demo",
     "simulate": "guardrail.cli._simulate",
+    "proxy": "guardrail.cli._proxy",
 }
 
 

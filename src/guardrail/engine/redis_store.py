@@ -4,15 +4,19 @@ engine's state in Redis, so every worker, every node and every ``Guard`` on one 
 Same semantics as :class:`~guardrail.engine._memory.MemoryEngineStore`, request for request (the contract
 suite and a differential test run both). How the Redis side gets there:
 
-* ``observe`` is one EVALSHA of ``lua/observe.lua`` (steps 1-5 of the contract, atomic). Lua in Redis has
-  only doubles, so the sketch cells of each segment are computed here with the memory sketch's own
-  :func:`~guardrail.engine._sketch.cell_indexes` and passed in; floats travel as ``%.17g`` / ``repr``
-  strings, which round-trip exactly. Only ``gap_sum``/``gap_sq`` may differ in the last bit (Lua has no
+* ``observe`` is one EVALSHA of ``lua/observe.lua`` (steps 1-5 of the contract, atomic), with compact
+  arguments and reply (a few strings rather than dozens of elements: redis-py's pure-Python protocol
+  handling costs per element). Lua in Redis has only doubles, so the sketch cells of each segment are
+  computed here with the memory sketch's own :func:`~guardrail.engine._sketch.cell_indexes` and passed
+  in; floats travel as ``%.17g`` / ``repr`` strings, which round-trip exactly. Only ``gap_sum``/``gap_sq`` may differ in the last bit (Lua has no
   ``log2``; it divides natural logarithms), and template ``accounts`` come from ``PFCOUNT`` (a distinct
   count with its own error, as the contract allows).
-* Sketch halving is lazy: every cell carries the halving epoch it was written in and reads as
+* Sketch halving is lazy: a cell is one BITFIELD ``u53`` holding ``epoch * scale + value`` and reads as
   ``value >> (epoch now - epoch written)``, which equals halving every counter at each epoch, without a
-  pass over megabytes inside Redis.
+  pass over megabytes inside Redis. No counter reaches ``scale = 4 * sketch_width`` (it gains at most 1 a
+  request and halves every ``sketch_width`` insertions); the epoch keeps the remaining bits (modulo at
+  least 2**25 halvings, i.e. 2**25 x sketch_width insertions without touching a cell before it could
+  read stale, which no real stream does: a cell is touched about once per period).
 * Least-recently-seen order is the order of ``observe`` calls (a counter, not the timestamps), as the
   memory store's ``OrderedDict`` does; space-saving ties go to the oldest entry, as the memory store's
   insertion-ordered ``dict`` does.

@@ -3,8 +3,8 @@
 Two schemes are implemented; the default was chosen by measurement (docs/fingerprints.md):
 
 ``oph`` (scheme 1)
-    One-permutation hashing with optimal densification (Shrivastava, ICML 2017). Each shingle hash is
-    hashed once; its high bits pick one of ``num_perm`` bins and the bin keeps the smallest value. Bins
+    One-permutation hashing with optimal densification (Shrivastava, ICML 2017). Each shingle is hashed
+    once; the hash's high bits pick one of ``num_perm`` bins and the bin keeps the smallest value. Bins
     left empty (short texts) borrow the value of the first non-empty bin along a fixed pseudo-random probe
     order of their own, which keeps the estimator unbiased with variance close to ``num_perm``
     independent permutations. Cost: one sort of the shingle hashes, O(n log n) in C, instead of
@@ -274,23 +274,29 @@ def _oph(
     """One-permutation hashing of the shingle hashes ``h`` of ``docs`` documents (one sort for all).
 
     ``doc_ids[i]`` is the document of ``h[i]`` (``None`` for a single document); order does not matter.
-    Each hash becomes the key ``(doc * num_perm + bin) << 32 | low 32 bits``, the bin coming from the high
-    32 bits by multiply-range (any ``num_perm``). After one sort the first key of each (doc, bin) run is
-    its minimum, found for all bins at once with ``searchsorted``.
+    Each hash becomes the key ``(doc * num_perm + bin) << 32 | value``: for a power-of-two ``num_perm``
+    the bin is the top bits of the hash and the value the 32 bits below them; otherwise the bin comes from
+    the high 32 bits by multiply-range and the value is the low 32 bits. After one sort the first key of
+    each (doc, bin) run is its minimum, found for all bins at once with ``searchsorted``.
     """
     total = len(h)
     if total == 0:
         return np.full((docs, num_perm), EMPTY_VALUE, dtype=np.uint32), [0] * docs
-    if num_perm > 1 and num_perm & (num_perm - 1) == 0:  # power of two: same bin, two operations fewer
-        keys = h >> np.uint64(64 - (num_perm.bit_length() - 1))
+    bits = num_perm.bit_length() - 1
+    if num_perm > 1 and num_perm == 1 << bits:
+        # Power of two: the top ``bits`` bits are the bin and the 32 bits below them the value, so one
+        # shift builds the whole key.
+        keys = h >> np.uint64(32 - bits)
+        if doc_ids is not None:
+            keys += doc_ids << np.uint64(32 + bits)
     else:
         keys = h >> _C32
         keys *= np.uint64(num_perm)
         keys >>= _C32
-    if doc_ids is not None:
-        keys += doc_ids * np.uint64(num_perm)
-    keys <<= _C32
-    keys |= h & _LOW32
+        if doc_ids is not None:
+            keys += doc_ids * np.uint64(num_perm)
+        keys <<= _C32
+        keys |= h & _LOW32
     keys.sort()
     idx = np.searchsorted(keys, _bin_edges(num_perm, docs))
     starts = idx[:-1]

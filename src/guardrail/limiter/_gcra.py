@@ -10,8 +10,11 @@ the Redis script a single GET/SET; a full bucket (``tat <= now``) is indistingui
 stores may drop it. A settlement after the fact may push the TAT beyond ``now + tolerance``: the bucket is
 then in debt and refuses everything until time has paid the debt back.
 
-The Lua script ``lua/gcra.lua`` mirrors these functions operation by operation (same IEEE-754 doubles, same
-order of operations), so the memory and Redis stores agree to the last bit given the same clock.
+The Lua scripts (``lua/gcra.lua``, ``lua/gcra_one.lua``) run the same maths in whole microseconds: Redis's
+``TIME`` is integral there, a stored TAT is rounded up to the next microsecond (rounding never under-charges),
+and the reply carries only integers (float formatting is most of a script's cost); ``from_ahead`` turns a
+reply back into the fields below. Memory and Redis answers therefore agree to within one microsecond of
+refill per write.
 """
 
 from __future__ import annotations

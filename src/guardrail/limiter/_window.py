@@ -85,7 +85,10 @@ class WindowLimiter:
     async def aconsume(self, key: str, cost: int = 1) -> BucketResult:
         cost = self._cost(cost)
         if self._alimiter is None:
-            storage = storage_from_string(f"async+{self._uri}", **self._options)
+            options = dict(self._options)
+            if not self._uri.startswith("memory"):
+                options.setdefault("implementation", "redispy")  # limits' async default is coredis
+            storage = storage_from_string(f"async+{self._uri}", **options)
             strategy: Any = limits.aio.strategies.STRATEGIES[self.strategy]
             self._alimiter = strategy(storage)
         try:
