@@ -31,7 +31,7 @@ import xxhash
 from guardrail.engine._memory import MemoryEngineStore
 from guardrail.engine.redis_store import RedisEngineStore
 from guardrail.engine.store import Observation, StoreSettings
-from guardrail.limiter import storage_from_uri
+from guardrail.limiter import RedisStore, storage_from_uri
 
 
 def traffic(n: int = 4000, seed: int = 7) -> list[Observation]:
@@ -66,11 +66,19 @@ def rate(fn: Callable[[int], object], seconds: float, n: int) -> tuple[int, floa
     return count, time.perf_counter() - start
 
 
+AsyncCall = Callable[[int], Awaitable[object]]
+
+
 def rate_async(
-    make: Callable[[], Awaitable[Callable[[int], Awaitable[object]]]], seconds: float, n: int, tasks: int = 50
+    make: Callable[[], Awaitable[tuple[AsyncCall, Callable[[], Awaitable[None]]]]],
+    seconds: float,
+    n: int,
+    tasks: int = 50,
 ) -> tuple[int, float]:
+    """Ops/s of ``tasks`` concurrent tasks; ``make`` builds (call, close) inside the loop it runs in."""
+
     async def main() -> tuple[int, float]:
-        fn = await make()
+        fn, close = await make()
         for k in range(0, tasks, 10):  # connections open before the clock starts
             await asyncio.gather(*(fn(i) for i in range(k, k + 10)))
         count = 0
@@ -87,7 +95,9 @@ def rate_async(
                 count += 1
 
         await asyncio.gather(*(worker(k) for k in range(tasks)))
-        return count, loop.time() - start
+        elapsed = loop.time() - start
+        await close()
+        return count, elapsed
 
     return asyncio.run(main())
 
@@ -95,19 +105,19 @@ def rate_async(
 def round_trips(store: RedisEngineStore, obs: list[Observation]) -> float:
     """Requests sent to Redis per ``observe`` (after warm-up), by counting ``send_packed_command``."""
     sent = 0
-    original = redis.connection.AbstractConnection.send_packed_command
+    original: Callable[..., Any] = redis.connection.AbstractConnection.send_packed_command
 
     def counted(conn: Any, *a: Any, **kw: Any) -> Any:
         nonlocal sent
         sent += 1
         return original(conn, *a, **kw)
 
-    redis.connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    setattr(redis.connection.AbstractConnection, "send_packed_command", counted)  # noqa: B010
     try:
         for o in obs:
             store.observe(o)
     finally:
-        redis.connection.AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+        setattr(redis.connection.AbstractConnection, "send_packed_command", original)  # noqa: B010
     return sent / len(obs)
 
 
@@ -119,25 +129,32 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    opts = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}  # 50 connects on a busy 2-core box
+    opts: dict[str, Any] = {
+        "socket_timeout": 2.0,
+        "socket_connect_timeout": 2.0,
+    }  # 50 connects on a busy 2-core box
     obs = traffic()
     n = len(obs)
     prefix = f"bench-engine-{uuid.uuid4().hex[:8]}"
     store = RedisEngineStore(args.redis, settings=StoreSettings(), prefix=prefix, **opts)
     memory = MemoryEngineStore(StoreSettings())
-    raw = storage_from_uri(args.redis, **opts).client()  # type: ignore[attr-defined]
+    limiter_store = storage_from_uri(args.redis, **opts)
+    assert isinstance(limiter_store, RedisStore)
+    raw = limiter_store.client()  # a client built exactly as the engine store's
     key = f"bench-engine-raw-{uuid.uuid4().hex[:8]}"
     store.observe(obs[0])
     raw.ping()
     results: dict[str, Any] = {"round_trips_per_observe": round_trips(store, obs[:500])}
 
-    async def make_async_observe() -> Callable[[int], Awaitable[object]]:
+    async def make_async_observe() -> tuple[AsyncCall, Callable[[], Awaitable[None]]]:
         s = RedisEngineStore(args.redis, settings=StoreSettings(), prefix=prefix, **opts)
-        return lambda i: s.aobserve(obs[i])
+        return (lambda i: s.aobserve(obs[i])), s.aclose
 
-    async def make_async_incr() -> Callable[[int], Awaitable[object]]:
-        client = storage_from_uri(args.redis, **opts)._async()  # type: ignore[attr-defined]
-        return lambda i: client.incrby(key, 1)
+    async def make_async_incr() -> tuple[AsyncCall, Callable[[], Awaitable[None]]]:
+        other = storage_from_uri(args.redis, **opts)
+        assert isinstance(other, RedisStore)
+        client = other._async()
+        return (lambda i: client.incrby(key, 1)), other.aclose
 
     contenders: dict[str, Callable[[], tuple[int, float]]] = {
         "redis_observe": lambda: rate(lambda i: store.observe(obs[i]), args.seconds, n),
@@ -147,23 +164,22 @@ def main() -> int:
         "redis_aobserve_50": lambda: rate_async(make_async_observe, args.seconds, n),
         "redis_aincrby_50": lambda: rate_async(make_async_incr, args.seconds, n),
     }
-    totals = {name: [0, 0.0] for name in contenders}
+    totals: dict[str, tuple[int, float]] = {name: (0, 0.0) for name in contenders}
     try:
         for _ in range(args.rounds):
             for name, run in contenders.items():
-                ops, secs = run()
-                totals[name][0] += ops
-                totals[name][1] += secs
+                count, secs = run()
+                totals[name] = (totals[name][0] + count, totals[name][1] + secs)
     finally:
         store.clear()
         store.close()
         raw.delete(key)
-    ops = {name: count / secs for name, (count, secs) in totals.items()}
-    results["ops_per_s"] = {name: round(v) for name, v in ops.items()}
+    rates = {name: count / secs for name, (count, secs) in totals.items()}
+    results["ops_per_s"] = {name: round(v) for name, v in rates.items()}
     results["ratios"] = {
-        "observe_vs_ping": round(ops["redis_observe"] / ops["redis_ping"], 3),
-        "observe_vs_incrby": round(ops["redis_observe"] / ops["redis_incrby"], 3),
-        "aobserve_vs_aincrby_50_tasks": round(ops["redis_aobserve_50"] / ops["redis_aincrby_50"], 3),
+        "observe_vs_ping": round(rates["redis_observe"] / rates["redis_ping"], 3),
+        "observe_vs_incrby": round(rates["redis_observe"] / rates["redis_incrby"], 3),
+        "aobserve_vs_aincrby_50_tasks": round(rates["redis_aobserve_50"] / rates["redis_aincrby_50"], 3),
     }
     print(f"round trips per observe: {results['round_trips_per_observe']:.3f}")
     for name, v in results["ops_per_s"].items():

@@ -361,8 +361,8 @@ class _Counter:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent = 0
-        sync_send = redis.connection.AbstractConnection.send_packed_command
-        async_send = redis.asyncio.connection.AbstractConnection.send_packed_command
+        sync_send: Callable[..., Any] = redis.connection.AbstractConnection.send_packed_command
+        async_send: Callable[..., Any] = redis.asyncio.connection.AbstractConnection.send_packed_command
 
         def counted(conn: Any, *a: Any, **kw: Any) -> Any:
             self.sent += 1
@@ -528,6 +528,40 @@ def test_memory_and_redis_agree(
     assert mem.table() == red.table()
 
 
+@pytest.mark.redis
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batches=st.lists(st.lists(st.integers(0, 40), max_size=12), min_size=1, max_size=80),
+    depth=st.sampled_from([1, 2, 3]),
+    threshold=st.integers(1, 6),
+)
+def test_sketch_estimates_agree(
+    pair: Callable[[StoreSettings], tuple[MemoryEngineStore, RedisEngineStore]],
+    batches: list[list[int]],
+    depth: int,
+    threshold: int,
+) -> None:
+    """A 64-cell sketch (shared cells, a halving every 64 insertions): every estimate crossing the
+    threshold agrees, request for request."""
+    s = StoreSettings(
+        part_min_count=threshold, max_parts=64, max_segments=64, sketch_width=64, sketch_depth=depth
+    )
+    mem, red = pair(s)
+    for i, batch in enumerate(batches):
+        o = obs("a", float(i), tuple(batch))
+        assert mem.observe(o).parts == red.observe(o).parts
+
+
+@pytest.mark.redis
+def test_unserialisable_summary_is_a_value_error(redis_url: str) -> None:
+    store = redis_store(redis_url, SMALL)
+    bad = ClusterVerdict("c", 0.5, "allow", 1, {"x": object()})
+    with pytest.raises(ValueError, match="JSON"):
+        store.publish(ClusterTable(1, {"c": bad}, {}, {}))
+    assert store.table().version == 0
+    store.close()
+
+
 # -- Redis Cluster -----------------------------------------------------------------------------------------
 
 
@@ -549,10 +583,17 @@ def test_cluster_runs_the_hot_path_and_agrees_with_memory(cluster_url: str) -> N
 
         async def run() -> Observed:
             got = await store.aobserve(obs(ACCOUNTS[0], 50.0, (2,)))
+            assert len(await store.aprofiles()) == len(list(mem.profiles()))
+            assert set(await store.atemplates([H(2), H(99)])) == {H(2)}
+            await store.apublish(ClusterTable(2, {}, {}, {}))
+            assert (await store.atable()).version == 2
+            await store.aclear()
+            assert await store.aprofiles() == []
             await store.aclose()
             return got
 
         same_observed(mem.observe(obs(ACCOUNTS[0], 50.0, (2,))), asyncio.run(run()))
+        store.observe(obs("x", 0.0))
         store.clear()
         assert list(store.profiles()) == []
     finally:

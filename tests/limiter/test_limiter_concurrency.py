@@ -26,7 +26,9 @@ def check(admitted: int, elapsed: float) -> None:
 
 
 def _worker(url: str, key: str, barrier: Any, out: Any) -> None:
-    bucket = TokenBucket(rate=RATE, burst=BURST, storage=url, failure="closed", socket_timeout=5.0)
+    bucket = TokenBucket(
+        rate=RATE, burst=BURST, storage=url, failure="closed", socket_timeout=5.0, socket_connect_timeout=5.0
+    )
     barrier.wait(timeout=30)
     admitted = calls = 0
     start = time.time()
@@ -92,7 +94,9 @@ async def _tasks(bucket: TokenBucket, key: str, tasks: int) -> tuple[int, float]
 def test_asyncio_tasks_on_one_redis_key(server: str, request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue(server)
     # generous timeouts: this test is about admission under contention, not about a slow store
-    bucket = TokenBucket(rate=RATE, burst=BURST, storage=url, failure="closed", socket_timeout=5.0)
+    bucket = TokenBucket(
+        rate=RATE, burst=BURST, storage=url, failure="closed", socket_timeout=5.0, socket_connect_timeout=5.0
+    )
 
     async def main() -> tuple[int, float]:
         try:

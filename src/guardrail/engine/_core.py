@@ -234,8 +234,9 @@ class Core:
 
     # -- re-clustering --------------------------------------------------------------------------------
     def due(self, ts: float, accounts_hint: int) -> bool:
-        """Inline schedule: every ``max(2000, accounts/2)`` requests or 60 s of log time, whichever first
-        (amortised O(1) per request however many accounts there are)."""
+        """Inline schedule: every ``max(2000, accounts/2)`` requests, or after 60 s of log time once
+        ``max(200, accounts/4)`` requests have arrived (a re-clustering visits every profile, so either way
+        its cost is amortised to a few profile visits per request however many accounts there are)."""
         self.requests += 1
         self.since_recluster += 1
         if self.last_recluster_ts is None:
@@ -243,7 +244,7 @@ class Core:
         every = max(2000, accounts_hint // 2)
         if self.since_recluster >= every:
             return True
-        return ts - self.last_recluster_ts >= 60.0 and self.since_recluster >= max(200, accounts_hint // 20)
+        return ts - self.last_recluster_ts >= 60.0 and self.since_recluster >= max(200, accounts_hint // 4)
 
     def build_table(
         self,

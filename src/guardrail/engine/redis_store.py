@@ -8,15 +8,15 @@ suite and a differential test run both). How the Redis side gets there:
   arguments and reply (a few strings rather than dozens of elements: redis-py's pure-Python protocol
   handling costs per element). Lua in Redis has only doubles, so the sketch cells of each segment are
   computed here with the memory sketch's own :func:`~guardrail.engine._sketch.cell_indexes` and passed
-  in; floats travel as ``%.17g`` / ``repr`` strings, which round-trip exactly. Only ``gap_sum``/``gap_sq`` may differ in the last bit (Lua has no
-  ``log2``; it divides natural logarithms), and template ``accounts`` come from ``PFCOUNT`` (a distinct
-  count with its own error, as the contract allows).
+  in; floats travel as ``%.17g`` / ``repr`` strings, which round-trip exactly. Only ``gap_sum`` and
+  ``gap_sq`` may differ in the last bits (Lua has no ``log2``; it divides natural logarithms), and
+  template ``accounts`` come from ``PFCOUNT`` (a distinct count with its own error, as the contract allows).
 * Sketch halving is lazy: a cell is one BITFIELD ``u53`` holding ``epoch * scale + value`` and reads as
   ``value >> (epoch now - epoch written)``, which equals halving every counter at each epoch, without a
   pass over megabytes inside Redis. No counter reaches ``scale = 4 * sketch_width`` (it gains at most 1 a
-  request and halves every ``sketch_width`` insertions); the epoch keeps the remaining bits (modulo at
-  least 2**25 halvings, i.e. 2**25 x sketch_width insertions without touching a cell before it could
-  read stale, which no real stream does: a cell is touched about once per period).
+  request and halves every ``sketch_width`` insertions); the epoch keeps the remaining bits, modulo at
+  least 2**25: a cell would read wrong only after 2**25 halvings without one write to it (2**45
+  insertions at the default width, years of traffic).
 * Least-recently-seen order is the order of ``observe`` calls (a counter, not the timestamps), as the
   memory store's ``OrderedDict`` does; space-saving ties go to the oldest entry, as the memory store's
   insertion-ordered ``dict`` does.
@@ -277,11 +277,20 @@ class RedisEngineStore:
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
-        """The one place backend exceptions become StorageError (also around awaits: it wraps a block)."""
+        """The one place backend exceptions become StorageError (also around awaits: it wraps a block).
+
+        Blocks under it hold client calls only (arguments are built and replies parsed outside), so
+        anything raised in them is store trouble, including the odd non-Redis exception a client raises
+        while a connection is torn down under a timeout (as the limiter's store also treats it).
+        """
         try:
             yield
+        except StorageError:
+            raise
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
+        except Exception as err:
+            raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
 
     @staticmethod
     def _evalsha(client: Any, name: str, keys: Sequence[bytes], args: Sequence[bytes | str | int]) -> Any:
@@ -408,16 +417,17 @@ class RedisEngineStore:
         with self._errors():
             client = self._async(bulk=True)
             members: list[bytes] = await client.zrange(self._k_accts, 0, -1)
-            for batch in self._profile_batches(members):
+        for batch in self._profile_batches(members):
+            with self._errors():
                 pipe = client.pipeline(transaction=False)
                 for m in batch:
                     pipe.hgetall(self._kp + b"acct:" + m)
                 replies = await pipe.execute()
-                out.extend(
-                    _profile(_s(m), [x for kv in d.items() for x in kv])
-                    for m, d in zip(batch, replies, strict=True)
-                    if d
-                )
+            out.extend(
+                _profile(_s(m), [x for kv in d.items() for x in kv])
+                for m, d in zip(batch, replies, strict=True)
+                if d
+            )
         return out
 
     def _template_calls(self, parts: Sequence[int]) -> Iterator[tuple[list[bytes], list[bytes]]]:
@@ -453,22 +463,24 @@ class RedisEngineStore:
 
     # -- the published table --------------------------------------------------------------------------
 
-    def _stage(self, client: Any, table: ClusterTable) -> tuple[list[bytes], Any]:
-        """Staging hashes for ``table`` and a pipeline that fills them (``(keys, pipeline)``)."""
+    def _stage(self, table: ClusterTable) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
+        """Staging hashes for ``table`` (fresh names) and their contents."""
         base = self._kp + b"clu:stage:" + uuid.uuid4().hex.encode()
-        staged = [base + b":acct", base + b":part", base + b":info"]
-        contents = [
-            [(_b(a), _b(c)) for a, c in table.assignment.items()],
-            [(_hex(p), _b(c)) for p, c in table.parts.items()],
-            [(_b(c), _verdict_json(v)) for c, v in table.clusters.items()],
+        return [
+            (base + b":acct", [(_b(a), _b(c)) for a, c in table.assignment.items()]),
+            (base + b":part", [(_hex(p), _b(c)) for p, c in table.parts.items()]),
+            (base + b":info", [(_b(c), _verdict_json(v)) for c, v in table.clusters.items()]),
         ]
+
+    @staticmethod
+    def _stage_pipe(client: Any, staged: list[tuple[bytes, list[tuple[bytes, bytes]]]]) -> Any:
         pipe = client.pipeline(transaction=False)
-        for key, pairs in zip(staged, contents, strict=True):
+        for key, pairs in staged:
             for i in range(0, len(pairs), _BATCH):
                 pipe.hset(key, mapping=dict(pairs[i : i + _BATCH]))
             if pairs:
                 pipe.pexpire(key, STAGE_TTL_MS)
-        return staged, pipe
+        return pipe
 
     @staticmethod
     def _check_table(table: ClusterTable) -> None:
@@ -479,25 +491,30 @@ class RedisEngineStore:
 
     def publish(self, table: ClusterTable) -> None:
         self._check_table(table)
+        staged = self._stage(table)
+        keys = [self._k_ver, *self._k_clu, *(key for key, _ in staged)]
         with self._errors():
             client = self._sync(bulk=True)
-            if int(client.get(self._k_ver) or 0) >= table.version:
-                return
-            staged, pipe = self._stage(client, table)
-            pipe.execute()
-            done = self._evalsha(client, "publish", [self._k_ver, *self._k_clu, *staged], [table.version])
+            current = client.get(self._k_ver)
+        if int(current or 0) >= table.version:
+            return
+        with self._errors():
+            self._stage_pipe(client, staged).execute()
+            done = self._evalsha(client, "publish", keys, [table.version])
         if done:
             self._table = table
 
     async def apublish(self, table: ClusterTable) -> None:
         self._check_table(table)
+        staged = self._stage(table)
+        keys = [self._k_ver, *self._k_clu, *(key for key, _ in staged)]
         with self._errors():
             client = self._async(bulk=True)
-            if int(await client.get(self._k_ver) or 0) >= table.version:
-                return
-            staged, pipe = self._stage(client, table)
-            await pipe.execute()
-            keys = [self._k_ver, *self._k_clu, *staged]
+            current = await client.get(self._k_ver)
+        if int(current or 0) >= table.version:
+            return
+        with self._errors():
+            await self._stage_pipe(client, staged).execute()
             done = await self._aevalsha(client, "publish", keys, [table.version])
         if done:
             self._table = table
@@ -522,17 +539,21 @@ class RedisEngineStore:
 
     def table(self) -> ClusterTable:
         with self._errors():
-            cached = self._cached(self._sync().get(self._k_ver))
-            if cached is not None:
-                return cached
+            version = self._sync().get(self._k_ver)
+        cached = self._cached(version)
+        if cached is not None:
+            return cached
+        with self._errors():
             reply = self._evalsha(self._sync(bulk=True), "table", [self._k_ver, *self._k_clu], [])
         return self._parse_table(reply)
 
     async def atable(self) -> ClusterTable:
         with self._errors():
-            cached = self._cached(await self._async().get(self._k_ver))
-            if cached is not None:
-                return cached
+            version = await self._async().get(self._k_ver)
+        cached = self._cached(version)
+        if cached is not None:
+            return cached
+        with self._errors():
             reply = await self._aevalsha(self._async(bulk=True), "table", [self._k_ver, *self._k_clu], [])
         return self._parse_table(reply)
 

@@ -41,6 +41,7 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _SCRIPTS: dict[str, tuple[str, str]] = {}
+_REFUND_ERRORS: tuple[type[BaseException], ...] = (*BACKEND_ERRORS, StorageError)
 
 
 def script(name: str = "gcra") -> tuple[str, str]:
@@ -93,6 +94,17 @@ def _negated(requests: Sequence[BucketRequest]) -> list[BucketRequest]:
     return [BucketRequest(r.key, r.limit, -r.cost) for r in requests]
 
 
+class _LoopClient:
+    """One event loop's asyncio client (asyncio connections belong to the loop that opened them)."""
+
+    __slots__ = ("client", "lock", "ready")
+
+    def __init__(self, client: Any, *, ready: bool) -> None:
+        self.client = client
+        self.ready = ready
+        self.lock = asyncio.Lock()
+
+
 class RedisStore:
     """Token buckets in Redis (standalone, Sentinel-managed or Cluster), shared by every worker and node.
 
@@ -116,7 +128,7 @@ class RedisStore:
         self._name = name
         self._lock = threading.Lock()
         self._client: Any = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
         self._sha = script("gcra")[1]
@@ -136,12 +148,20 @@ class RedisStore:
                 client = self._client
         return client
 
-    def _async(self) -> Any:
+    async def _async(self) -> Any:
+        """This event loop's client. An asyncio cluster client is initialised once, under a lock, before
+        any command: concurrent first commands would each start the cluster discovery and trip over each
+        other's half-open connections."""
         loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            client = self._aclients[loop] = self._make_async_client()
-        return client
+        entry = self._aclients.get(loop)
+        if entry is None:
+            entry = self._aclients[loop] = _LoopClient(self._make_async_client(), ready=not self.cluster)
+        if not entry.ready:
+            async with entry.lock:
+                if not entry.ready:
+                    await entry.client.initialize()
+                    entry.ready = True
+        return entry.client
 
     def client(self) -> Any:
         """The sync redis-py client (created on first use): for sharing one connection pool."""
@@ -151,22 +171,37 @@ class RedisStore:
             raise StorageError(f"{self._name}: {err}") from err
 
     def _evalsha(self, sha: str, keys: Sequence[str], args: Sequence[str | float]) -> bytes:
-        """One EVALSHA; on NOSCRIPT (first use, server restart, SCRIPT FLUSH) load the script and retry."""
+        """One EVALSHA; on NOSCRIPT (first use, server restart, SCRIPT FLUSH) load the script and retry.
+
+        Everything the client raises here is store trouble, including the odd non-Redis exception a client
+        raises while its connection is torn down under a timeout: it becomes a StorageError, so it reaches
+        the failure policy and never the caller's request path.
+        """
         client = self._sync()
         try:
-            reply: bytes = client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-        except NoScriptError:
-            client.script_load(_source(sha))
-            reply = client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            try:
+                reply: bytes = client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            except NoScriptError:
+                client.script_load(_source(sha))
+                reply = client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except BACKEND_ERRORS:
+            raise
+        except Exception as err:
+            raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
         return reply
 
     async def _aevalsha(self, sha: str, keys: Sequence[str], args: Sequence[str | float]) -> bytes:
-        client = self._async()
         try:
-            reply: bytes = await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(_source(sha))
-            reply = await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            client = await self._async()
+            try:
+                reply: bytes = await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await client.script_load(_source(sha))
+                reply = await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except BACKEND_ERRORS:
+            raise
+        except Exception as err:
+            raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
         return reply
 
     # -- slots ---------------------------------------------------------------------------------------
@@ -228,7 +263,7 @@ class RedisStore:
         for part in done:
             try:
                 self._run(_gcra.SETTLE, _negated(part), now)
-            except BACKEND_ERRORS:
+            except _REFUND_ERRORS:
                 if not quiet:
                     raise
 
@@ -299,7 +334,7 @@ class RedisStore:
         for part in done:
             try:
                 await self._arun(_gcra.SETTLE, _negated(part), now)
-            except BACKEND_ERRORS:
+            except _REFUND_ERRORS:
                 if not quiet:
                     raise
 
@@ -333,10 +368,10 @@ class RedisStore:
     async def aclose(self) -> None:
         """Close the current event loop's async client, and the sync one."""
         loop = asyncio.get_running_loop()
-        client = self._aclients.pop(loop, None)
-        if client is not None:
+        entry = self._aclients.pop(loop, None)
+        if entry is not None:
             try:
-                await client.aclose()
+                await entry.client.aclose()
             except BACKEND_ERRORS:
                 pass
         self.close()
