@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import random
 import sys
@@ -153,7 +154,9 @@ def main() -> int:
     async def make_async_incr() -> tuple[AsyncCall, Callable[[], Awaitable[None]]]:
         other = storage_from_uri(args.redis, **opts)
         assert isinstance(other, RedisStore)
-        client = other._async()
+        client = other._async()  # the limiter's per-loop client (a coroutine in newer versions)
+        if inspect.isawaitable(client):
+            client = await client
         return (lambda i: client.incrby(key, 1)), other.aclose
 
     contenders: dict[str, Callable[[], tuple[int, float]]] = {

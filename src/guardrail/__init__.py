@@ -4,20 +4,41 @@ The public API is re-exported here; implementation modules are private or live i
 """
 
 from guardrail.elicitation import elicitation_score
+from guardrail.adapters import Guardrail, GuardrailEvent, GuardrailFromEnv, GuardrailWSGI
 from guardrail.extract import Extractor, NoPrompt, Prompt, Turn, estimate_tokens, extract
+from guardrail.fingerprint import (
+    Fingerprint,
+    Fingerprinter,
+    LSHIndex,
+    PromptFingerprint,
+    TemplateIndex,
+    TemplateMatch,
+    normalize,
+)
 from guardrail.simulate import Simulation, simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Extractor",
+    "Fingerprint",
+    "Fingerprinter",
+    "Guardrail",
+    "GuardrailEvent",
+    "GuardrailFromEnv",
+    "GuardrailWSGI",
+    "LSHIndex",
     "NoPrompt",
     "Prompt",
+    "PromptFingerprint",
     "Simulation",
+    "TemplateIndex",
+    "TemplateMatch",
     "Turn",
     "__version__",
     "elicitation_score",
     "estimate_tokens",
     "extract",
+    "normalize",
     "simulate",
 ]

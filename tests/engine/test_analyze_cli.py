@@ -115,8 +115,11 @@ def test_online_and_offline_agree(log: Any, capsys: pytest.CaptureFixture[str]) 
     offline = json.loads(capsys.readouterr().out)
     guard = Guard(keep_samples=True)
     for rec in recs:
-        guard.check(RequestFacts(account=rec["account"], ip=rec["ip"], path=rec["path"], body=rec["body"],
-                                 ts=float(rec["ts"])))
+        guard.check(
+            RequestFacts(
+                account=rec["account"], ip=rec["ip"], path=rec["path"], body=rec["body"], ts=float(rec["ts"])
+            )
+        )
     guard.recluster(max(float(r["ts"]) for r in recs))
     online = analysis_report(guard, raw_ids=True)
     assert online["flagged_accounts"] == offline["flagged_accounts"]
@@ -127,9 +130,15 @@ def test_parse_line_and_ts() -> None:
     assert parse_ts("2026-01-01T00:00:00Z") == parse_ts("2026-01-01T00:00:00+00:00")
     facts = parse_line(json.dumps({"ts": 1, "account": "a", "prompt": "hello world"}))
     assert facts.prompt is not None and facts.prompt.user == "hello world"
-    facts = parse_line(json.dumps({"ts": 1, "account": 7, "body": "{\"prompt\": \"x\"}"}))
+    facts = parse_line(json.dumps({"ts": 1, "account": 7, "body": '{"prompt": "x"}'}))
     assert facts.account == "7" and isinstance(facts.body, bytes)
-    for bad in ("[]", '{"account": "a", "prompt": "x"}', '{"ts": "yesterday", "account": "a", "prompt": "x"}',
-                '{"ts": 1, "account": "a"}', '{"ts": 1, "account": "a", "body": 5}', '{"ts": true, "account": "a"}'):
+    for bad in (
+        "[]",
+        '{"account": "a", "prompt": "x"}',
+        '{"ts": "yesterday", "account": "a", "prompt": "x"}',
+        '{"ts": 1, "account": "a"}',
+        '{"ts": 1, "account": "a", "body": 5}',
+        '{"ts": true, "account": "a"}',
+    ):
         with pytest.raises(LogError):
             parse_line(bad)

@@ -45,7 +45,7 @@ def test_shingles_are_bounded_sorted_and_deterministic(text: str) -> None:
 
 
 def test_cjk_text_is_shingled_by_character() -> None:
-    text = "你是一名资深的专家助手。对于每一个问题，你都需要给出详细、严谨、完整的解答过程。"
+    text = "你是一名资深的专家助手。对于每一个问题\uff0c你都需要给出详细\u3001严谨\u3001完整的解答过程。"
     assert len(shingles(text, 1000)) > 20
 
 

@@ -15,13 +15,20 @@ from ._synth import WRAPPER, body, traffic
 
 
 def _facts(rec: dict[str, object]) -> RequestFacts:
-    return RequestFacts(account=str(rec["account"]), ip=rec["ip"], path=str(rec["path"]),  # type: ignore[arg-type]
-                        body=rec["body"], ts=float(rec["ts"]))  # type: ignore[arg-type]
+    return RequestFacts(
+        account=str(rec["account"]),
+        ip=rec["ip"],
+        path=str(rec["path"]),  # type: ignore[arg-type]
+        body=rec["body"],
+        ts=float(rec["ts"]),
+    )  # type: ignore[arg-type]
 
 
 def test_defaults_work_without_network() -> None:
     with Guard() as guard:
-        d = guard.check(RequestFacts(account="k1", ip="192.0.2.1", body=body("", "hello there, how are you?")))
+        d = guard.check(
+            RequestFacts(account="k1", ip="192.0.2.1", body=body("", "hello there, how are you?"))
+        )
         assert d.action is Action.ALLOW and d.would_action is Action.ALLOW
         assert d.retry_after == 0.0 and d.reasons == ()
         guard.settle(d, 100)
@@ -77,8 +84,14 @@ def test_replacement_account_joins_the_cluster_bucket_at_once() -> None:
         guard.check(_facts(rec))
     ts = float(recs[-1]["ts"]) + 10
     guard.recluster(ts)
-    d = guard.check(RequestFacts(account="fresh", ip="198.51.100.9", ts=ts + 1,
-                                 body=body("", WRAPPER.format(task="Problem 77: explain graphs and primes."))))
+    d = guard.check(
+        RequestFacts(
+            account="fresh",
+            ip="198.51.100.9",
+            ts=ts + 1,
+            body=body("", WRAPPER.format(task="Problem 77: explain graphs and primes.")),
+        )
+    )
     assert d.evidence.get("cluster_action") == "throttle"
     assert any("template of cluster" in r for r in d.reasons)
 
@@ -120,8 +133,16 @@ def test_async_twin_decides_like_the_sync_guard() -> None:
 
 def test_prompt_given_directly_and_no_raw_ids_stored() -> None:
     guard = Guard()
-    prompt = Prompt("custom", "", (Turn("user", "some words for a prompt"),), "some words for a prompt",
-                    None, None, False, False)
+    prompt = Prompt(
+        "custom",
+        "",
+        (Turn("user", "some words for a prompt"),),
+        "some words for a prompt",
+        None,
+        None,
+        False,
+        False,
+    )
     guard.check(RequestFacts(account="secret-key-123", prompt=prompt, ts=5.0))
     for p in guard.store.profiles():
         assert "secret-key-123" not in p.account

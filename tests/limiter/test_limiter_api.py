@@ -162,6 +162,7 @@ def test_window_limiter(strategy: str) -> None:
 
     async def main() -> None:
         assert (await w.aconsume("other")).allowed
+        await w.aclose()
 
     asyncio.run(main())
     with pytest.raises(ValueError):
@@ -175,8 +176,11 @@ def test_window_limiter_on_redis(redis_url: str) -> None:
     assert [w.consume(key).allowed for _ in range(3)] == [True, True, False]
 
     async def main() -> None:
-        r = await w.aconsume(key)
-        assert not r.allowed and r.source == "store" and r.retry_after > 0
+        try:
+            r = await w.aconsume(key)
+            assert not r.allowed and r.source == "store" and r.retry_after > 0
+        finally:
+            await w.aclose()
 
     asyncio.run(main())
 

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         {"requests": requests, "malformed_lines": bad, "refused": refused, "seconds": round(elapsed, 3)}
     )
     try:
-        out: IO[str] = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+        out: IO[str] = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
     except OSError as err:
         print(f"guardrail analyze: cannot write {args.output}: {err.strerror or err}", file=sys.stderr)
         return 2

@@ -86,6 +86,8 @@ class Core:
         self.requests = 0
         self.since_recluster = 0
         self.last_recluster_ts: float | None = None
+        self._key_cache: dict[str, tuple[int, list[int], list[tuple[int, int]]]] = {}
+        self._old_actions: dict[str, str] = {}
 
     # -- request path ---------------------------------------------------------------------------------
     def account_id(self, raw: str) -> str:
@@ -234,17 +236,16 @@ class Core:
 
     # -- re-clustering --------------------------------------------------------------------------------
     def due(self, ts: float, accounts_hint: int) -> bool:
-        """Inline schedule: every ``max(2000, accounts/2)`` requests, or after 60 s of log time once
-        ``max(200, accounts/4)`` requests have arrived (a re-clustering visits every profile, so either way
+        """Inline schedule: every ``max(2000, 2 * accounts)`` requests, or after 60 s of log time once
+        ``max(500, accounts)`` requests have arrived (a re-clustering visits every profile, so either way
         its cost is amortised to a few profile visits per request however many accounts there are)."""
         self.requests += 1
         self.since_recluster += 1
         if self.last_recluster_ts is None:
             self.last_recluster_ts = ts
-        every = max(2000, accounts_hint // 2)
-        if self.since_recluster >= every:
+        if self.since_recluster >= max(2000, 2 * accounts_hint):
             return True
-        return ts - self.last_recluster_ts >= 60.0 and self.since_recluster >= max(200, accounts_hint // 4)
+        return ts - self.last_recluster_ts >= 60.0 and self.since_recluster >= max(500, accounts_hint)
 
     def build_table(
         self,
@@ -255,7 +256,9 @@ class Core:
     ) -> ClusterTable:
         """Cluster, score, apply the policy; ``stats`` looks up template statistics for the flagged
         clusters' characteristic parts (see :meth:`characteristic_parts`)."""
-        clusters = cluster_accounts(profiles, self.linkage)
+        if len(self._key_cache) > 2_000_000:
+            self._key_cache.clear()
+        clusters = cluster_accounts(profiles, self.linkage, self._key_cache)
         self.since_recluster = 0
         self.last_recluster_ts = ts
         verdicts: dict[str, ClusterVerdict] = {}
@@ -297,11 +300,11 @@ class Core:
         count). A generic phrase that a campaign's template shares with honest prompts fails the second
         test, so an honest newcomer using that phrase never joins the campaign's bucket."""
         need = max(2.0, 0.2 * len(c.accounts))
-        candidates = [p for p, n in zip(c.parts, c.part_users) if n >= need]
+        candidates = [p for p, n in zip(c.parts, c.part_users, strict=True) if n >= need]
         if stats is None or not candidates:
             return candidates
         found = stats(candidates)
-        users = dict(zip(c.parts, c.part_users))
+        users = dict(zip(c.parts, c.part_users, strict=True))
         return [p for p in candidates if p not in found or found[p].accounts <= 2 * users[p]]
 
     def emit_changes(
@@ -310,7 +313,7 @@ class Core:
         if self.on_event is None:
             return
         before = {c.id: c for c in self.last_clusters}
-        old_actions = getattr(self, "_old_actions", {})
+        old_actions = self._old_actions
         new_actions = {cid: v.action for cid, v in verdicts.items()}
         for cid, v in verdicts.items():
             prev = old_actions.get(cid)

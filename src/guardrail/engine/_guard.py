@@ -24,31 +24,20 @@ from ._core import Core, Prepared
 from ._linkage import Cluster, LinkageSettings
 from ._memory import MemoryEngineStore
 from ._policy import Policy
+from ._stores import engine_store_from_uri
 from ._types import Action, Decision, Event, RequestFacts
 from .store import AccountProfile, ClusterTable, EngineStore, StoreSettings
 
 __all__ = ["AsyncGuard", "Guard", "open_store"]
 
 
-def open_store(
-    storage: str | EngineStore, settings: StoreSettings | None = None, **options: Any
-) -> EngineStore:
-    """``"memory://"`` or ``"redis://..."`` (needs ``guardrail.engine.redis_store``), or a store instance."""
+def open_store(storage: str | EngineStore, settings: StoreSettings | None = None, **options: Any) -> EngineStore:
+    """``"memory://"``, a Redis URI (``redis://host:6379`` ...), or an :class:`EngineStore` instance."""
     if not isinstance(storage, str):
         if not isinstance(storage, EngineStore):
             raise TypeError(f"storage must be a URI or an EngineStore, got {type(storage).__name__}")
         return storage
-    scheme = storage.split("://", 1)[0].lower() if "://" in storage else ""
-    if scheme == "memory":
-        return MemoryEngineStore(settings)
-    if scheme in ("redis", "rediss", "redis+cluster", "unix"):
-        try:
-            from . import redis_store  # type: ignore[attr-defined]
-        except ImportError as err:
-            raise ValueError(f"storage {storage!r} needs the Redis engine store (guardrail[redis])") from err
-        store: EngineStore = redis_store.RedisEngineStore(storage, settings=settings, **options)
-        return store
-    raise ValueError(f"unsupported engine storage {storage!r}: use 'memory://' or 'redis://host:port'")
+    return engine_store_from_uri(storage, settings=settings, **options)
 
 
 class _Base:
@@ -237,7 +226,9 @@ class AsyncGuard(_Base):
     def _candidate_parts(self, profiles: list[AccountProfile]) -> list[int]:
         """Every part dominant for some account (the superset the table's characteristic parts come from)."""
         share = self.core.linkage.dominant_share
-        return sorted({part for p in profiles for part, n in p.parts.items() if n >= share * max(1, p.requests)})
+        return sorted(
+            {part for p in profiles for part, n in p.parts.items() if n >= share * max(1, p.requests)}
+        )
 
     async def _loop(self) -> None:
         while True:

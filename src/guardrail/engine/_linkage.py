@@ -172,16 +172,25 @@ class GroupFeatures:
 
 
 def _rayleigh(p: AccountProfile) -> float:
-    c = sum(n * _COS[h] for h, n in enumerate(p.hours) if n)
-    s = sum(n * _SIN[h] for h, n in enumerate(p.hours) if n)
-    n = sum(p.hours)
+    """Rayleigh statistic of the account's hour-of-day: ``|sum of unit vectors|^2 / n`` (about 1 if flat)."""
+    c = s = 0.0
+    n = 0
+    for h, k in enumerate(p.hours):
+        if k:
+            c += k * _COS[h]
+            s += k * _SIN[h]
+            n += k
     return (c * c + s * s) / n if n else 1.0
 
 
 def group_features(
-    members: Sequence[AccountProfile], shared: Iterable[int], settings: LinkageSettings
+    members: Sequence[AccountProfile],
+    shared: Iterable[int],
+    settings: LinkageSettings,
+    dominant: Mapping[str, list[int]] | None = None,
 ) -> GroupFeatures:
-    """Aggregate the members' profiles; ``shared`` are the parts that define the group."""
+    """Aggregate the members' profiles; ``shared`` are the parts that define the group (``dominant``:
+    each member's dominant parts, when already computed)."""
     shared_set = set(shared)
     n = len(members)
     requests = sum(p.requests for p in members)
@@ -204,9 +213,8 @@ def group_features(
             elic += p.elicitation_sum / p.elicitation_n
             elic_n += 1
         conv += p.conversations / r
-        for h, c in enumerate(p.hours):
-            hours[h] += c
-        hn = sum(p.hours)
+        hours = [a + b for a, b in zip(hours, p.hours, strict=True)]
+        hn = p.requests
         if hn >= 2 and p.last_seen - p.first_seen >= _DAY:
             z_sum += _rayleigh(p)
             e_sum += hn - 1
@@ -230,8 +238,8 @@ def group_features(
     firsts = [p.first_seen for p in members]
     part_users: Counter[int] = Counter()
     for p in members:
-        for part in dominant_parts(p, settings.dominant_share):
-            part_users[part] += 1
+        dom = dominant[p.account] if dominant is not None else dominant_parts(p, settings.dominant_share)
+        part_users.update(dom)
     return GroupFeatures(
         size=n,
         requests=requests,
@@ -381,20 +389,32 @@ def _attach(
     return [g for g in out if g]
 
 
-def cluster_accounts(profiles: Iterable[AccountProfile], settings: LinkageSettings) -> list[Cluster]:
+def cluster_accounts(
+    profiles: Iterable[AccountProfile],
+    settings: LinkageSettings,
+    cache: dict[str, tuple[int, list[int], list[tuple[int, int]]]] | None = None,
+) -> list[Cluster]:
     """Link accounts by signature keys and score every component of ``min_cluster`` or more accounts.
 
     Deterministic: the same profiles give the same clusters, ids and scores whatever their order.
+    ``cache`` (account -> (requests, dominant parts, keys)) lets a caller that re-clusters often skip the
+    accounts that sent nothing since the last run.
     """
     uf = UnionFind()
     by_account: dict[str, AccountProfile] = {}
     keys_of: dict[str, list[tuple[int, int]]] = {}
     dominant: dict[str, list[int]] = {}
     for p in profiles:
-        dom = dominant_parts(p, settings.dominant_share)
+        hit = cache.get(p.account) if cache is not None else None
+        if hit is not None and hit[0] == p.requests:
+            dom, keys = hit[1], hit[2]
+        else:
+            dom = dominant_parts(p, settings.dominant_share)
+            keys = signature_keys(dom, settings.signature_parts) if dom else []
+            if cache is not None:
+                cache[p.account] = (p.requests, dom, keys)
         if not dom:
             continue
-        keys = signature_keys(dom, settings.signature_parts)
         by_account[p.account] = p
         keys_of[p.account] = keys
         dominant[p.account] = dom
@@ -422,7 +442,7 @@ def cluster_accounts(profiles: Iterable[AccountProfile], settings: LinkageSettin
         shared = sorted(part for part, c in part_users.items() if c >= 2)
         if not shared:
             continue
-        feats = group_features(members, shared, settings)
+        feats = group_features(members, shared, settings, dominant)
         best_key = min(key_users, key=lambda k: (-key_users[k], k))
         cid = f"c{best_key[0]:016x}{best_key[1]:016x}"
         clusters.append(

@@ -107,7 +107,7 @@ class MemoryEngineStore:
         s = self.settings
         segs = sorted(set(obs.segments))[: s.max_segments]
         with self._lock:
-            counts = list(zip(segs, self._sketch.add_many(segs)))
+            counts = list(zip(segs, self._sketch.add_many(segs), strict=True))
             parts = select_parts(counts, s)
             profiles = self._profiles
             p = profiles.get(obs.account)

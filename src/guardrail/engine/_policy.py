@@ -24,6 +24,9 @@ Rule = Callable[[ClusterVerdict], "Action | None"]
 """A custom rule: sees a cluster's verdict (score, size, summary) and returns an action or ``None``
 (no opinion). Rules run in order after the defaults; the strictest action wins."""
 
+#: About the budget of one busy account: 1,000 tokens a minute, 4,000 at once (a request or two at a time).
+DEFAULT_CLUSTER_LIMIT = Limit(rate=1000.0 / 60.0, burst=4000.0)
+
 _ORDER = {Action.ALLOW: 0, Action.THROTTLE: 1, Action.BLOCK: 2}
 
 
@@ -38,7 +41,7 @@ class Policy:
     throttle_score: float = 0.8
     block_score: float | None = None
     min_accounts: int = 3
-    cluster_limit: Limit = Limit(rate=1000.0 / 60.0, burst=4000.0)
+    cluster_limit: Limit = DEFAULT_CLUSTER_LIMIT
     account_limit: Limit | None = None
     join_share: float = 0.5
     join_max_requests: int = 200

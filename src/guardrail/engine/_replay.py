@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from guardrail._hashing import hash_identifier
 from guardrail.extract import Prompt, Turn
@@ -26,7 +26,16 @@ from ._core import Prepared, prepare
 from ._policy import Policy
 from ._types import RequestFacts
 
-__all__ = ["BadLine", "LogError", "open_log", "parse_line", "parse_ts", "prepare_chunk", "prepared_stream", "read_log"]
+__all__ = [
+    "BadLine",
+    "LogError",
+    "open_log",
+    "parse_line",
+    "parse_ts",
+    "prepare_chunk",
+    "prepared_stream",
+    "read_log",
+]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -114,13 +123,12 @@ def parse_line(line: str | bytes) -> RequestFacts:
 
 def open_log(path: str) -> IO[bytes]:
     """Open ``path`` (``-`` = stdin) for binary reading, transparently gunzipping by magic bytes."""
-    raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    buffered: io.BufferedReader = sys.stdin.buffer if path == "-" else open(path, "rb")  # type: ignore[assignment]
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
         if path == "-":
-            return gzip.GzipFile(fileobj=buffered, mode="rb")
+            return cast("IO[bytes]", gzip.GzipFile(fileobj=buffered, mode="rb"))
         buffered.close()
-        return gzip.open(path, "rb")
+        return cast("IO[bytes]", gzip.open(path, "rb"))
     return buffered
 
 
@@ -141,7 +149,7 @@ def read_log(stream: IO[bytes]) -> Iterator[tuple[int, RequestFacts | BadLine]]:
             yield number, BadLine(number, str(err))
 
 
-# -- parallel preparation (guardrail analyze --jobs) ----------------------------------------------------------
+# -- parallel preparation (guardrail analyze --jobs) ------------------------------------------------
 # The stateless half of a check (JSON parse, prompt extraction, shingling, elicitation, hashing) is most of
 # its cost; worker processes do it for chunks of lines while the main process keeps the one engine state
 # and applies the observations in log order, so the result is identical to a sequential replay.

@@ -34,10 +34,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.resources
+import inspect
 import json
 import math
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -128,9 +129,8 @@ def _pairs(flat: Sequence[bytes]) -> Iterator[tuple[bytes, bytes]]:
     return zip(it, it, strict=True)
 
 
-def _profile(account: str, flat: Sequence[bytes]) -> AccountProfile:
+def _profile(account: str, d: Mapping[bytes, bytes]) -> AccountProfile:
     """An :class:`AccountProfile` from the HGETALL of its hash (see ``lua/observe.lua`` for the fields)."""
-    d = dict(_pairs(flat))
     hours = [0] * HOURS
     parts: list[tuple[int, int, int]] = []
     prefixes: list[tuple[int, str, int]] = []
@@ -191,6 +191,11 @@ def _observed_profile(account: str, packed: bytes, ranges: Sequence[bytes]) -> A
     )
 
 
+def _batches(items: list[bytes]) -> Iterator[list[bytes]]:
+    for i in range(0, len(items), _BATCH):
+        yield items[i : i + _BATCH]
+
+
 def _check_settings(s: StoreSettings) -> None:
     bits = s.sketch_width.bit_length() - 1
     if bits * s.sketch_depth > 64:
@@ -232,7 +237,8 @@ class RedisEngineStore:
         if not isinstance(uri, str) or uri.split("://", 1)[0].lower() == "memory":
             raise ValueError(f"RedisEngineStore needs a Redis URI (redis://host:port...), got {uri!r}")
         hot = storage_from_uri(uri, **options)
-        bulk_timeout = max(BULK_TIMEOUT, float(options.get("socket_timeout", DEFAULT_TIMEOUT)))
+        timeout = options.get("socket_timeout", DEFAULT_TIMEOUT)
+        bulk_timeout = None if timeout is None else max(BULK_TIMEOUT, float(timeout))
         bulk = storage_from_uri(uri, **{**options, "socket_timeout": bulk_timeout})
         if not isinstance(hot, RedisStore) or not isinstance(bulk, RedisStore):
             raise ValueError(f"RedisEngineStore needs a Redis URI, got {uri!r}")
@@ -316,8 +322,13 @@ class RedisEngineStore:
     def _sync(self, bulk: bool = False) -> Any:
         return (self._bulk if bulk else self._hot).client()
 
-    def _async(self, bulk: bool = False) -> Any:
-        return (self._bulk if bulk else self._hot)._async()
+    async def _async(self, bulk: bool = False) -> Any:
+        """This event loop's client, from the limiter's store (one per loop; a cluster client is
+        initialised once, under a lock, before its first command)."""
+        client = (self._bulk if bulk else self._hot)._async()
+        if inspect.isawaitable(client):
+            client = await client
+        return client
 
     def _cluster_of(self, data: bytes | None) -> ClusterVerdict | None:
         if data is None:
@@ -386,14 +397,10 @@ class RedisEngineStore:
     async def aobserve(self, obs: Observation) -> Observed:
         keys, args, account = self._observe_call(obs)
         with self._errors():
-            reply = await self._aevalsha(self._async(), "observe", keys, args)
+            reply = await self._aevalsha(await self._async(), "observe", keys, args)
         return self._observed(account, reply)
 
     # -- profiles and templates -----------------------------------------------------------------------
-
-    def _profile_batches(self, members: list[bytes]) -> Iterator[list[bytes]]:
-        for i in range(0, len(members), _BATCH):
-            yield members[i : i + _BATCH]
 
     def profiles(self) -> Iterator[AccountProfile]:
         with self._errors():
@@ -402,7 +409,7 @@ class RedisEngineStore:
         return self._iter_profiles(client, members)
 
     def _iter_profiles(self, client: Any, members: list[bytes]) -> Iterator[AccountProfile]:
-        for batch in self._profile_batches(members):
+        for batch in _batches(members):
             with self._errors():
                 pipe = client.pipeline(transaction=False)
                 for m in batch:
@@ -410,24 +417,20 @@ class RedisEngineStore:
                 replies = pipe.execute()
             for m, d in zip(batch, replies, strict=True):
                 if d:
-                    yield _profile(_s(m), [x for kv in d.items() for x in kv])
+                    yield _profile(_s(m), d)
 
     async def aprofiles(self) -> list[AccountProfile]:
         out: list[AccountProfile] = []
         with self._errors():
-            client = self._async(bulk=True)
+            client = await self._async(bulk=True)
             members: list[bytes] = await client.zrange(self._k_accts, 0, -1)
-        for batch in self._profile_batches(members):
+        for batch in _batches(members):
             with self._errors():
                 pipe = client.pipeline(transaction=False)
                 for m in batch:
                     pipe.hgetall(self._kp + b"acct:" + m)
                 replies = await pipe.execute()
-            out.extend(
-                _profile(_s(m), [x for kv in d.items() for x in kv])
-                for m, d in zip(batch, replies, strict=True)
-                if d
-            )
+            out.extend(_profile(_s(m), d) for m, d in zip(batch, replies, strict=True) if d)
         return out
 
     def _template_calls(self, parts: Sequence[int]) -> Iterator[tuple[list[bytes], list[bytes]]]:
@@ -456,7 +459,7 @@ class RedisEngineStore:
         parts = list(dict.fromkeys(parts))
         replies: list[Any] = []
         with self._errors():
-            client = self._async(bulk=True)
+            client = await self._async(bulk=True)
             for keys, args in self._template_calls(parts):
                 replies.extend(await self._aevalsha(client, "templates", keys, args))
         return self._template_stats(parts, replies)
@@ -509,7 +512,7 @@ class RedisEngineStore:
         staged = self._stage(table)
         keys = [self._k_ver, *self._k_clu, *(key for key, _ in staged)]
         with self._errors():
-            client = self._async(bulk=True)
+            client = await self._async(bulk=True)
             current = await client.get(self._k_ver)
         if int(current or 0) >= table.version:
             return
@@ -549,12 +552,14 @@ class RedisEngineStore:
 
     async def atable(self) -> ClusterTable:
         with self._errors():
-            version = await self._async().get(self._k_ver)
+            version = await (await self._async()).get(self._k_ver)
         cached = self._cached(version)
         if cached is not None:
             return cached
         with self._errors():
-            reply = await self._aevalsha(self._async(bulk=True), "table", [self._k_ver, *self._k_clu], [])
+            reply = await self._aevalsha(
+                await self._async(bulk=True), "table", [self._k_ver, *self._k_clu], []
+            )
         return self._parse_table(reply)
 
     # -- lock, clear, close ---------------------------------------------------------------------------
@@ -573,7 +578,7 @@ class RedisEngineStore:
     async def atry_lock(self, owner: str, ttl: float) -> bool:
         ms = self._ttl_ms(ttl)
         with self._errors():
-            return bool(await self._aevalsha(self._async(), "lock", [self._k_lock], [_b(owner), ms]))
+            return bool(await self._aevalsha(await self._async(), "lock", [self._k_lock], [_b(owner), ms]))
 
     def _pattern(self) -> str:
         return _escape_glob("{" + self.prefix + "}:") + "*"
@@ -595,7 +600,7 @@ class RedisEngineStore:
 
     async def aclear(self) -> None:
         with self._errors():
-            client = self._async(bulk=True)
+            client = await self._async(bulk=True)
             batch: list[bytes] = []
             async for key in client.scan_iter(match=self._pattern(), count=1000):
                 batch.append(key)

@@ -200,7 +200,8 @@ class ClusterTable:
 class Observed:
     """What :meth:`EngineStore.observe` returns: the request's parts and the account's current picture.
 
-    ``profile``: the account's profile *after* this request. ``cluster``: the account's published cluster,
+    ``profile``: the account's profile *after* this request (read-only: the memory store hands out its
+    live object to spare a copy on the hot path). ``cluster``: the account's published cluster,
     or ``None``. ``part_cluster``: the flagged cluster of the smallest of this request's parts that belongs
     to one (``None`` when no part is flagged), and ``flagged_part`` that part, for the replacement-account
     path. ``accounts``: how many profiles the store holds (sizes the re-clustering schedule).
@@ -235,9 +236,9 @@ class EngineStore(Protocol):
         2. The request's parts: the segments whose estimate is ``>= part_min_count``, the ``max_parts``
            numerically smallest.
         3. Create or update the account profile: requests, tokens, templated (if any part), conversations,
-           elicitation_sum/_n (when scored), hours[UTC hour of ts], gap stats (when a previous request exists and ts is not
-           earlier), first/last seen (min/max), space-saving update of ``parts`` (each part +1) and of
-           ``prefixes`` (+1 when ``prefix`` is set). Evict the least recently seen profile beyond
+           elicitation_sum/_n (when scored), hours[UTC hour of ts], gap stats (when a previous request
+           exists and ts is not earlier), first/last seen (min/max), space-saving update of ``parts``
+           (each part +1) and of ``prefixes`` (+1 when ``prefix`` is set). Evict the least recently seen profile beyond
            ``max_accounts``.
         4. For each part: TemplateStats requests +1, first/last seen, account added to its distinct count;
            evict least recently seen beyond ``max_templates``.

@@ -97,3 +97,18 @@ class WindowLimiter:
         except _ERRORS:
             return self._degraded(key)
         return self._result(key, allowed, stats.remaining, stats.reset_time)
+
+    async def aclose(self) -> None:
+        """Close the async storage's connections (limits' async storages have no close of their own, and
+        asyncio connections must be closed inside the loop that opened them). Call it before that loop ends;
+        the next ``aconsume`` opens a fresh storage."""
+        alimiter, self._alimiter = self._alimiter, None
+        if alimiter is None:
+            return
+        client = getattr(getattr(alimiter.storage, "bridge", None), "storage", None)
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except _ERRORS:
+                pass

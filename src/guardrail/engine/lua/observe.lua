@@ -40,6 +40,11 @@ local PROFILE = {
   "gap_sq", "first_seen", "last_seen",
 }
 
+local HOURS = {
+  "h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8", "h9", "h10", "h11", "h12", "h13", "h14", "h15", "h16",
+  "h17", "h18", "h19", "h20", "h21", "h22", "h23",
+}
+
 local function fmt(x)
   return string.format("%.17g", x)
 end
@@ -79,17 +84,19 @@ if n > 0 then
   local epoch = tonumber(redis.call("GET", KEYS[3]) or "0") % emod
   local reads = {}
   local offs = {}
+  local m = 0
   for off in string.gmatch(ARGV[21], "%S+") do
-    offs[#offs + 1] = off
-    reads[#reads + 1] = "GET"
-    reads[#reads + 1] = "u53"
-    reads[#reads + 1] = off
+    offs[m + 1] = off
+    reads[3 * m + 1] = "GET"
+    reads[3 * m + 2] = "u53"
+    reads[3 * m + 3] = off
+    m = m + 1
   end
   local got = {}
   bitfield(reads, got)
   local values = {}
   local stored = {}
-  for k = 1, #offs do
+  for k = 1, m do
     local x = got[k]
     local e = math.floor(x / scale)
     local v = x - e * scale
@@ -157,11 +164,13 @@ local sizes = { ["part:"] = 0, ["pfx:"] = 0 }
 for i = 1, #flat, 2 do
   local f, v = flat[i], flat[i + 1]
   h[f] = v
-  local pre = string.match(f, "^(p[a-z]+:)")
-  if pre and entries[pre] then
-    local c, q = string.match(v, "^(%d+):(%d+)$")
-    entries[pre][string.sub(f, #pre + 1)] = { tonumber(c), tonumber(q) }
-    sizes[pre] = sizes[pre] + 1
+  if string.byte(f, 1) == 112 then -- "p": part:<hex> or pfx:<range>
+    local pre = string.sub(f, 1, 5) == "part:" and "part:" or (string.sub(f, 1, 4) == "pfx:" and "pfx:")
+    if pre then
+      local c, q = string.match(v, "^(%d+):(%d+)$")
+      entries[pre][string.sub(f, #pre + 1)] = { tonumber(c), tonumber(q) }
+      sizes[pre] = sizes[pre] + 1
+    end
   end
 end
 local requests = tonumber(h.requests or "0")
@@ -310,8 +319,8 @@ local out = {}
 for _, f in ipairs(PROFILE) do
   out[#out + 1] = h[f] or "0"
 end
-for i = 0, 23 do
-  out[#out + 1] = h["h" .. i] or "0"
+for _, f in ipairs(HOURS) do
+  out[#out + 1] = h[f] or "0"
 end
 for name, e in pairs(entries["part:"]) do
   out[#out + 1] = name .. ":" .. e[1] .. ":" .. e[2]
