@@ -131,7 +131,7 @@ def test_capacity_evicts_least_recently_used() -> None:
     index.insert(4, fps[4])
     assert evicted == [1, 2] and len(index) == 3
     assert index.query(fps[1]) == [] and index.query(fps[0]) == [0]
-    assert sum(len(t) for t in index._tables) <= 3 * index.bands
+    assert sum(len(t) for t in index._singles) + sum(len(t) for t in index._multis) <= 3 * index.bands
 
 
 def test_parameter_checks() -> None:

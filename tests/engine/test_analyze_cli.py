@@ -85,7 +85,7 @@ def test_gzip_input_gives_the_same_report(log: Any, capsys: pytest.CaptureFixtur
 
 def test_worker_processes_give_the_same_report(log: Any, capsys: pytest.CaptureFixture[str]) -> None:
     plain, _, _, _ = log
-    _run([str(plain), "--format", "json", "-q", "--jobs", "1"])
+    _run([str(plain), "--format", "json", "-q", "--jobs", "0"])
     a = json.loads(capsys.readouterr().out)
     _run([str(plain), "--format", "json", "-q", "--jobs", "2"])
     b = json.loads(capsys.readouterr().out)

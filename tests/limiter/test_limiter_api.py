@@ -245,3 +245,21 @@ def test_sentinel_uri(redis_process: Callable[[], RedisProcess], tmp_path: Path)
     finally:
         sentinel.kill()
         sentinel.wait(timeout=5)
+
+
+@pytest.mark.cluster
+def test_cluster_single_slot_prefix_is_one_atomic_script(cluster_url: str) -> None:
+    """With a hash-tagged prefix every bucket shares one slot: any decision is one script, no refunds."""
+    store = storage_from_uri(cluster_url, prefix="{gr:lim}:")
+    assert isinstance(store, RedisStore)
+    lim = Limit(1.0, 10.0)
+    keys = [f"one-slot:{uuid.uuid4().hex}:{part}" for part in ("acct", "ip", "tpl", "cluster")]
+    try:
+        assert len(store._groups([BucketRequest(k, lim) for k in keys])) == 1
+        assert store.decide("consume", [BucketRequest(k, lim, 6.0) for k in keys], now=T0).allowed
+        r = store.decide("consume", [BucketRequest(k, lim, 3.0 + i) for i, k in enumerate(keys)], now=T0)
+        assert not r.allowed and [x.allowed for x in r.results] == [True, True, False, False]
+        after = store.decide("peek", [BucketRequest(k, lim, 0.0) for k in keys], now=T0)
+        assert [x.remaining for x in after.results] == [4.0] * 4
+    finally:
+        store.close()

@@ -139,3 +139,43 @@ def test_threads_in_memory_multi_key() -> None:
     for t in threads:
         t.join(timeout=30)
     check(sum(admitted), time.monotonic() - start)
+
+
+@pytest.mark.cluster
+def test_cross_slot_decisions_never_over_admit(cluster_url: str) -> None:
+    """Decisions spanning slots (per-slot steps with refunds) under 50 concurrent tasks: the shared bucket
+    never admits more than its limit, and the refunds leave each task's own bucket charged exactly for its
+    admitted requests."""
+    from guardrail.limiter import BucketRequest
+
+    limiter = Limiter(cluster_url, failure="closed", socket_timeout=5.0, socket_connect_timeout=5.0)
+    run = uuid.uuid4().hex
+    shared = Limit(rate=RATE, burst=BURST)
+    own = Limit(rate=1e-6, burst=1e6)  # no refill to speak of: remaining = burst - charged
+
+    async def main() -> tuple[int, float, list[int], list[float]]:
+        admitted = [0] * 50
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(limiter.apeek([BucketRequest(f"{run}:own:{i}", own, 0.0)]) for i in range(50)))
+        start = loop.time()
+        end = start + DURATION
+
+        async def client(i: int) -> None:
+            reqs = [BucketRequest(f"{run}:own:{i}", own), BucketRequest(f"{run}:shared", shared)]
+            while loop.time() < end:
+                if (await limiter.aconsume_many(reqs)).allowed:
+                    admitted[i] += 1
+                else:
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(client(i) for i in range(50)))
+        elapsed = loop.time() - start
+        peek = await limiter.apeek([BucketRequest(f"{run}:own:{i}", own, 0.0) for i in range(50)])
+        await limiter.aclose()
+        return sum(admitted), elapsed, admitted, [r.remaining for r in peek.results]
+
+    total, elapsed, admitted, remaining = asyncio.run(main())
+    assert total <= BURST + RATE * elapsed + 1
+    assert total > 0
+    for count, left in zip(admitted, remaining, strict=True):
+        assert left == pytest.approx(1e6 - count, abs=1e-3)

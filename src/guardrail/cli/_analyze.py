@@ -43,9 +43,9 @@ def register(subparsers: Any) -> None:
         "--jobs",
         "-j",
         type=int,
-        default=0,
-        help="worker processes that parse and fingerprint lines (default: one per CPU beyond the first, "
-        "at least 1; 1 = all in this process). The result does not depend on it.",
+        default=-1,
+        help="worker processes that parse and fingerprint lines while this process keeps the engine state "
+        "(default: one per CPU, up to 4; 0 = everything in this process). The result does not depend on it.",
     )
     parser.set_defaults(handler=run)
 
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     requests = bad = refused = 0
     last_ts: float | None = None
     started = time.monotonic()
-    jobs = args.jobs if args.jobs > 0 else max(1, (os.cpu_count() or 1) - 1)
+    cpus = os.cpu_count() or 1
+    jobs = args.jobs if args.jobs >= 0 else (min(4, cpus) if cpus >= 2 else 0)
     core = guard.core
     try:
         with stream:

@@ -67,10 +67,18 @@ def replay(guard: Guard, records: Iterable[Mapping[str, Any]]) -> dict[str, tupl
 
 def evaluate(guard: Guard, records: Iterable[Mapping[str, Any]], labels: Mapping[str, Any]) -> Evaluation:
     """Replay ``records`` and score against ``labels`` (the simulator's ``labels`` shape)."""
-    stats = replay(guard, records)
-    guard.recluster(max((guard.core.last_recluster_ts or 0.0), 0.0) + 1.0)
-    report = analysis_report(guard, raw_ids=True)
-    flagged = set(report["flagged_accounts"])
+    last_ts: list[float] = [0.0]
+
+    def clocked() -> Iterable[Mapping[str, Any]]:
+        for rec in records:
+            last_ts[0] = max(last_ts[0], float(rec["ts"]))
+            yield rec
+
+    stats = replay(guard, clocked())
+    guard.recluster(last_ts[0] + 1.0)
+    report = analysis_report(guard, raw_ids=False)
+    flagged_hashed = set(report["flagged_accounts"])
+    flagged = {a for a in stats if guard.account_id(a) in flagged_hashed}
     accounts: Mapping[str, Mapping[str, Any]] = labels["accounts"]
     per_style: Counter[str] = Counter()
     per_style_hit: Counter[str] = Counter()

@@ -31,7 +31,9 @@ from .store import AccountProfile, ClusterTable, EngineStore, StoreSettings
 __all__ = ["AsyncGuard", "Guard", "open_store"]
 
 
-def open_store(storage: str | EngineStore, settings: StoreSettings | None = None, **options: Any) -> EngineStore:
+def open_store(
+    storage: str | EngineStore, settings: StoreSettings | None = None, **options: Any
+) -> EngineStore:
     """``"memory://"``, a Redis URI (``redis://host:6379`` ...), or an :class:`EngineStore` instance."""
     if not isinstance(storage, str):
         if not isinstance(storage, EngineStore):

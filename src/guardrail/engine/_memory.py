@@ -74,7 +74,9 @@ def update_profile(p: AccountProfile, obs: Observation, parts: Sequence[int]) ->
 
 def select_parts(counts: Sequence[tuple[int, int]], settings: StoreSettings) -> tuple[int, ...]:
     """The parts of a request: segments counted at least ``part_min_count`` times, smallest hashes first."""
-    chosen = sorted(seg for seg, n in counts if n >= settings.part_min_count)
+    need = settings.part_min_count
+    chosen = [seg for seg, n in counts if n >= need]
+    chosen.sort()
     return tuple(chosen[: settings.max_parts])
 
 

@@ -203,9 +203,9 @@ def _chunks(stream: IO[bytes], size: int) -> Iterator[list[tuple[int, bytes]]]:
 def prepared_stream(
     stream: IO[bytes], secret: bytes, policy: Policy, jobs: int, chunk_size: int = 512
 ) -> Iterator[tuple[int, str, Prepared | BadLine]]:
-    """``(line_number, raw_account, Prepared or BadLine)`` in log order, prepared by ``jobs`` processes
-    (``jobs <= 1``: in this process). At most ``4 * jobs`` chunks are in flight (bounded memory)."""
-    if jobs <= 1:
+    """``(line_number, raw_account, Prepared or BadLine)`` in log order, prepared by ``jobs`` worker
+    processes (``jobs <= 0``: in this process). At most ``4 * jobs`` chunks are in flight (bounded memory)."""
+    if jobs <= 0:
         _init_worker(secret, policy)
         for chunk in _chunks(stream, chunk_size):
             yield from prepare_chunk(chunk)

@@ -36,7 +36,7 @@ class CountMinSketch:
     in steady use stays high. Estimates never undercount between halvings.
     """
 
-    __slots__ = ("_bits", "_cells", "_depth", "_since", "_view", "_width")
+    __slots__ = ("_bits", "_cells", "_depth", "_mask", "_offsets", "_shifts", "_since", "_view", "_width")
 
     def __init__(self, width: int, depth: int) -> None:
         if width < 2 or width & (width - 1):
@@ -50,6 +50,9 @@ class CountMinSketch:
         self._cells = array("I", bytes(4 * width * depth))
         self._view = np.frombuffer(self._cells, dtype=np.uint32)
         self._since = 0
+        self._shifts = np.array([[64 - bits * (i + 1)] for i in range(depth)], dtype=np.uint64)
+        self._mask = np.uint64(width - 1)
+        self._offsets = np.array([[i * width] for i in range(depth)], dtype=np.intp)
 
     def add(self, value: int) -> int:
         """Count one more occurrence of ``value``; return its new estimate."""
@@ -70,13 +73,7 @@ class CountMinSketch:
         if not values:
             return []
         a = np.array(values, dtype=np.uint64)
-        w = self._bits
-        mask = np.uint64(self._width - 1)
-        rows = [
-            ((a >> np.uint64(64 - w * (i + 1))) & mask).astype(np.intp) + i * self._width
-            for i in range(self._depth)
-        ]
-        idx = np.stack(rows)
+        idx = ((a[None, :] >> self._shifts) & self._mask).astype(np.intp) + self._offsets
         view = self._view
         cur = view[idx]
         est = cur.min(axis=0) + np.uint32(1)

@@ -238,8 +238,8 @@ class EngineStore(Protocol):
         3. Create or update the account profile: requests, tokens, templated (if any part), conversations,
            elicitation_sum/_n (when scored), hours[UTC hour of ts], gap stats (when a previous request
            exists and ts is not earlier), first/last seen (min/max), space-saving update of ``parts``
-           (each part +1) and of ``prefixes`` (+1 when ``prefix`` is set). Evict the least recently seen profile beyond
-           ``max_accounts``.
+           (each part +1) and of ``prefixes`` (+1 when ``prefix`` is set). Evict the least recently seen
+           profile beyond ``max_accounts``.
         4. For each part: TemplateStats requests +1, first/last seen, account added to its distinct count;
            evict least recently seen beyond ``max_templates``.
         5. Read the published cluster of the account and the flagged cluster of the first (smallest) part

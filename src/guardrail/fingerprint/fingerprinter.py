@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Protocol
 
 import xxhash
@@ -17,7 +18,7 @@ from guardrail.fingerprint.minhash import (
     signatures,
     signatures_concat,
 )
-from guardrail.fingerprint.normalize import NORMALIZATION_VERSION, normalize, normalize_bytes, normalize_lines
+from guardrail.fingerprint.normalize import NORMALIZATION_VERSION, normalize, normalize_bytes, segment_bytes
 from guardrail.fingerprint.shingles import MAX_SHINGLE, MIN_SHINGLE, batch_shingle_hashes, shingle_hashes
 
 __all__ = ["Fingerprinter", "PromptFingerprint", "PromptLike"]
@@ -154,13 +155,10 @@ class Fingerprinter:
 
     def segments(self, text: str) -> tuple[int, ...]:
         """Stable 64-bit XXH3 of each normalised, id-masked line or sentence, in order, repeats dropped."""
-        seed = self._params.seed
-        seen: dict[int, None] = {}
-        for part in normalize_lines(text, mask_ids=True):
-            seen.setdefault(
-                xxhash.xxh3_64_intdigest(_SEGMENT_LABEL + part.encode("utf-8", "surrogatepass"), seed)
-            )
-        return tuple(seen)
+        parts = segment_bytes(text, mask_ids=True)
+        # All in C: label each part, hash it, drop repeats keeping the first occurrence.
+        hashes = map(xxhash.xxh3_64_intdigest, map(_SEGMENT_LABEL.__add__, parts), repeat(self._params.seed))
+        return tuple(dict.fromkeys(hashes))
 
     def fingerprint_prompt(self, prompt: PromptLike) -> PromptFingerprint:
         """Fingerprint a ``guardrail.extract.Prompt`` (or anything with ``system``, ``user`` and ``text``):

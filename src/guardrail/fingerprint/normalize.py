@@ -24,7 +24,7 @@ import re
 import sys
 import unicodedata
 
-__all__ = ["NORMALIZATION_VERSION", "normalize", "normalize_bytes", "normalize_lines"]
+__all__ = ["NORMALIZATION_VERSION", "normalize", "normalize_bytes", "normalize_lines", "segment_bytes"]
 
 #: Bumped whenever the output of :func:`normalize` changes for some input; part of the fingerprint header.
 NORMALIZATION_VERSION = 1
@@ -37,16 +37,39 @@ PLACEHOLDER = "#"
 # digit) becomes the placeholder. One hostile megabyte-long token costs one pass, not a quadratic scan.
 _DIGIT_TAIL = re.compile(r"\d[\w\-]*")
 _MARKED_HEAD = re.compile(r"\x00[\w\-]*")
-_DIGIT_TAIL_B = re.compile(rb"\d[\w\-]*")
+# On bytes the digits are already NUL (mapped by the folding translate: a token with a digit becomes "#"
+# whatever its digits were), so pass (1) starts on NUL too instead of scanning for a character class.
+_NUL_TAIL_B = re.compile(rb"\x00[\w\-\x00]*")
 _MARKED_HEAD_B = re.compile(rb"\x00[\w\-]*")
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+_SPACE_RUN = re.compile(rb"  +")
+_NEWLINE_RUN = re.compile(rb"\n\n+")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
-# ASCII fast path: lower case and delete control characters (tab and line breaks kept) in one C pass.
+# ASCII fast path: lower case and delete control characters (tab and line breaks kept) in one C pass; the
+# same pass maps digits to NUL for the id masking and, for the flat form, every whitespace to a space.
 _ASCII_UPPER = bytes(range(ord("A"), ord("Z") + 1))
-_ASCII_FOLD = bytes.maketrans(_ASCII_UPPER, _ASCII_UPPER.lower())
+_ASCII_LOWER = _ASCII_UPPER.lower()
 _ASCII_DELETE = bytes(range(0x00, 0x09)) + bytes(range(0x0E, 0x20)) + b"\x7f"
+_DIGITS = b"0123456789"
+_NULS = b"\x00" * len(_DIGITS)
+_WHITESPACE = b"\t\n\x0b\x0c\r"  # all that bytes.split() and str.split() see after folding
+_SPACES = b" " * len(_WHITESPACE)
+# (mask_ids, flat) -> table
+_FOLD = {
+    (False, False): bytes.maketrans(_ASCII_UPPER, _ASCII_LOWER),
+    (True, False): bytes.maketrans(_ASCII_UPPER + _DIGITS, _ASCII_LOWER + _NULS),
+    (False, True): bytes.maketrans(_ASCII_UPPER + _WHITESPACE, _ASCII_LOWER + _SPACES),
+    (True, True): bytes.maketrans(_ASCII_UPPER + _DIGITS + _WHITESPACE, _ASCII_LOWER + _NULS + _SPACES),
+}
+_FLATTEN = bytes.maketrans(_WHITESPACE, _SPACES)
+# Segments: tab -> space, every line break -> newline.
+_LINES = bytes.maketrans(b"\t\r\x0b\x0c", b" \n\n\n")
+_SENTENCE_ENDS = tuple(bytes([c]) for c in b".!?;:")
+# Deleting these from UTF-8 leaves what ``_translate`` may change: non-ASCII characters, ASCII controls.
+_PLAIN_ASCII = bytes(range(0x09, 0x0E)) + bytes(range(0x20, 0x7F))
+# Beyond this many distinct such characters, one regex pass over the non-ASCII runs beats a replace each.
+_MAX_REPLACES = 24
 
 # Characters that render as nothing yet are not whitespace, beyond the categories dropped wholesale.
 _EXTRA_INVISIBLE = (0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x3164, 0xFFA0)
@@ -124,35 +147,61 @@ def _translate_run(match: re.Match[str]) -> str:
 def _translate(text: str) -> str:
     """Steps 3-4 on Unicode text. ``str.translate`` with a dict costs a lookup per character once the text
     holds any non-ASCII character, so mostly-ASCII text (English with a curly quote or an emoji: measured
-    ~10x slower than the whole ASCII path) translates only its non-ASCII runs, plus ASCII controls."""
-    extra = len(text.encode("utf-8", "surrogatepass")) - len(text)
-    if extra * 8 > len(text):
-        return text.translate(translation_table())
-    text = _NON_ASCII_RUN.sub(_translate_run, text)
-    if _ASCII_CONTROL.search(text):
-        text = _ASCII_CONTROL.sub("", text)
+    ~10x slower than the whole ASCII path) replaces each distinct non-ASCII or control character instead:
+    they are found by one C pass over the UTF-8 bytes, and ``str.replace`` is a fast search. Every
+    replacement is printable ASCII or a line break, never a character replaced here, so the order of the
+    replacements does not matter."""
+    table = translation_table()
+    data = text.encode("utf-8", "surrogatepass")
+    if (len(data) - len(text)) * 8 > len(text):
+        return text.translate(table)
+    special = set(data.translate(None, _PLAIN_ASCII).decode("utf-8", "surrogatepass"))
+    if len(special) > _MAX_REPLACES:
+        text = _NON_ASCII_RUN.sub(_translate_run, text)
+        if _ASCII_CONTROL.search(text):
+            text = _ASCII_CONTROL.sub("", text)
+        return text
+    for char in special:
+        replacement = table.get(ord(char), char)
+        if replacement != char:
+            text = text.replace(char, replacement or "")
     return text
 
 
-def _folded_bytes(text: str, mask_ids: bool) -> bytes:
-    """Steps 1-5 (all but whitespace collapse) as UTF-8; line breaks kept for :func:`normalize_lines`."""
+def _mask_nul(data: bytes) -> bytes:
+    """Id masking (step 5) of folded bytes whose digits the folding translate already turned into NUL."""
+    if b"\x00" not in data:
+        return data
+    return _MARKED_HEAD_B.sub(b"#", _NUL_TAIL_B.sub(b"\x00", data)[::-1])[::-1]
+
+
+def _folded_bytes(text: str, mask_ids: bool, flat: bool) -> bytes:
+    """Steps 1-5 (all but whitespace collapse) as UTF-8. ``flat``: every whitespace becomes a space (for
+    :func:`normalize_bytes`); otherwise line breaks are kept (for :func:`segment_bytes`)."""
     if not isinstance(text, str):
         raise TypeError(f"expected str, got {type(text).__name__}")
-    if text.isascii():
-        data = text.encode("ascii").translate(_ASCII_FOLD, _ASCII_DELETE)
-        if mask_ids:
-            data = _MARKED_HEAD_B.sub(b"#", _DIGIT_TAIL_B.sub(b"\x00", data)[::-1])[::-1]
-        return data
-    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
-    text = _translate(text)
-    if mask_ids:
-        text = _MARKED_HEAD.sub(PLACEHOLDER, _DIGIT_TAIL.sub("\x00", text)[::-1])[::-1]
-    return text.encode("utf-8", "surrogatepass")
+    if not text.isascii():
+        text = _translate(unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold()))
+        if not text.isascii():  # letters without an ASCII look-alike remain: Unicode digits and words
+            if mask_ids:
+                text = _MARKED_HEAD.sub(PLACEHOLDER, _DIGIT_TAIL.sub("\x00", text)[::-1])[::-1]
+            data = text.encode("utf-8", "surrogatepass")
+            return data.translate(_FLATTEN) if flat else data
+    # ASCII (from the start or after folding): on ASCII text the Unicode regexes match what these do.
+    data = text.encode("ascii").translate(_FOLD[mask_ids, flat], _ASCII_DELETE)
+    return _mask_nul(data) if mask_ids else data
+
+
+def _collapse(data: bytes) -> bytes:
+    """Step 6 on bytes whose whitespace is all spaces: runs become one space, none at either end."""
+    if b"  " in data:
+        data = _SPACE_RUN.sub(b" ", data)
+    return data.strip(b" ")
 
 
 def normalize_bytes(text: str, *, mask_ids: bool = True) -> bytes:
     """:func:`normalize` as UTF-8 bytes (what shingles are cut from), without a decode round trip."""
-    return b" ".join(_folded_bytes(text, mask_ids).split())
+    return _collapse(_folded_bytes(text, mask_ids, True))
 
 
 def normalize(text: str, *, mask_ids: bool = True) -> str:
@@ -160,16 +209,28 @@ def normalize(text: str, *, mask_ids: bool = True) -> str:
 
     ``mask_ids=False`` keeps digits and ids. Raises ``TypeError`` for a non-``str``.
     """
-    return normalize_bytes(text, mask_ids=mask_ids).decode("utf-8", "surrogatepass")
+    return _collapse(_folded_bytes(text, mask_ids, True)).decode("utf-8", "surrogatepass")
+
+
+def segment_bytes(text: str, *, mask_ids: bool = True) -> list[bytes]:
+    """The normalised, non-empty lines and sentences of ``text`` as UTF-8, in order (for segment hashes).
+
+    A sentence ends after ``. ! ? ; :`` followed by whitespace. Done with whole-text C passes (translate,
+    replace, one split) rather than a regex per line: whitespace is collapsed first, so a sentence end is
+    exactly the punctuation mark followed by one space.
+    """
+    data = _folded_bytes(text, mask_ids, False).translate(_LINES)
+    if b"  " in data:
+        data = _SPACE_RUN.sub(b" ", data)
+    data = data.replace(b" \n", b"\n").replace(b"\n ", b"\n")
+    for end in _SENTENCE_ENDS:
+        data = data.replace(end + b" ", end + b"\n")
+    if b"\n\n" in data:
+        data = _NEWLINE_RUN.sub(b"\n", data)
+    data = data.strip(b" \n")
+    return data.split(b"\n") if data else []
 
 
 def normalize_lines(text: str, *, mask_ids: bool = True) -> list[str]:
-    """The normalised, non-empty lines and sentences of ``text``, in order (for segment hashes)."""
-    folded = _folded_bytes(text, mask_ids).decode("utf-8", "surrogatepass")
-    parts: list[str] = []
-    for line in folded.splitlines():
-        for sentence in _SENTENCE_END.split(line):
-            collapsed = " ".join(sentence.split())
-            if collapsed:
-                parts.append(collapsed)
-    return parts
+    """The normalised, non-empty lines and sentences of ``text``, in order (see :func:`segment_bytes`)."""
+    return [part.decode("utf-8", "surrogatepass") for part in segment_bytes(text, mask_ids=mask_ids)]

@@ -5,16 +5,31 @@
 limiters share its connection pool. See docs/limiter.md.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._breaker import CircuitBreaker
 from ._bucket import TokenBucket
 from ._limit import BucketRequest, Limit
 from ._limiter import Limiter
 from ._memory import MemoryStore
-from ._redis import RedisStore
 from ._result import BucketResult, MultiResult
 from ._store import StorageError, Store
 from ._uri import storage_from_uri
 from ._window import WindowLimiter
+
+if TYPE_CHECKING:
+    from ._redis import RedisStore
+
+
+def __getattr__(name: str) -> Any:
+    """``RedisStore`` is imported on first use: redis-py is an optional dependency (``guardrail[redis]``),
+    and the in-process limiter must work without it."""
+    if name == "RedisStore":
+        from ._redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BucketRequest",

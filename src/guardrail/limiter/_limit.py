@@ -27,15 +27,16 @@ class Limit:
 
     rate: float
     burst: float
-    #: rate and burst encoded once for the Redis script (keeps the hot path free of float formatting).
-    wire: tuple[str, str] = field(init=False, repr=False, compare=False)
+    #: rate and burst encoded once for the Redis scripts: bytes pass through redis-py's command packer
+    #: untouched, which keeps float formatting and encoding off the hot path.
+    wire: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rate = _positive("rate", self.rate)
         burst = _positive("burst", self.burst)
         object.__setattr__(self, "rate", rate)
         object.__setattr__(self, "burst", burst)
-        object.__setattr__(self, "wire", (repr(rate), repr(burst)))
+        object.__setattr__(self, "wire", (repr(rate).encode(), repr(burst).encode()))
 
     @classmethod
     def parse(cls, text: str, burst: float | None = None) -> Limit:

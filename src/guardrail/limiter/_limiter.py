@@ -5,7 +5,7 @@ a hung server, a restart):
 
 - ``"local"`` (default): decide on an in-process bucket holding ``fallback_share`` of each limit's rate and
   burst. With N workers, ``fallback_share = 1/N`` keeps the global budget; larger shares trade budget for
-  fewer refusals during an outage. State kept during the outage is local and forgotten once Redis answers.
+  fewer refusals during an outage. Local state is per process and no longer consulted once Redis answers.
 - ``"open"``: admit everything (availability first; the budget is unenforced during the outage).
 - ``"closed"``: refuse everything with ``retry_after`` = time until the store is tried again (protection
   first; an outage of the limiter becomes an outage of the service).

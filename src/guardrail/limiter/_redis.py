@@ -54,20 +54,20 @@ def script(name: str = "gcra") -> tuple[str, str]:
     return found
 
 
-def _source(sha: str) -> str:
+def _source(sha: bytes) -> str:
     for source, digest in _SCRIPTS.values():
-        if digest == sha:
+        if digest.encode() == sha:
             return source
-    raise LookupError(f"no script with SHA1 {sha}")
+    raise LookupError(f"no script with SHA1 {sha!r}")
 
 
-def _now(now: float | None) -> str:
+def _now(now: float | None) -> bytes:
     """``now`` for the scripts: "" (server TIME) or whole microseconds."""
-    return "" if now is None else str(round(float(now) * _gcra.MICROS))
+    return b"" if now is None else str(round(float(now) * _gcra.MICROS)).encode()
 
 
-def _args(mode: str, requests: Sequence[BucketRequest], now: float | None) -> list[str | float]:
-    args: list[str | float] = [mode, _now(now)]
+def _args(mode: str, requests: Sequence[BucketRequest], now: float | None) -> list[bytes | float]:
+    args: list[bytes | float] = [mode.encode(), _now(now)]
     for r in requests:
         args += r.limit.wire
         args.append(r.cost)
@@ -131,8 +131,10 @@ class RedisStore:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
-        self._sha = script("gcra")[1]
-        self._sha_one = script("gcra_one")[1]
+        # arguments go to redis-py as bytes where possible: its command packer passes bytes through
+        self._sha = script("gcra")[1].encode()
+        self._sha_one = script("gcra_one")[1].encode()
+        self._prefix = prefix.encode()
 
     def __repr__(self) -> str:
         return f"RedisStore({self._name!r}, cluster={self.cluster}, prefix={self.prefix!r})"
@@ -170,7 +172,7 @@ class RedisStore:
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
 
-    def _evalsha(self, sha: str, keys: Sequence[str], args: Sequence[str | float]) -> bytes:
+    def _evalsha(self, sha: bytes, keys: Sequence[bytes], args: Sequence[bytes | float]) -> bytes:
         """One EVALSHA; on NOSCRIPT (first use, server restart, SCRIPT FLUSH) load the script and retry.
 
         Everything the client raises here is store trouble, including the odd non-Redis exception a client
@@ -190,7 +192,7 @@ class RedisStore:
             raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
         return reply
 
-    async def _aevalsha(self, sha: str, keys: Sequence[str], args: Sequence[str | float]) -> bytes:
+    async def _aevalsha(self, sha: bytes, keys: Sequence[bytes], args: Sequence[bytes | float]) -> bytes:
         try:
             client = await self._async()
             try:
@@ -210,13 +212,13 @@ class RedisStore:
         """Indexes of ``requests`` grouped by hash slot, in order of first appearance."""
         groups: dict[int, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault(key_slot((self.prefix + r.key).encode()), []).append(i)
+            groups.setdefault(key_slot(self._prefix + r.key.encode()), []).append(i)
         return list(groups.values())
 
     # -- sync ----------------------------------------------------------------------------------------
 
     def _run(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
-        keys = [self.prefix + r.key for r in requests]
+        keys = [self._prefix + r.key.encode() for r in requests]
         return _parse(mode, requests, self._evalsha(self._sha, keys, _args(mode, requests, now)))
 
     def decide(self, mode: str, requests: Sequence[BucketRequest], now: float | None = None) -> MultiResult:
@@ -270,7 +272,9 @@ class RedisStore:
     def consume_one(self, key: str, limit: Limit, cost: float, now: float | None = None) -> BucketResult:
         rate, burst = limit.wire
         try:
-            reply = self._evalsha(self._sha_one, (self.prefix + key,), (_now(now), rate, burst, cost))
+            reply = self._evalsha(
+                self._sha_one, (self._prefix + key.encode(),), (_now(now), rate, burst, cost)
+            )
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
         flag, ahead = reply.split()
@@ -283,7 +287,7 @@ class RedisStore:
     # -- async ---------------------------------------------------------------------------------------
 
     async def _arun(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
-        keys = [self.prefix + r.key for r in requests]
+        keys = [self._prefix + r.key.encode() for r in requests]
         return _parse(mode, requests, await self._aevalsha(self._sha, keys, _args(mode, requests, now)))
 
     async def adecide(
@@ -343,7 +347,9 @@ class RedisStore:
     ) -> BucketResult:
         rate, burst = limit.wire
         try:
-            reply = await self._aevalsha(self._sha_one, (self.prefix + key,), (_now(now), rate, burst, cost))
+            reply = await self._aevalsha(
+                self._sha_one, (self._prefix + key.encode(),), (_now(now), rate, burst, cost)
+            )
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
         flag, ahead = reply.split()

@@ -10,11 +10,13 @@ option given by the caller wins.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._memory import MemoryStore
-from ._redis import RedisStore
 from ._store import Store
+
+if TYPE_CHECKING:
+    from ._redis import RedisStore
 
 #: Seconds. A healthy Redis on a LAN answers in well under a millisecond; 250 ms is a hang.
 DEFAULT_TIMEOUT = 0.25
@@ -80,6 +82,10 @@ def storage_from_uri(uri: str, *, prefix: str = "gr:lim:", **options: Any) -> St
         raise ValueError(f"unknown storage scheme in {uri!r}; expected one of {', '.join(SCHEMES)}")
     if scheme == "memory":
         return MemoryStore(**options)
+    try:
+        import redis  # noqa: F401
+    except ImportError as err:
+        raise ValueError(f"{uri!r} needs redis-py: pip install 'guardrail[redis]'") from err
     name = f"{parsed.scheme}://{parsed.netloc.rsplit('@', 1)[-1]}{parsed.path}"
     if scheme in ("redis", "rediss", "redis+unix"):
         url = uri.replace(parsed.scheme, "unix" if scheme == "redis+unix" else scheme, 1)
@@ -105,6 +111,8 @@ def _standalone(url: str, prefix: str, name: str, options: dict[str, Any]) -> Re
 
         return redis.asyncio.Redis.from_url(url, **_client_options(options, asyncio=True))
 
+    from ._redis import RedisStore
+
     return RedisStore(client=client, async_client=async_client, prefix=prefix, name=name)
 
 
@@ -120,6 +128,8 @@ def _cluster(locations: list[tuple[str, int]], prefix: str, name: str, options: 
 
         nodes = [ClusterNode(host, port) for host, port in locations]
         return RedisCluster(startup_nodes=nodes, **_client_options(options, asyncio=True))
+
+    from ._redis import RedisStore
 
     return RedisStore(client=client, async_client=async_client, cluster=True, prefix=prefix, name=name)
 
@@ -145,5 +155,7 @@ def _sentinel(
         opts = _client_options(options, asyncio=True)
         sentinel = Sentinel(locations, sentinel_kwargs=sentinel_kwargs, **opts)  # type: ignore[no-untyped-call]
         return sentinel.master_for(service, **opts)
+
+    from ._redis import RedisStore
 
     return RedisStore(client=client, async_client=async_client, prefix=prefix, name=name)

@@ -9,6 +9,7 @@ nothing raises into the caller's request path.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -18,11 +19,11 @@ import limits.strategies
 from limits.errors import StorageError as LimitsStorageError
 from limits.storage import storage_from_string
 
-from ._redis import BACKEND_ERRORS
 from ._result import FAIL_CLOSED, FAIL_OPEN, BucketResult
 
 STRATEGIES = ("fixed-window", "moving-window", "sliding-window-counter")
-_ERRORS: tuple[type[BaseException], ...] = (LimitsStorageError, *BACKEND_ERRORS)
+#: limits wraps backend errors into its StorageError (``wrap_exceptions=True``); sockets may still raise.
+_ERRORS: tuple[type[BaseException], ...] = (LimitsStorageError, OSError, asyncio.TimeoutError)
 
 
 class WindowLimiter:
