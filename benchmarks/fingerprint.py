@@ -6,7 +6,8 @@ Prints, for realistic prompts of ~200, ~1,000 and ~4,000 characters: microsecond
 (text -> fingerprint) for guardrail (one at a time and batched) and datasketch ``MinHash(num_perm=128)``
 (sha1 default and xxhash ``hashfunc``, ``update_batch``, same normalisation and same shingles), the floor
 (XXH3 of each shingle in a Python loop), the mean absolute error of each against the exact Jaccard
-similarity of the shingle sets; the two MinHash schemes; word vs character shingles; LSH insert/query
+similarity of the shingle sets; normalize/segments/fingerprint on ~1,500-char chat prompts (the calls a
+request handler makes); the two MinHash schemes; word vs character shingles; LSH insert/query
 throughput and memory against datasketch ``MinHashLSH`` at thresholds 0.5 and 0.8.
 """
 
@@ -19,6 +20,7 @@ import statistics
 import sys
 import time
 import tracemalloc
+import unicodedata
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -339,6 +341,57 @@ def bench_speed_accuracy(rng: random.Random, sizes: Sequence[int], n_prompts: in
         )
 
 
+def bench_engine_calls(rng: random.Random, n_prompts: int) -> None:
+    """What a request handler pays per prompt: normalize, segments, fingerprint on ~1,500-char chat
+    prompts, plain ASCII and with typographic punctuation. Peer: the least any Unicode-aware pipeline does
+    (NFKC, casefold, whitespace split and join), in the same run."""
+    print(
+        "\n== per-request calls on ~1,500-char chat prompts (us per prompt, best of 15 interleaved runs) =="
+    )
+    fpr = Fingerprinter()
+    plain = [
+        make_prompt(rng, 1500).replace("\u2019", "'").replace(" \u2014 ", " - ").replace("\u2026", "...")
+        for _ in range(n_prompts)
+    ]
+    typo = [p.replace("'", "\u2019").replace(" - ", " \u2014 ") + " \u2014 ok" for p in plain]
+    widths = (12, 7, 10, 10, 12, 14, 12)
+    print(
+        row(
+            ("prompts", "chars", "normalize", "segments", "fingerprint", "NFKC+fold+ws", "x normalize"),
+            widths,
+        )
+    )
+    for name, prompts in (("ascii", plain), ("typographic", typo)):
+
+        def peer(prompts: list[str] = prompts) -> None:
+            for p in prompts:
+                " ".join(unicodedata.normalize("NFKC", p).casefold().split())
+
+        t = race(
+            {
+                "normalize": lambda prompts=prompts: [normalize(p) for p in prompts],
+                "segments": lambda prompts=prompts: [fpr.segments(p) for p in prompts],
+                "fingerprint": lambda prompts=prompts: [fpr.fingerprint(p) for p in prompts],
+                "peer": peer,
+            }
+        )
+        us = {k: v / len(prompts) * 1e6 for k, v in t.items()}
+        print(
+            row(
+                (
+                    name,
+                    int(statistics.mean(len(p) for p in prompts)),
+                    f"{us['normalize']:.1f}",
+                    f"{us['segments']:.1f}",
+                    f"{us['fingerprint']:.1f}",
+                    f"{us['peer']:.1f}",
+                    f"{us['peer'] / us['normalize']:.1f}x",
+                ),
+                widths,
+            )
+        )
+
+
 def bench_schemes(rng: random.Random, sizes: Sequence[int], n_prompts: int) -> None:
     print("\n== MinHash scheme (us per prompt; same normalisation and shingles) ==")
     oph, kperm = Fingerprinter(scheme="oph"), Fingerprinter(scheme="kperm")
@@ -509,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = (200, 1000, 4000)
     normalize("warm up the confusables table: \u041d\u0435ll\u043e")
     bench_speed_accuracy(rng, sizes, n_prompts=20 if quick else 50, n_pairs=30 if quick else 150)
+    bench_engine_calls(rng, n_prompts=10 if quick else 30)
     bench_schemes(rng, sizes, n_prompts=10 if quick else 30)
     bench_shingle_kind(rng, 10 if quick else 40)
     bench_lsh(rng, 1000 if quick else 5000, 100 if quick else 1000)

@@ -145,3 +145,46 @@ def test_parameter_checks() -> None:
         index.query("text")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         LSHIndex(capacity=0)
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["insert", "insert", "remove"]), st.integers(0, 7), st.integers(0, 5)),
+        max_size=40,
+    ),
+    st.sampled_from([0.5, 0.8]),
+)
+def test_query_equals_brute_force_band_comparison(ops: list[tuple[str, int, int]], threshold: float) -> None:
+    # Signature values from {0, 1}: bands collide often, so buckets of one, a few and many keys all occur.
+    rng = np.random.default_rng(5)
+    pool = [fingerprint_from(rng.integers(0, 2, size=128, dtype=np.uint64)) for _ in range(6)]
+    index = LSHIndex(threshold=threshold, num_perm=128, capacity=5)
+    model: dict[int, Fingerprint] = {}
+    for op, key, which in ops:
+        if op == "insert":
+            index.insert(key, pool[which])
+            model.pop(key, None)
+            model[key] = pool[which]
+            while len(model) > 5:
+                del model[next(iter(model))]
+        else:
+            assert index.remove(key) == (model.pop(key, None) is not None)
+    assert set(index._entries) == set(model)
+    for fp in pool:
+        bands = index.band_keys(fp)
+        expected = {k for k, other in model.items() if set(bands) & set(index.band_keys(other))}
+        result = index.query(fp)
+        assert len(result) == len(set(result)) and set(result) == expected
+    assert all(len(bucket) >= 2 for table in index._multis for bucket in table.values())
+    assert not any(set(s) & set(m) for s, m in zip(index._singles, index._multis, strict=True))
+
+
+def test_band_keys_carry_the_in_memory_band_values() -> None:
+    index = LSHIndex(threshold=0.5, num_perm=128)
+    fp = FP.fingerprint("some prompt text to index")
+    values = fp.signature_bytes
+    width = 4 * index.rows
+    assert index.band_keys(fp) == [
+        i.to_bytes(2, "little") + values[i * width : (i + 1) * width] for i in range(index.bands)
+    ]

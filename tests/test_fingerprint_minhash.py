@@ -317,3 +317,28 @@ def test_golden_values_pin_the_format() -> None:
     assert xxhash.xxh3_64_hexdigest(oph) == "1dc275414d5f8abb"
     assert xxhash.xxh3_64_hexdigest(kperm) == "e8c9b366ab008b78"
     assert FP.segments(text) == (3788859046732937537, 17790768838554560888, 11202080215641526859)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.lists(st.integers(0, 2**64 - 1), max_size=300),
+    st.sampled_from([1, 7, 64, 100, 128, 256]),
+    st.integers(0, 2**64 - 1),
+)
+def test_single_text_path_equals_batch_path(values: list[int], num_perm: int, seed: int) -> None:
+    from guardrail.fingerprint.minhash import signature_one, signatures_concat
+
+    params = Fingerprinter(num_perm=num_perm, seed=seed).params
+    h = np.array(values, dtype=np.uint64)
+    other = np.array([1, 2, 3], dtype=np.uint64)
+    one = signature_one(h.copy(), params, owned=True)
+    assert one == signature_one(h, params) == signatures_concat(h, None, 1, params)[0]
+    doc_ids = np.repeat(np.arange(2, dtype=np.uint64), [len(h), len(other)])
+    assert one == signatures_concat(np.concatenate((h, other)), doc_ids, 2, params)[0]
+    assert h.tolist() == values  # not owned: left untouched
+
+
+@settings(deadline=None, max_examples=20)
+@given(st.lists(st.one_of(texts, sentences, sentences.map(lambda s: s + " " + s)), max_size=8))
+def test_batch_of_long_and_short_texts_equals_single(batch: list[str]) -> None:
+    assert FP.fingerprint_many(batch) == [FP.fingerprint(t) for t in batch]

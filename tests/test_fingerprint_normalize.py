@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import string
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -154,3 +156,61 @@ def test_any_code_point_including_lone_surrogates(text: str) -> None:
     out = normalize(text)
     assert normalize(out) == out
     assert "\x00" not in out
+
+
+# --- the fast paths against straightforward reference implementations ------------------------------------
+
+_REF_DIGIT_TAIL = re.compile(r"\d[\w\-]*")
+_REF_MARKED_HEAD = re.compile(r"\x00[\w\-]*")
+_REF_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+
+
+def _reference_mask(text: str) -> str:
+    """Id masking by the two Unicode regex passes (what ``normalize`` did before its byte fast path)."""
+    return _REF_MARKED_HEAD.sub("#", _REF_DIGIT_TAIL.sub("\x00", text)[::-1])[::-1]
+
+
+def _reference_normalize(text: str) -> str:
+    from guardrail.fingerprint.normalize import _translate
+
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    return " ".join(_reference_mask(_translate(text)).split())
+
+
+token_text = st.text(
+    alphabet=string.ascii_letters
+    + "0123456789_-#./: \n\t\x00\x7f"
+    + "\u2014\u2019\u00e9\u0663\u0436\u4e2d\U0001f600",
+    max_size=200,
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(token_text)
+def test_byte_masking_equals_unicode_regex_masking(text: str) -> None:
+    # ASCII text, and text whose non-ASCII characters are separators (dashes, emoji), are masked on bytes
+    # with digits pre-mapped to NUL; the result must be what the Unicode regexes give.
+    assert normalize(text) == _reference_normalize(text)
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.text(alphabet=string.ascii_letters + ".!?;: \t\n\r\x0b\x0c\x1c\x85\u2028x1", max_size=200))
+def test_segments_split_like_lines_then_sentences(text: str) -> None:
+    from guardrail.fingerprint.normalize import _folded_bytes
+
+    folded = _folded_bytes(text, True, False).decode("utf-8", "surrogatepass")
+    expected = [
+        " ".join(sentence.split())
+        for line in folded.splitlines()
+        for sentence in _REF_SENTENCE_END.split(line)
+        if sentence.split()
+    ]
+    assert normalize_lines(text) == expected
+
+
+def test_many_distinct_non_ascii_characters_take_the_regex_path() -> None:
+    from guardrail.fingerprint.normalize import _MAX_REPLACES, _translate
+
+    rare = "".join(chr(0x0430 + i) for i in range(_MAX_REPLACES + 8))
+    text = "plain ascii text " * 20 + rare + "\x01 more"
+    assert _translate(text) == text.translate(translation_table())

@@ -3,8 +3,8 @@
 The public API is re-exported here; implementation modules are private or live in subpackages.
 """
 
-from guardrail.elicitation import elicitation_score
 from guardrail.adapters import Guardrail, GuardrailEvent, GuardrailFromEnv, GuardrailWSGI
+from guardrail.elicitation import elicitation_score
 from guardrail.extract import Extractor, NoPrompt, Prompt, Turn, estimate_tokens, extract
 from guardrail.fingerprint import (
     Fingerprint,
@@ -15,11 +15,23 @@ from guardrail.fingerprint import (
     TemplateMatch,
     normalize,
 )
+from guardrail.limiter import (
+    BucketRequest,
+    BucketResult,
+    Limit,
+    Limiter,
+    MultiResult,
+    StorageError,
+    TokenBucket,
+    storage_from_uri,
+)
 from guardrail.simulate import Simulation, simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BucketRequest",
+    "BucketResult",
     "Extractor",
     "Fingerprint",
     "Fingerprinter",
@@ -28,12 +40,17 @@ __all__ = [
     "GuardrailFromEnv",
     "GuardrailWSGI",
     "LSHIndex",
+    "Limit",
+    "Limiter",
+    "MultiResult",
     "NoPrompt",
     "Prompt",
     "PromptFingerprint",
     "Simulation",
+    "StorageError",
     "TemplateIndex",
     "TemplateMatch",
+    "TokenBucket",
     "Turn",
     "__version__",
     "elicitation_score",
@@ -41,4 +58,5 @@ __all__ = [
     "extract",
     "normalize",
     "simulate",
+    "storage_from_uri",
 ]

@@ -15,6 +15,7 @@ import pytest
 from guardrail.cli import _analyze
 from guardrail.engine import Guard, RequestFacts, analysis_report
 from guardrail.engine._replay import LogError, parse_line, parse_ts
+from guardrail.report._schema import validate_report
 
 from ._synth import traffic
 
@@ -67,6 +68,7 @@ def test_json_output_flags_the_campaign(log: Any, capsys: pytest.CaptureFixture[
     report = json.loads(out)
     assert set(report["flagged_accounts"]) == bad
     assert report["clusters"] and {"accounts", "score", "evidence"} <= set(report["clusters"][0])
+    validate_report(report)  # the HTML report can render it
     assert report["figures"]["malformed_lines"] == 2
     assert "line 7: invalid JSON" in err and "line 8: missing or empty 'account'" in err
     for t in report["templates"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import pytest
 
@@ -154,3 +155,44 @@ def test_online_background_recluster_thread_starts_and_stops() -> None:
     assert guard._thread is not None
     guard.close()
     assert not guard._thread.is_alive()
+
+
+@pytest.mark.redis
+def test_two_guards_on_one_redis_see_the_same_clusters(redis_url: str) -> None:
+    from guardrail.engine._stores import engine_store_from_uri
+
+    tag = f"t{uuid.uuid4().hex[:10]}"
+    recs, bad = traffic(seed=8, campaign=16, honest=16)
+    a = Guard(engine_store_from_uri(redis_url, prefix=tag), limiter=redis_url, namespace=tag)
+    b = Guard(engine_store_from_uri(redis_url, prefix=tag), limiter=redis_url, namespace=tag)
+    memory = Guard()
+    try:
+        for i, rec in enumerate(recs):
+            (a if i % 2 else b).check(_facts(rec))
+            memory.check(_facts(rec))
+        last = float(recs[-1]["ts"])
+        a.recluster(last + 1)
+        memory.recluster(last + 1)
+        probe = next(r for r in recs if r["account"] in bad)
+        d = b.check(
+            RequestFacts(account=str(probe["account"]), ip=probe["ip"], body=probe["body"], ts=last + 2)
+        )
+        assert d.evidence.get("cluster_action") == "throttle"
+        assert set(analysis_report(a)["flagged_accounts"]) == set(analysis_report(memory)["flagged_accounts"])
+    finally:
+        a.store.clear()
+        a.close()
+        b.close()
+
+
+def test_campaign_behind_a_generic_system_prompt_is_kept_apart_from_its_honest_users() -> None:
+    recs, bad = traffic(seed=21, campaign=20, honest=120, days=3.0)
+    for rec in recs:
+        if rec["account"] in bad:  # the campaign hides behind the most common honest system prompt
+            rec["body"]["messages"].insert(0, {"role": "system", "content": "You are a helpful assistant."})
+    guard = Guard()
+    for rec in recs:
+        guard.check(_facts(rec))
+    guard.recluster(float(recs[-1]["ts"]) + 1)
+    flagged = set(analysis_report(guard)["flagged_accounts"])
+    assert flagged == {guard.account_id(a) for a in bad}

@@ -69,8 +69,10 @@ class Core:
         on_event: Callable[[Event], None] | None,
         keep_samples: bool,
         clock: Callable[[], float],
+        namespace: str = "gr",
     ) -> None:
         self.policy = policy
+        self.namespace = namespace
         self.linkage = linkage
         self.secret = secret if secret is not None else default_secret()
         self.on_event = on_event
@@ -147,13 +149,11 @@ class Core:
     ) -> list[BucketRequest]:
         out: list[BucketRequest] = []
         if action is Action.THROTTLE and verdict is not None:
-            out.append(
-                BucketRequest(f"gr:cluster:{verdict.cluster}", self.policy.cluster_limit, prepared.cost)
-            )
+            key = f"{self.namespace}:cluster:{verdict.cluster}"
+            out.append(BucketRequest(key, self.policy.cluster_limit, prepared.cost))
         if self.policy.account_limit is not None:
-            out.append(
-                BucketRequest(f"gr:acct:{prepared.obs.account}", self.policy.account_limit, prepared.cost)
-            )
+            key = f"{self.namespace}:acct:{prepared.obs.account}"
+            out.append(BucketRequest(key, self.policy.account_limit, prepared.cost))
         return out
 
     def decide(

@@ -56,7 +56,10 @@ class _Base:
         recluster_interval: float = 5.0,
         keep_samples: bool = False,
         clock: Callable[[], float] = time.time,
+        namespace: str = "gr",
     ) -> None:
+        if not isinstance(namespace, str) or not namespace:
+            raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
         if not recluster_interval > 0:
             raise ValueError(f"recluster_interval must be > 0, got {recluster_interval!r}")
         self.store = open_store(storage, settings)
@@ -72,6 +75,7 @@ class _Base:
             on_event=on_event,
             keep_samples=keep_samples,
             clock=clock,
+            namespace=namespace,
         )
         self.recluster_interval = float(recluster_interval)
         self._owner = uuid.uuid4().hex
@@ -155,10 +159,15 @@ class Guard(_Base):
             self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.recluster_interval):
+        # Waits at least twice the last re-clustering's duration, so that with a very large state the
+        # background work never takes more than about a third of a core.
+        wait = self.recluster_interval
+        while not self._stop.wait(wait):
+            started = time.monotonic()
             with contextlib.suppress(Exception):
-                if self.store.try_lock(self._owner, self.recluster_interval * 3):
+                if self.store.try_lock(self._owner, max(wait, self.recluster_interval) * 3):
                     self._recluster_live()
+            wait = max(self.recluster_interval, 2.0 * (time.monotonic() - started))
 
     def _recluster_live(self) -> None:
         with self._recluster_lock:
@@ -233,11 +242,14 @@ class AsyncGuard(_Base):
         )
 
     async def _loop(self) -> None:
+        wait = self.recluster_interval
         while True:
-            await asyncio.sleep(self.recluster_interval)
+            await asyncio.sleep(wait)
+            started = time.monotonic()
             with contextlib.suppress(Exception):
-                if await self.store.atry_lock(self._owner, self.recluster_interval * 3):
+                if await self.store.atry_lock(self._owner, max(wait, self.recluster_interval) * 3):
                     await self.recluster()
+            wait = max(self.recluster_interval, 2.0 * (time.monotonic() - started))
 
     async def aclose(self) -> None:
         task = self._task

@@ -3,7 +3,10 @@
 Defaults: a cluster scoring at least ``throttle_score`` with ``min_accounts`` or more accounts is throttled
 *as one*: all its accounts draw from one shared token bucket (``cluster_limit``, about the budget of one
 busy honest account), so 25,000 linked accounts get the budget of one. Blocking is off by default
-(``block_score=None``): a throttle degrades a false positive gracefully, a block does not. A brand-new
+(``block_score=None``): a throttle degrades a false positive gracefully, a block does not. Groups of fewer
+than five accounts are reported but not throttled: a campaign spreads its volume over many accounts to stay
+under per-account limits, while two to four keys carry enough volume each for a plain per-account quota, and
+small honest groups (a team's keys, a batch job split over a few keys) are the likeliest look-alikes. A brand-new
 account whose traffic is concentrated on a flagged cluster's template joins that cluster's bucket on its
 first request, so replacing a banned account buys nothing.
 """
@@ -40,7 +43,7 @@ class Policy:
 
     throttle_score: float = 0.8
     block_score: float | None = None
-    min_accounts: int = 3
+    min_accounts: int = 5
     cluster_limit: Limit = DEFAULT_CLUSTER_LIMIT
     account_limit: Limit | None = None
     join_share: float = 0.5

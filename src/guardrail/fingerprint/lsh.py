@@ -36,7 +36,6 @@ def _area(y: np.ndarray, x: np.ndarray) -> float:
     return float(((y[1:] + y[:-1]) * np.diff(x)).sum() / 2.0)
 
 
-
 def collision_probability(similarity: float, bands: int, rows: int) -> float:
     """Probability that two fingerprints of Jaccard ``similarity`` share at least one band."""
     return float(1.0 - (1.0 - similarity**rows) ** bands)
@@ -164,7 +163,7 @@ class LSHIndex:
             if previous is not None:
                 self._unlink(key, previous)
             self._entries[key] = bands
-            for singles, multis, band in zip(self._singles, self._multis, bands):
+            for singles, multis, band in zip(self._singles, self._multis, bands, strict=True):
                 bucket = multis.get(band)
                 if bucket is None:
                     other = singles.setdefault(band, key)
@@ -213,7 +212,7 @@ class LSHIndex:
                 self._entries.move_to_end(key)
 
     def _unlink(self, key: Hashable, bands: tuple[bytes, ...]) -> None:
-        for singles, multis, band in zip(self._singles, self._multis, bands):
+        for singles, multis, band in zip(self._singles, self._multis, bands, strict=True):
             bucket = multis.get(band)
             if bucket is None:
                 if singles.get(band, _MISSING) == key:

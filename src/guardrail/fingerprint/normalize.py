@@ -23,6 +23,7 @@ import functools
 import re
 import sys
 import unicodedata
+from itertools import repeat
 
 __all__ = ["NORMALIZATION_VERSION", "normalize", "normalize_bytes", "normalize_lines", "segment_bytes"]
 
@@ -37,13 +38,11 @@ PLACEHOLDER = "#"
 # digit) becomes the placeholder. One hostile megabyte-long token costs one pass, not a quadratic scan.
 _DIGIT_TAIL = re.compile(r"\d[\w\-]*")
 _MARKED_HEAD = re.compile(r"\x00[\w\-]*")
-# On bytes the digits are already NUL (mapped by the folding translate: a token with a digit becomes "#"
-# whatever its digits were), so pass (1) starts on NUL too instead of scanning for a character class.
-_NUL_TAIL_B = re.compile(rb"\x00[\w\-\x00]*")
-_MARKED_HEAD_B = re.compile(rb"\x00[\w\-]*")
+# What ``[\w\-]`` matches in ASCII (the id masking of bytes, see ``_mask_nul``).
+_WORD_BYTES = bytes(range(0x30, 0x3A)) + bytes(range(0x41, 0x5B)) + bytes(range(0x61, 0x7B)) + b"_-"
 _SPACE_RUN = re.compile(rb"  +")
-_NEWLINE_RUN = re.compile(rb"\n\n+")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_UNICODE_WORD = re.compile(r"\w")
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 # ASCII fast path: lower case and delete control characters (tab and line breaks kept) in one C pass; the
@@ -63,11 +62,13 @@ _FOLD = {
     (True, True): bytes.maketrans(_ASCII_UPPER + _DIGITS + _WHITESPACE, _ASCII_LOWER + _NULS + _SPACES),
 }
 _FLATTEN = bytes.maketrans(_WHITESPACE, _SPACES)
-# Segments: tab -> space, every line break -> newline.
-_LINES = bytes.maketrans(b"\t\r\x0b\x0c", b" \n\n\n")
-_SENTENCE_ENDS = tuple(bytes([c]) for c in b".!?;:")
+# Segments: tab -> space, every line break -> NUL (the boundary marker: no NUL survives folding and masking).
+_LINES = bytes.maketrans(b"\t\n\r\x0b\x0c", b" \x00\x00\x00\x00")
+_SENTENCE_ENDS = {c: (bytes([c]) + b" ", bytes([c]) + b"\x00") for c in b".!?;:"}
+_NOT_SENTENCE_END = bytes(c for c in range(256) if c not in _SENTENCE_ENDS)
 # Deleting these from UTF-8 leaves what ``_translate`` may change: non-ASCII characters, ASCII controls.
 _PLAIN_ASCII = bytes(range(0x09, 0x0E)) + bytes(range(0x20, 0x7F))
+_ALL_ASCII = bytes(range(0x80))
 # Beyond this many distinct such characters, one regex pass over the non-ASCII runs beats a replace each.
 _MAX_REPLACES = 24
 
@@ -169,10 +170,26 @@ def _translate(text: str) -> str:
 
 
 def _mask_nul(data: bytes) -> bytes:
-    """Id masking (step 5) of folded bytes whose digits the folding translate already turned into NUL."""
-    if b"\x00" not in data:
+    """Id masking (step 5) of folded bytes whose digits the folding translate already turned into NUL.
+
+    Split at the NULs, a token holding digits is the word characters (``[\\w-]``) before its first NUL,
+    its NULs and the word characters between and after them: the piece before each token loses its word
+    tail (``rstrip``), the piece after it its word head (``lstrip``), pieces that are nothing but word
+    characters lie inside a token and vanish, and ``#`` joins what is left. All C-level passes (``map``,
+    ``filter``, ``join``), measured about 3x faster than the two regex passes of the Unicode path, and
+    linear on a hostile megabyte-long token.
+    """
+    parts = data.split(b"\x00")
+    if len(parts) == 1:
         return data
-    return _MARKED_HEAD_B.sub(b"#", _NUL_TAIL_B.sub(b"\x00", data)[::-1])[::-1]
+    between = filter(None, map(bytes.lstrip, parts[1:-1], repeat(_WORD_BYTES)))
+    return b"#".join(
+        [
+            parts[0].rstrip(_WORD_BYTES),
+            *map(bytes.rstrip, between, repeat(_WORD_BYTES)),
+            parts[-1].lstrip(_WORD_BYTES),
+        ]
+    )
 
 
 def _folded_bytes(text: str, mask_ids: bool, flat: bool) -> bytes:
@@ -182,14 +199,23 @@ def _folded_bytes(text: str, mask_ids: bool, flat: bool) -> bytes:
         raise TypeError(f"expected str, got {type(text).__name__}")
     if not text.isascii():
         text = _translate(unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold()))
-        if not text.isascii():  # letters without an ASCII look-alike remain: Unicode digits and words
+        if not text.isascii() and _has_word_characters(text):
+            # Letters or digits without an ASCII look-alike remain (Cyrillic, CJK, Arabic-Indic digits):
+            # the id masking must see them as word characters, as Unicode regexes do.
             if mask_ids:
                 text = _MARKED_HEAD.sub(PLACEHOLDER, _DIGIT_TAIL.sub("\x00", text)[::-1])[::-1]
             data = text.encode("utf-8", "surrogatepass")
             return data.translate(_FLATTEN) if flat else data
-    # ASCII (from the start or after folding): on ASCII text the Unicode regexes match what these do.
-    data = text.encode("ascii").translate(_FOLD[mask_ids, flat], _ASCII_DELETE)
+    # ASCII text, or only non-word characters beyond ASCII (dashes, symbols, emoji), which separate tokens
+    # in the byte masking as they do in the Unicode regexes.
+    data = text.encode("utf-8", "surrogatepass").translate(_FOLD[mask_ids, flat], _ASCII_DELETE)
     return _mask_nul(data) if mask_ids else data
+
+
+def _has_word_characters(text: str) -> bool:
+    """Whether a non-ASCII character of ``text`` is a word character (``\\w``) for Unicode regexes."""
+    rest = text.encode("utf-8", "surrogatepass").translate(None, _ALL_ASCII)
+    return _UNICODE_WORD.search(rest.decode("utf-8", "surrogatepass")) is not None
 
 
 def _collapse(data: bytes) -> bytes:
@@ -216,19 +242,14 @@ def segment_bytes(text: str, *, mask_ids: bool = True) -> list[bytes]:
     """The normalised, non-empty lines and sentences of ``text`` as UTF-8, in order (for segment hashes).
 
     A sentence ends after ``. ! ? ; :`` followed by whitespace. Done with whole-text C passes (translate,
-    replace, one split) rather than a regex per line: whitespace is collapsed first, so a sentence end is
-    exactly the punctuation mark followed by one space.
+    replace, one split, ``map``) rather than a regex per line: line breaks and sentence ends become NUL
+    markers, spaces are collapsed, and the pieces between markers are stripped.
     """
     data = _folded_bytes(text, mask_ids, False).translate(_LINES)
-    if b"  " in data:
-        data = _SPACE_RUN.sub(b" ", data)
-    data = data.replace(b" \n", b"\n").replace(b"\n ", b"\n")
-    for end in _SENTENCE_ENDS:
-        data = data.replace(end + b" ", end + b"\n")
-    if b"\n\n" in data:
-        data = _NEWLINE_RUN.sub(b"\n", data)
-    data = data.strip(b" \n")
-    return data.split(b"\n") if data else []
+    for mark in set(data.translate(None, _NOT_SENTENCE_END)):  # the marks present, found in one pass
+        end, boundary = _SENTENCE_ENDS[mark]
+        data = data.replace(end, boundary)
+    return list(filter(None, map(bytes.strip, _collapse(data).split(b"\x00"))))
 
 
 def normalize_lines(text: str, *, mask_ids: bool = True) -> list[str]:

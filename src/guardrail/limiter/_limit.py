@@ -30,13 +30,18 @@ class Limit:
     #: rate and burst encoded once for the Redis scripts: bytes pass through redis-py's command packer
     #: untouched, which keeps float formatting and encoding off the hot path.
     wire: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
+    #: the same two arguments already in Redis's wire format (two RESP bulk strings), for the store's
+    #: hand-packed commands: a limit is encoded once, not once per request.
+    resp: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rate = _positive("rate", self.rate)
         burst = _positive("burst", self.burst)
         object.__setattr__(self, "rate", rate)
         object.__setattr__(self, "burst", burst)
-        object.__setattr__(self, "wire", (repr(rate).encode(), repr(burst).encode()))
+        wire = (repr(rate).encode(), repr(burst).encode())
+        object.__setattr__(self, "wire", wire)
+        object.__setattr__(self, "resp", b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in wire))
 
     @classmethod
     def parse(cls, text: str, burst: float | None = None) -> Limit:

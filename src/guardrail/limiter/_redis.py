@@ -1,8 +1,18 @@
-"""Redis store: every decision is one EVALSHA of ``lua/gcra.lua`` on the server's clock.
+"""Redis store: every decision is one EVALSHA of a Lua script on the server's clock.
 
-The script is read and hashed once from package data; every call is a bare EVALSHA, and a NOSCRIPT reply
-(first use, server restart, SCRIPT FLUSH, failover) loads the script once and retries. Bypassing redis-py's
-``Script`` wrapper saves a few microseconds per call, which matters against a single round trip.
+``lua/gcra.lua`` decides several buckets at once (any mode); ``lua/gcra_one.lua`` is the single-bucket
+consume. Both are read and hashed once from package data; a NOSCRIPT reply (first use, server restart,
+SCRIPT FLUSH, failover) loads the script on the same connection and retries once.
+
+The hot path is priced against one ``INCRBY`` round trip, so the client side is kept to the bare minimum:
+on a standalone or Sentinel-managed Redis the command is packed here, in Redis's wire format, from pieces
+encoded once (the ``EVALSHA <sha> <numkeys>`` head per store, each ``Limit``'s rate and burst), and sent on a
+connection borrowed from redis-py's own pool with redis-py's own ``send_packed_command`` /
+``read_response`` (which disconnect on a socket error or timeout, and raise ``NoScriptError`` and the
+other reply errors). What is skipped is ``execute_command``'s generic machinery (argument packing,
+retry closures, metrics hooks, reply callbacks), about as long as the script itself on the server. A
+client configured with retries, a single-connection client and Redis Cluster go through
+``execute_command`` as usual (Cluster needs its routing and redirection handling).
 Clients are created lazily, so a Redis that is down at start-up surfaces as a StorageError on first use
 (handled by the failure policy) instead of an exception at import or construction time.
 
@@ -19,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.resources
+import inspect
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -42,6 +53,9 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (
 
 _SCRIPTS: dict[str, tuple[str, str]] = {}
 _REFUND_ERRORS: tuple[type[BaseException], ...] = (*BACKEND_ERRORS, StorageError)
+#: modes as the multi-bucket script spells them (one byte each)
+_MODES = {_gcra.CONSUME: b"c", _gcra.PEEK: b"p", _gcra.SETTLE: b"s"}
+_MICROS = float(_gcra.MICROS)
 
 
 def script(name: str = "gcra") -> tuple[str, str]:
@@ -61,48 +75,111 @@ def _source(sha: bytes) -> str:
     raise LookupError(f"no script with SHA1 {sha!r}")
 
 
+def _bulk(value: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
 def _now(now: float | None) -> bytes:
     """``now`` for the scripts: "" (server TIME) or whole microseconds."""
     return b"" if now is None else str(round(float(now) * _gcra.MICROS)).encode()
 
 
 def _args(mode: str, requests: Sequence[BucketRequest], now: float | None) -> list[bytes | float]:
-    args: list[bytes | float] = [mode.encode(), _now(now)]
+    """The multi-bucket script's ARGV as a list, for ``execute_command`` (Cluster and the generic path)."""
+    args: list[bytes | float] = [_MODES[mode], _now(now)]
     for r in requests:
         args += r.limit.wire
         args.append(r.cost)
     return args
 
 
+def _pack_many(
+    head: bytes, mode: str, keys: Sequence[bytes], requests: Sequence[BucketRequest], now: float | None
+) -> bytes:
+    """The whole multi-bucket EVALSHA in Redis's wire format: limits come pre-encoded (``Limit.resp``)."""
+    n = len(keys)
+    parts = [b"*%d\r\n%b$%d\r\n%d\r\n" % (4 * n + 5, head, len(str(n)), n)]
+    parts += [b"$%d\r\n%b\r\n" % (len(k), k) for k in keys]
+    parts.append(_bulk(_MODES[mode]))
+    parts.append(_bulk(_now(now)))
+    for r in requests:
+        cost = b"%r" % r.cost
+        parts.append(b"%b$%d\r\n%b\r\n" % (r.limit.resp, len(cost), cost))
+    return b"".join(parts)
+
+
 def _parse(mode: str, requests: Sequence[BucketRequest], reply: bytes) -> MultiResult:
-    """Turn the script's integers ("allowed_all", then "allowed ahead" per bucket) into results."""
-    values = list(map(int, reply.split()))  # one C-level pass
+    """Turn the script's integers (per bucket: ahead when it allows, -1 - ahead when it refuses) into
+    results."""
     new = tuple.__new__  # BucketResult's own __new__ is Python-level; this is its fast path
     from_ahead = _gcra.from_ahead
     results = []
-    for i, r in zip(range(1, 2 * len(requests), 2), requests, strict=True):
-        ok = values[i] == 1
+    allowed = True
+    for value, r in zip(map(int, reply.split()), requests, strict=True):
+        ok = value >= 0
+        if not ok:
+            value = -1 - value
+            allowed = False
         lim = r.limit
-        remaining, retry, reset = from_ahead(
-            mode, ok, values[i + 1] / _gcra.MICROS, lim.rate, lim.burst, r.cost
-        )
+        remaining, retry, reset = from_ahead(mode, ok, value / _MICROS, lim.rate, lim.burst, r.cost)
         results.append(new(BucketResult, (r.key, ok, remaining, retry, reset, lim.burst, STORE)))
-    return MultiResult(values[0] == 1, tuple(results))
+    return MultiResult(allowed, tuple(results))
+
+
+def _one(key: str, limit: Limit, cost: float, reply: int | bytes) -> BucketResult:
+    """A ``gcra_one`` reply (ahead when allowed, -1 - ahead when refused) as a BucketResult."""
+    value = reply if reply.__class__ is int else int(reply)
+    ok = value >= 0
+    if not ok:
+        value = -1 - value
+    remaining, retry, reset = _gcra.from_ahead(
+        _gcra.CONSUME, ok, value / _MICROS, limit.rate, limit.burst, cost
+    )
+    return tuple.__new__(BucketResult, (key, ok, remaining, retry, reset, limit.burst, STORE))
 
 
 def _negated(requests: Sequence[BucketRequest]) -> list[BucketRequest]:
     return [BucketRequest(r.key, r.limit, -r.cost) for r in requests]
 
 
-class _LoopClient:
-    """One event loop's asyncio client (asyncio connections belong to the loop that opened them)."""
+def _direct_pool(client: Any, cluster: bool) -> Any:
+    """The connection pool to borrow from for hand-packed commands, or None when the client must go
+    through ``execute_command``: Cluster (routing, redirections), a single-connection client, or a client
+    configured with retries (so that its retry policy applies)."""
+    if cluster or getattr(client, "connection", None) is not None:
+        return None
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or not hasattr(pool, "get_connection") or not hasattr(pool, "release"):
+        return None
+    get_retry = getattr(client, "get_retry", None)
+    retry = get_retry() if get_retry is not None else None
+    if retry is not None and retry.get_retries() != 0:
+        return None
+    return pool
 
-    __slots__ = ("client", "lock", "ready")
 
-    def __init__(self, client: Any, *, ready: bool) -> None:
+def _pool_args(pool: Any) -> tuple[str, ...]:
+    """Arguments for ``pool.get_connection``: redis-py < 5.3 requires a command name, later versions
+    deprecate passing one."""
+    try:
+        param = inspect.signature(pool.get_connection).parameters.get("command_name")
+    except (TypeError, ValueError):
+        return ()
+    return ("EVALSHA",) if param is not None and param.default is inspect.Parameter.empty else ()
+
+
+class _Client:
+    """A redis-py client, and the pool to borrow from for hand-packed commands (None: execute_command)."""
+
+    __slots__ = ("client", "get_args", "lock", "pool", "ready")
+
+    def __init__(self, client: Any, *, cluster: bool, ready: bool = True) -> None:
         self.client = client
-        self.ready = ready
-        self.lock = asyncio.Lock()
+        self.pool = _direct_pool(client, cluster)
+        self.get_args = _pool_args(self.pool) if self.pool is not None else ()
+        self.ready = ready  # an asyncio cluster client must be initialised before its first command
+        self.lock: asyncio.Lock | None = None
 
 
 class RedisStore:
@@ -127,84 +204,153 @@ class RedisStore:
         self.prefix = prefix
         self._name = name
         self._lock = threading.Lock()
-        self._client: Any = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+        self._client: _Client | None = None
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = (
             weakref.WeakKeyDictionary()
         )
         # arguments go to redis-py as bytes where possible: its command packer passes bytes through
         self._sha = script("gcra")[1].encode()
         self._sha_one = script("gcra_one")[1].encode()
         self._prefix = prefix.encode()
+        # the constant heads of the hand-packed commands: EVALSHA <sha> (and numkeys 1 for one bucket)
+        self._head = _bulk(b"EVALSHA") + _bulk(self._sha)
+        head_one = _bulk(b"EVALSHA") + _bulk(self._sha_one) + _bulk(b"1")
+        self._head_one = b"*7\r\n" + head_one
+        self._head_one_now = b"*8\r\n" + head_one
 
     def __repr__(self) -> str:
         return f"RedisStore({self._name!r}, cluster={self.cluster}, prefix={self.prefix!r})"
 
     # -- clients -------------------------------------------------------------------------------------
 
-    def _sync(self) -> Any:
-        client = self._client
-        if client is None:
+    def _sync(self) -> _Client:
+        entry = self._client
+        if entry is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._make_client()
-                client = self._client
-        return client
+                    self._client = _Client(self._make_client(), cluster=self.cluster)
+                entry = self._client
+        return entry
 
-    async def _async(self) -> Any:
+    async def _aentry(self) -> _Client:
         """This event loop's client. An asyncio cluster client is initialised once, under a lock, before
         any command: concurrent first commands would each start the cluster discovery and trip over each
         other's half-open connections."""
         loop = asyncio.get_running_loop()
         entry = self._aclients.get(loop)
         if entry is None:
-            entry = self._aclients[loop] = _LoopClient(self._make_async_client(), ready=not self.cluster)
+            entry = _Client(self._make_async_client(), cluster=self.cluster, ready=not self.cluster)
+            self._aclients[loop] = entry
         if not entry.ready:
+            if entry.lock is None:
+                entry.lock = asyncio.Lock()
             async with entry.lock:
                 if not entry.ready:
                     await entry.client.initialize()
                     entry.ready = True
-        return entry.client
+        return entry
 
     def client(self) -> Any:
         """The sync redis-py client (created on first use): for sharing one connection pool."""
         try:
-            return self._sync()
+            return self._sync().client
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
 
-    def _evalsha(self, sha: bytes, keys: Sequence[bytes], args: Sequence[bytes | float]) -> bytes:
+    async def aclient(self) -> Any:
+        """This event loop's redis-py asyncio client (created on first use, one per loop since asyncio
+        connections belong to the loop that opened them; a Cluster client comes initialised): for
+        sharing its connection pool. Backend trouble while creating it raises StorageError."""
+        try:
+            return (await self._aentry()).client
+        except BACKEND_ERRORS as err:
+            raise StorageError(f"{self._name}: {err}") from err
+
+    async def _async(self) -> Any:
+        """Former name of ``aclient`` (its callers expect redis-py's exceptions), kept as an alias."""
+        return (await self._aentry()).client
+
+    # -- one round trip --------------------------------------------------------------------------------
+
+    def _call(self, entry: _Client, packed: bytes, sha: bytes, keys: Sequence[bytes], args: Any) -> Any:
         """One EVALSHA; on NOSCRIPT (first use, server restart, SCRIPT FLUSH) load the script and retry.
 
+        ``packed`` is the command in wire format, sent on a connection borrowed from the client's pool;
+        ``args`` builds the ARGV list for ``execute_command`` when the client must go through it.
         Everything the client raises here is store trouble, including the odd non-Redis exception a client
         raises while its connection is torn down under a timeout: it becomes a StorageError, so it reaches
         the failure policy and never the caller's request path.
         """
-        client = self._sync()
         try:
+            pool = entry.pool
+            if pool is not None:
+                conn = pool.get_connection(*entry.get_args)
+                try:
+                    try:
+                        conn.send_packed_command((packed,))
+                        return conn.read_response()
+                    except NoScriptError:
+                        conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", _source(sha)))
+                        conn.read_response()
+                    conn.send_packed_command((packed,))
+                    return conn.read_response()
+                finally:
+                    pool.release(conn)
+            client = entry.client
+            argv = args()
             try:
-                reply: bytes = client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+                return client.execute_command("EVALSHA", sha, len(keys), *keys, *argv)
             except NoScriptError:
                 client.script_load(_source(sha))
-                reply = client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+                return client.execute_command("EVALSHA", sha, len(keys), *keys, *argv)
         except BACKEND_ERRORS:
             raise
         except Exception as err:
             raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
-        return reply
 
-    async def _aevalsha(self, sha: bytes, keys: Sequence[bytes], args: Sequence[bytes | float]) -> bytes:
+    async def _acall(
+        self, entry: _Client, packed: bytes, sha: bytes, keys: Sequence[bytes], args: Any
+    ) -> Any:
         try:
-            client = await self._async()
+            pool = entry.pool
+            if pool is not None:
+                conn = await pool.get_connection(*entry.get_args)
+                try:
+                    try:
+                        await conn.send_packed_command((packed,))
+                        return await conn.read_response()
+                    except NoScriptError:
+                        await conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", _source(sha)))
+                        await conn.read_response()
+                    await conn.send_packed_command((packed,))
+                    return await conn.read_response()
+                finally:
+                    await pool.release(conn)
+            client = entry.client
+            argv = args()
             try:
-                reply: bytes = await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+                return await client.execute_command("EVALSHA", sha, len(keys), *keys, *argv)
             except NoScriptError:
                 await client.script_load(_source(sha))
-                reply = await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+                return await client.execute_command("EVALSHA", sha, len(keys), *keys, *argv)
         except BACKEND_ERRORS:
             raise
         except Exception as err:
             raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
-        return reply
+
+    def _pack_one(self, key: bytes, limit: Limit, cost: float, now: float | None) -> bytes:
+        c = b"%r" % cost
+        if now is None:
+            return b"%b$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (self._head_one, len(key), key, limit.resp, len(c), c)
+        return b"%b$%d\r\n%b\r\n%b$%d\r\n%b\r\n%b" % (
+            self._head_one_now,
+            len(key),
+            key,
+            limit.resp,
+            len(c),
+            c,
+            _bulk(_now(now)),
+        )
 
     # -- slots ---------------------------------------------------------------------------------------
 
@@ -218,8 +364,12 @@ class RedisStore:
     # -- sync ----------------------------------------------------------------------------------------
 
     def _run(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
-        keys = [self._prefix + r.key.encode() for r in requests]
-        return _parse(mode, requests, self._evalsha(self._sha, keys, _args(mode, requests, now)))
+        entry = self._sync()
+        prefix = self._prefix
+        keys = [prefix + r.key.encode() for r in requests]
+        packed = b"" if entry.pool is None else _pack_many(self._head, mode, keys, requests, now)
+        reply = self._call(entry, packed, self._sha, keys, lambda: _args(mode, requests, now))
+        return _parse(mode, requests, reply)
 
     def decide(self, mode: str, requests: Sequence[BucketRequest], now: float | None = None) -> MultiResult:
         if mode not in _gcra.MODES:
@@ -270,25 +420,24 @@ class RedisStore:
                     raise
 
     def consume_one(self, key: str, limit: Limit, cost: float, now: float | None = None) -> BucketResult:
-        rate, burst = limit.wire
         try:
-            reply = self._evalsha(
-                self._sha_one, (self._prefix + key.encode(),), (_now(now), rate, burst, cost)
-            )
+            entry = self._client or self._sync()
+            k = self._prefix + key.encode()
+            packed = b"" if entry.pool is None else self._pack_one(k, limit, cost, now)
+            reply = self._call(entry, packed, self._sha_one, (k,), lambda: _one_args(limit, cost, now))
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
-        flag, ahead = reply.split()
-        ok = flag == b"1"
-        remaining, retry, reset = _gcra.from_ahead(
-            _gcra.CONSUME, ok, int(ahead) / _gcra.MICROS, limit.rate, limit.burst, cost
-        )
-        return tuple.__new__(BucketResult, (key, ok, remaining, retry, reset, limit.burst, STORE))
+        return _one(key, limit, cost, reply)
 
     # -- async ---------------------------------------------------------------------------------------
 
     async def _arun(self, mode: str, requests: Sequence[BucketRequest], now: float | None) -> MultiResult:
-        keys = [self._prefix + r.key.encode() for r in requests]
-        return _parse(mode, requests, await self._aevalsha(self._sha, keys, _args(mode, requests, now)))
+        entry = await self._aentry()
+        prefix = self._prefix
+        keys = [prefix + r.key.encode() for r in requests]
+        packed = b"" if entry.pool is None else _pack_many(self._head, mode, keys, requests, now)
+        reply = await self._acall(entry, packed, self._sha, keys, lambda: _args(mode, requests, now))
+        return _parse(mode, requests, reply)
 
     async def adecide(
         self, mode: str, requests: Sequence[BucketRequest], now: float | None = None
@@ -345,29 +494,24 @@ class RedisStore:
     async def aconsume_one(
         self, key: str, limit: Limit, cost: float, now: float | None = None
     ) -> BucketResult:
-        rate, burst = limit.wire
         try:
-            reply = await self._aevalsha(
-                self._sha_one, (self._prefix + key.encode(),), (_now(now), rate, burst, cost)
-            )
+            entry = await self._aentry()
+            k = self._prefix + key.encode()
+            packed = b"" if entry.pool is None else self._pack_one(k, limit, cost, now)
+            reply = await self._acall(entry, packed, self._sha_one, (k,), lambda: _one_args(limit, cost, now))
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
-        flag, ahead = reply.split()
-        ok = flag == b"1"
-        remaining, retry, reset = _gcra.from_ahead(
-            _gcra.CONSUME, ok, int(ahead) / _gcra.MICROS, limit.rate, limit.burst, cost
-        )
-        return tuple.__new__(BucketResult, (key, ok, remaining, retry, reset, limit.burst, STORE))
+        return _one(key, limit, cost, reply)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the sync client's connections (async clients are closed by ``aclose`` in their loop)."""
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
+            entry, self._client = self._client, None
+        if entry is not None:
             try:
-                client.close()
+                entry.client.close()
             except BACKEND_ERRORS:
                 pass
 
@@ -381,3 +525,9 @@ class RedisStore:
             except BACKEND_ERRORS:
                 pass
         self.close()
+
+
+def _one_args(limit: Limit, cost: float, now: float | None) -> list[bytes | float]:
+    """``gcra_one``'s ARGV as a list, for ``execute_command``."""
+    rate, burst = limit.wire
+    return [rate, burst, cost] if now is None else [rate, burst, cost, _now(now)]

@@ -1,88 +1,119 @@
 -- guardrail: several GCRA token buckets decided together, all or nothing, in one round trip.
 -- The maths of guardrail/limiter/_gcra.py, in whole microseconds: the server's TIME is integral there,
--- a stored TAT is an integer (rounded up, so rounding never under-charges) and replies need no float
--- formatting, which is most of a script's cost. The client derives remaining / retry_after /
--- reset_after from each bucket's "ahead" with _gcra.from_ahead.
+-- a stored TAT is an integer (rounded up, so rounding never under-charges) and the reply is integers.
+-- The client derives allowed / remaining / retry_after / reset_after from each bucket's reply with
+-- _gcra.from_ahead.
 --
 -- KEYS[i]      bucket i; its value is the theoretical arrival time (TAT) in microseconds since the epoch
--- ARGV[1]      mode: "consume" | "peek" | "settle"
+-- ARGV[1]      mode: "c" (consume) | "p" (peek) | "s" (settle); upper case when a key is named twice
+--              (the second naming then sees the first one's TAT: it is charged twice)
 -- ARGV[2]      now in microseconds, or "" to read the server's clock (TIME): app clocks are never trusted
 -- ARGV[3i..]   for bucket i: rate (tokens/s), burst (tokens), cost (tokens; a signed delta for settle)
--- Reply        one string: "allowed_all" then per bucket "allowed ahead", space-separated integers, where
---              ahead = TAT - now after the decision (microseconds; how far the bucket is from full)
--- Needs Redis >= 5 (effects replication by default, so writes may follow TIME).
+-- Reply        one string of space-separated integers, one per bucket: ahead = TAT - now after the
+--              decision (microseconds; how far the bucket is from full) when the bucket allows, and
+--              -1 - ahead when it refuses (for settle: when it is in debt). The decision is allowed iff
+--              every bucket allows.
+-- Expiry       a full bucket equals a missing key, so keys expire: at the end of the 10-second slot (of
+--              the server's clock) that holds TAT + 1 s. The extra second keeps a nearly full bucket alive
+--              across a round trip when callers pass their own "now" (tests, offline replay). Because the
+--              expiry is a function of the stored TAT, a write that keeps the TAT in the same slot (most
+--              writes to a busy bucket) is a plain SET ... KEEPTTL: setting an expiry costs a Redis write
+--              about as much again as the write itself. A debt of more than ~30 years is kept ~30 years.
+-- Cost         this script is priced against a bare INCRBY: integers are formatted with %d (%.0f only
+--              beyond 64 bits), per-bucket state lives in arrays, and a full bucket that was not stored is
+--              not deleted.
+-- Needs Redis >= 6 (KEEPTTL; effects replication by default, so writes may follow TIME).
 local EPSILON = 0.001 -- one nanosecond, in microseconds: rounding must not refuse an exact fit
-local call, tonumber, format, ceil = redis.call, tonumber, string.format, math.ceil
+local BIG = 9e18 -- beyond this, %d (a C long) overflows
+local call, tonumber, ceil, format = redis.call, tonumber, math.ceil, string.format
 local mode = ARGV[1]
 local now
 if ARGV[2] == "" then
   local t = call("TIME")
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now = t[1] * 1000000 + t[2]
 else
   now = tonumber(ARGV[2])
 end
 
+local n = #KEYS
 local stored = call("MGET", unpack(KEYS))
-local current = {}
-local order = {}
+local settle = mode == "s" or mode == "S"
+local seen = nil -- key -> index of its latest naming, only when a key is named twice
+if mode == "C" or mode == "P" or mode == "S" then
+  seen = {}
+end
+local old = {} -- the TAT each bucket had before this step (false: not stored)
+local new = {} -- the TAT to store (nil: unchanged)
 local out = {}
 local all_ok = true
+local big = false
 
-for i = 1, #KEYS do
-  local key = KEYS[i]
+for i = 1, n do
   local base = 3 * i
-  local rate = tonumber(ARGV[base])
+  local interval = 1000000 / ARGV[base]
   local burst = tonumber(ARGV[base + 1])
   local cost = tonumber(ARGV[base + 2])
-  local interval = 1000000 / rate
-  local tolerance = burst * interval
-  local tat = current[key]
-  if tat == nil and stored[i] then
-    tat = tonumber(stored[i])
+  local tat
+  local j = seen and seen[KEYS[i]]
+  if j then
+    tat = new[j] or old[j]
+  else
+    tat = tonumber(stored[i]) or false
   end
-  if tat == nil or tat < now then
+  old[i] = tat
+  if not tat or tat < now then
     tat = now
   end
   local new_tat = tat + cost * interval
-  local ok
-  if mode == "settle" then
+  local ok = true
+  if settle then
     if new_tat < now then
       new_tat = now
     end
     new_tat = ceil(new_tat - EPSILON)
-    ok = new_tat - now <= tolerance + EPSILON
-    if current[key] == nil then
-      order[#order + 1] = key
-    end
-    current[key] = new_tat
+    ok = new_tat - now <= burst * interval + EPSILON
     tat = new_tat
-  elseif cost <= burst and new_tat - now <= tolerance + EPSILON then
-    ok = true
+    new[i] = new_tat
+  elseif cost <= burst and new_tat - now <= burst * interval + EPSILON then
     new_tat = ceil(new_tat - EPSILON)
-    if current[key] == nil then
-      order[#order + 1] = key
-    end
-    current[key] = new_tat
     tat = new_tat
+    new[i] = new_tat
   else
     ok = false
+    if j then
+      new[i] = new[j] -- carry the key's current TAT to its later namings
+    end
   end
-  if not ok then
+  if seen then
+    seen[KEYS[i]] = i
+  end
+  local ahead = tat - now
+  if ok then
+    out[i] = ahead
+  else
+    out[i] = -1 - ahead
     all_ok = false
   end
-  out[i] = (ok and "1 " or "0 ") .. format("%d", tat - now)
+  if ahead >= BIG then
+    big = true
+  end
 end
 
-if mode == "settle" or (mode == "consume" and all_ok) then
-  for _, key in ipairs(order) do
-    local ahead = current[key] - now
-    if ahead > 0 then
-      -- a full bucket equals a missing key, so it may expire; the extra second keeps a nearly full
-      -- bucket alive across a round trip when callers pass their own "now" (tests, offline replay)
-      call("SET", key, format("%d", current[key]), "PX", ceil(ahead / 1000) + 1000)
-    else
-      call("DEL", key)
+if settle or ((mode == "c" or mode == "C") and all_ok) then
+  for i = 1, n do
+    local tat = new[i]
+    local was = old[i]
+    if tat > now then
+      local value = tat < BIG and format("%d", tat) or format("%.0f", tat)
+      local slot = ceil((tat + 1000000) / 10000000)
+      if was and slot == ceil((was + 1000000) / 10000000) then
+        call("SET", KEYS[i], value, "KEEPTTL")
+      else
+        call("SET", KEYS[i], value, "PX", math.min(slot * 10000 - math.floor(now / 1000), 1e12))
+      end
+    elseif was then
+      call("DEL", KEYS[i])
     end
   end
 end
-return (all_ok and "1 " or "0 ") .. table.concat(out, " ")
+return format(string.rep(big and "%.0f " or "%d ", n), unpack(out))
