@@ -214,3 +214,15 @@ def test_many_distinct_non_ascii_characters_take_the_regex_path() -> None:
     rare = "".join(chr(0x0430 + i) for i in range(_MAX_REPLACES + 8))
     text = "plain ascii text " * 20 + rare + "\x01 more"
     assert _translate(text) == text.translate(translation_table())
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.text(max_size=60), st.text(alphabet=string.ascii_letters + " .", max_size=300))
+def test_casefold_of_non_ascii_characters_equals_full_casefold(unicode_part: str, ascii_part: str) -> None:
+    from guardrail.fingerprint.normalize import _casefold
+
+    def lower_ascii(text: str) -> str:
+        return "".join(c.lower() if c.isascii() else c for c in text)
+
+    for text in (unicode_part, ascii_part + unicode_part[:4] + ascii_part + "\u1e9e\u00df\u0130"):
+        assert lower_ascii(_casefold(text)) == text.casefold()

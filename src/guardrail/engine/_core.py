@@ -54,7 +54,11 @@ def prepare(
     prompt = prompt_of(facts.path, facts.body, facts.prompt)
     obs, text = observation(account, ts, prompt, facts.ip, secret)
     max_output = prompt.max_output_tokens if prompt is not None else None
-    return Prepared(obs, text[:400], max_output, policy.cost(obs.tokens, max_output), offline)
+    # Samples are shown redacted (a few opening words), so 160 characters are plenty.
+    return Prepared(obs, text[:160], max_output, policy.cost(obs.tokens, max_output), offline)
+
+
+_NO_TICKET = Ticket((), 0, None)
 
 
 class Core:
@@ -166,6 +170,12 @@ class Core:
         charged: list[BucketRequest],
         result: MultiResult | None,
     ) -> Decision:
+        if result is None and verdict is None and not reasons:
+            # The plain allow (nearly every request): no bucket charged, nothing to settle.
+            return Decision(
+                Action.ALLOW, Action.ALLOW, 0.0, None, None, None, _ALLOW_REASONS,
+                {"account": prepared.obs.account}, _NO_TICKET,
+            )  # fmt: skip
         would = action
         retry = 0.0
         limit = remaining = reset = None

@@ -148,7 +148,7 @@ class MemoryEngineStore:
                         part_cluster = table.clusters.get(pc)
                         flagged = part
                         break
-            return Observed(parts, snapshot(p), cluster, part_cluster, flagged, table.version, len(profiles))
+            return Observed(parts, p, cluster, part_cluster, flagged, table.version, len(profiles))
 
     async def aobserve(self, obs: Observation) -> Observed:
         return self.observe(obs)

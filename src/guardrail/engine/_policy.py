@@ -6,9 +6,9 @@ busy honest account), so 25,000 linked accounts get the budget of one. Blocking 
 (``block_score=None``): a throttle degrades a false positive gracefully, a block does not. Groups of fewer
 than five accounts are reported but not throttled: a campaign spreads its volume over many accounts to stay
 under per-account limits, while two to four keys carry enough volume each for a plain per-account quota, and
-small honest groups (a team's keys, a batch job split over a few keys) are the likeliest look-alikes. A brand-new
-account whose traffic is concentrated on a flagged cluster's template joins that cluster's bucket on its
-first request, so replacing a banned account buys nothing.
+small honest groups (a team's keys, a batch job split over a few keys) are the likeliest look-alikes.
+A brand-new account whose traffic is concentrated on a flagged cluster's template joins that cluster's
+bucket on its first request, so replacing a banned account buys nothing.
 """
 
 from __future__ import annotations

@@ -51,7 +51,12 @@ def analysis_report(
         shown = sorted(show(a) for a in c.accounts)
         if action != Action.ALLOW.value:
             flagged.update(shown)
-        rep = c.parts[0] if c.parts else None
+        # The cluster's most characteristic part: dominant for the most members (smallest hash on ties).
+        rep = (
+            min(zip(c.parts, c.part_users, strict=True), key=lambda pu: (-pu[1], pu[0]))[0]
+            if c.parts
+            else None
+        )
         if rep is not None:
             reps.append((rep, c.id, c.features.concentration))
         clusters.append(

@@ -15,7 +15,8 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Final
+from itertools import filterfalse
+from typing import Any, Final
 
 import numpy as np
 
@@ -23,11 +24,10 @@ from guardrail.fingerprint.minhash import Fingerprint, FingerprintParams
 
 __all__ = ["LSHIndex", "collision_probability", "optimal_bands"]
 
-# A bucket of several keys is a list up to this size, then a dict (O(1) removal in buckets of near-identical
-# prompts); a bucket of one key holds it bare (see LSHIndex).
-_LIST_LIMIT = 32
 _MISSING: Final = object()
+# C-level callables for the query's map and filter passes (no Python frame per band).
 _get = dict.get
+_is_set = set.__instancecheck__
 _GRID = np.linspace(0.0, 1.0, 1001)
 
 
@@ -81,12 +81,12 @@ class LSHIndex:
     not certain (see :class:`~guardrail.fingerprint.TemplateIndex` for verified assignment).
     Thread-safe.
 
-    Each band has two tables: ``singles`` maps a band value held by one key to that key (bare, so the
-    cyclic garbage collector has no container to walk: with one list per bucket its passes made inserts
-    several times slower), ``multis`` maps a band value held by several keys to their list (a dict beyond
-    ``_LIST_LIMIT`` keys, for O(1) removal). A band value is in one of the two, never both. The split lets
-    :meth:`query` look up every band and merge the buckets with C-level ``map``, ``filter`` and
-    ``set.update``, without a Python-level step per band.
+    Each band has one table from a band value to its bucket: the key itself when one key holds that value
+    (no container for the cyclic garbage collector to walk: with one list per bucket its passes over
+    millions of buckets made inserts several times slower), else a ``set`` of keys (O(1) removal in the
+    buckets of near-identical prompts). A query looks up all bands with one C-level ``map``, then takes
+    the bare keys (``filterfalse``) and merges the sets (``filter``, ``set.update``: sets merge without
+    re-hashing), with no Python-level step per band. Keys must be hashable and not ``set`` instances.
     """
 
     def __init__(
@@ -111,8 +111,8 @@ class LSHIndex:
         self._missing = (_MISSING,) * self.bands
         self._params: FingerprintParams | None = None
         self._entries: OrderedDict[Hashable, tuple[bytes, ...]] = OrderedDict()
-        self._singles: list[dict[bytes, Hashable]] = [{} for _ in range(self.bands)]
-        self._multis: list[dict[bytes, set[Hashable]]] = [{} for _ in range(self.bands)]
+        # band value -> the key holding it, or a set of the keys holding it (Any: either, by design).
+        self._tables: list[dict[bytes, Any]] = [{} for _ in range(self.bands)]
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -150,28 +150,28 @@ class LSHIndex:
 
     def _bands(self, fp: Fingerprint) -> tuple[bytes, ...]:
         """The bands' raw bytes, one per band table, cut by one ``struct`` call."""
-        if fp.__class__ is not Fingerprint or fp.params is not self._params:
+        if fp.__class__ is not Fingerprint or fp._params is not self._params:
             self._check(fp)
-        bands: tuple[bytes, ...] = self._split(fp.signature_bytes)
+        bands: tuple[bytes, ...] = self._split(fp._values)
         return bands
 
     def insert(self, key: Hashable, fp: Fingerprint) -> None:
         """Index ``key`` under ``fp`` (replacing its previous fingerprint if already present)."""
+        if isinstance(key, set):  # a bucket of several keys is a set: a set key would be mistaken for one
+            raise TypeError("LSHIndex keys must not be sets")
         bands = self._bands(fp)
         with self._lock:
             previous = self._entries.pop(key, None)
             if previous is not None:
                 self._unlink(key, previous)
             self._entries[key] = bands
-            for singles, multis, band in zip(self._singles, self._multis, bands, strict=True):
-                bucket = multis.get(band)
-                if bucket is None:
-                    other = singles.setdefault(band, key)
-                    if other is not key:
-                        del singles[band]
-                        multis[band] = {other, key}
-                else:
-                    bucket.add(key)
+            for table, band in zip(self._tables, bands, strict=True):
+                other = table.setdefault(band, key)
+                if other is not key:
+                    if other.__class__ is set:
+                        other.add(key)
+                    else:
+                        table[band] = {other, key}
             evicted: list[Hashable] = []
             while len(self._entries) > self.capacity:
                 old_key, old_bands = self._entries.popitem(last=False)
@@ -187,12 +187,14 @@ class LSHIndex:
         A query does not refresh the keys it returns (candidates are not matches): call :meth:`touch` on
         the key a caller actually uses, as :class:`~guardrail.fingerprint.TemplateIndex` does.
         """
-        if fp.__class__ is not Fingerprint or fp.params is not self._params:
+        # Fast path: a fingerprint from this package with the index's (identical) parameters object.
+        if fp.__class__ is not Fingerprint or fp._params is not self._params:
             self._check(fp)
-        bands = self._split(fp.signature_bytes)
+        bands = self._split(fp._values)
         with self._lock:
-            found: set[Hashable] = set(map(_get, self._singles, bands, self._missing))
-            found.update(*filter(None, map(_get, self._multis, bands)))
+            hits = list(map(_get, self._tables, bands, self._missing))
+            found: set[Hashable] = set(filterfalse(_is_set, hits))
+            found.update(*filter(_is_set, hits))
         found.discard(_MISSING)
         return list(found)
 
@@ -212,13 +214,11 @@ class LSHIndex:
                 self._entries.move_to_end(key)
 
     def _unlink(self, key: Hashable, bands: tuple[bytes, ...]) -> None:
-        for singles, multis, band in zip(self._singles, self._multis, bands, strict=True):
-            bucket = multis.get(band)
-            if bucket is None:
-                if singles.get(band, _MISSING) == key:
-                    del singles[band]
-            else:
+        for table, band in zip(self._tables, bands, strict=True):
+            bucket = table.get(band, _MISSING)
+            if bucket.__class__ is set:
                 bucket.discard(key)
                 if len(bucket) == 1:
-                    del multis[band]
-                    singles[band] = bucket.pop()
+                    table[band] = bucket.pop()
+            elif bucket is not _MISSING and bucket == key:
+                del table[band]

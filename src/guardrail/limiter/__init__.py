@@ -14,24 +14,28 @@ from ._limiter import Limiter
 from ._memory import MemoryStore
 from ._result import BucketResult, MultiResult
 from ._store import StorageError, Store
-from ._uri import storage_from_uri
+from ._uri import DEFAULT_TIMEOUT, SCHEMES, storage_from_uri
 from ._window import WindowLimiter
 
 if TYPE_CHECKING:
-    from ._redis import RedisStore
+    from ._redis import BACKEND_ERRORS, RedisStore
 
 
 def __getattr__(name: str) -> Any:
-    """``RedisStore`` is imported on first use: redis-py is an optional dependency (``guardrail[redis]``),
-    and the in-process limiter must work without it."""
-    if name == "RedisStore":
-        from ._redis import RedisStore
+    """``RedisStore`` and ``BACKEND_ERRORS`` (the exceptions that mean "Redis could not answer") are
+    imported on first use: redis-py is an optional dependency (``guardrail[redis]``), and the in-process
+    limiter must work without it."""
+    if name in ("RedisStore", "BACKEND_ERRORS"):
+        from . import _redis
 
-        return RedisStore
+        return getattr(_redis, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
+    "BACKEND_ERRORS",
+    "DEFAULT_TIMEOUT",
+    "SCHEMES",
     "BucketRequest",
     "BucketResult",
     "CircuitBreaker",

@@ -27,11 +27,12 @@ class Limit:
 
     rate: float
     burst: float
-    #: rate and burst encoded once for the Redis scripts: bytes pass through redis-py's command packer
-    #: untouched, which keeps float formatting and encoding off the hot path.
-    wire: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
-    #: the same two arguments already in Redis's wire format (two RESP bulk strings), for the store's
-    #: hand-packed commands: a limit is encoded once, not once per request.
+    #: for the Redis scripts, computed once per limit: microseconds per token (``1e6 / rate``), and the
+    #: tolerance (``burst x interval``, microseconds) as bytes and as a RESP bulk string ready to send. The
+    #: client does this arithmetic (in the same double precision the script would), so the script adds
+    #: and compares, and a limit is encoded once rather than once per request.
+    interval_us: float = field(init=False, repr=False, compare=False)
+    tolerance_wire: bytes = field(init=False, repr=False, compare=False)
     resp: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -39,9 +40,11 @@ class Limit:
         burst = _positive("burst", self.burst)
         object.__setattr__(self, "rate", rate)
         object.__setattr__(self, "burst", burst)
-        wire = (repr(rate).encode(), repr(burst).encode())
-        object.__setattr__(self, "wire", wire)
-        object.__setattr__(self, "resp", b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in wire))
+        interval = 1_000_000 / rate
+        tolerance = repr(burst * interval).encode()
+        object.__setattr__(self, "interval_us", interval)
+        object.__setattr__(self, "tolerance_wire", tolerance)
+        object.__setattr__(self, "resp", b"$%d\r\n%b\r\n" % (len(tolerance), tolerance))
 
     @classmethod
     def parse(cls, text: str, burst: float | None = None) -> Limit:

@@ -6,7 +6,7 @@ SCRIPT FLUSH, failover) loads the script on the same connection and retries once
 
 The hot path is priced against one ``INCRBY`` round trip, so the client side is kept to the bare minimum:
 on a standalone or Sentinel-managed Redis the command is packed here, in Redis's wire format, from pieces
-encoded once (the ``EVALSHA <sha> <numkeys>`` head per store, each ``Limit``'s rate and burst), and sent on a
+encoded once (the ``EVALSHA <sha> <numkeys>`` head per store, each ``Limit``'s tolerance), and sent on a
 connection borrowed from redis-py's own pool with redis-py's own ``send_packed_command`` /
 ``read_response`` (which disconnect on a socket error or timeout, and raise ``NoScriptError`` and the
 other reply errors). What is skipped is ``execute_command``'s generic machinery (argument packing,
@@ -53,8 +53,9 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (
 
 _SCRIPTS: dict[str, tuple[str, str]] = {}
 _REFUND_ERRORS: tuple[type[BaseException], ...] = (*BACKEND_ERRORS, StorageError)
-#: modes as the multi-bucket script spells them (one byte each)
+#: modes as the multi-bucket script spells them (one byte each; upper case when a key is named twice)
 _MODES = {_gcra.CONSUME: b"c", _gcra.PEEK: b"p", _gcra.SETTLE: b"s"}
+_MODES_DUP = {mode: code.upper() for mode, code in _MODES.items()}
 _MICROS = float(_gcra.MICROS)
 
 
@@ -80,17 +81,36 @@ def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(value), value)
 
 
+_NOW_SERVER = _bulk(b"")  # "now" = the server's clock
+
+
 def _now(now: float | None) -> bytes:
     """``now`` for the scripts: "" (server TIME) or whole microseconds."""
     return b"" if now is None else str(round(float(now) * _gcra.MICROS)).encode()
 
 
-def _args(mode: str, requests: Sequence[BucketRequest], now: float | None) -> list[bytes | float]:
+def _mode(mode: str, keys: Sequence[bytes]) -> bytes:
+    """The script's mode byte: upper case tells it a key is named twice (it then tracks keys by name)."""
+    if len(keys) > 1 and len(set(keys)) < len(keys):
+        return _MODES_DUP[mode]
+    return _MODES[mode]
+
+
+def _step(mode: str, limit: Limit, cost: float) -> bytes:
+    """A bucket's step for the scripts: cost x interval in microseconds, computed as the script would;
+    a consume or peek above the burst can never fit, and says so with a step no tolerance reaches."""
+    if cost > limit.burst and mode != _gcra.SETTLE:
+        return b"1e308"
+    return b"%r" % (cost * limit.interval_us)
+
+
+def _args(
+    mode: str, keys: Sequence[bytes], requests: Sequence[BucketRequest], now: float | None
+) -> list[bytes]:
     """The multi-bucket script's ARGV as a list, for ``execute_command`` (Cluster and the generic path)."""
-    args: list[bytes | float] = [_MODES[mode], _now(now)]
+    args = [_mode(mode, keys), _now(now)]
     for r in requests:
-        args += r.limit.wire
-        args.append(r.cost)
+        args += (_step(mode, r.limit, r.cost), r.limit.tolerance_wire)
     return args
 
 
@@ -99,13 +119,15 @@ def _pack_many(
 ) -> bytes:
     """The whole multi-bucket EVALSHA in Redis's wire format: limits come pre-encoded (``Limit.resp``)."""
     n = len(keys)
-    parts = [b"*%d\r\n%b$%d\r\n%d\r\n" % (4 * n + 5, head, len(str(n)), n)]
+    parts = [b"*%d\r\n%b$%d\r\n%d\r\n" % (3 * n + 5, head, len(str(n)), n)]
     parts += [b"$%d\r\n%b\r\n" % (len(k), k) for k in keys]
-    parts.append(_bulk(_MODES[mode]))
-    parts.append(_bulk(_now(now)))
+    parts.append(b"$1\r\n%b\r\n%b" % (_mode(mode, keys), _NOW_SERVER if now is None else _bulk(_now(now))))
+    settle = mode == _gcra.SETTLE
     for r in requests:
-        cost = b"%r" % r.cost
-        parts.append(b"%b$%d\r\n%b\r\n" % (r.limit.resp, len(cost), cost))
+        lim = r.limit
+        cost = r.cost
+        step = b"1e308" if cost > lim.burst and not settle else b"%r" % (cost * lim.interval_us)
+        parts.append(b"$%d\r\n%b\r\n%b" % (len(step), step, lim.resp))
     return b"".join(parts)
 
 
@@ -113,30 +135,37 @@ def _parse(mode: str, requests: Sequence[BucketRequest], reply: bytes) -> MultiR
     """Turn the script's integers (per bucket: ahead when it allows, -1 - ahead when it refuses) into
     results."""
     new = tuple.__new__  # BucketResult's own __new__ is Python-level; this is its fast path
-    from_ahead = _gcra.from_ahead
     results = []
     allowed = True
     for value, r in zip(map(int, reply.split()), requests, strict=True):
-        ok = value >= 0
-        if not ok:
-            value = -1 - value
-            allowed = False
         lim = r.limit
-        remaining, retry, reset = from_ahead(mode, ok, value / _MICROS, lim.rate, lim.burst, r.cost)
-        results.append(new(BucketResult, (r.key, ok, remaining, retry, reset, lim.burst, STORE)))
+        if value >= 0:  # _gcra.from_ahead for an allowed bucket, inlined: the common case
+            ahead = value / _MICROS
+            remaining = lim.burst - ahead * lim.rate
+            result = (r.key, True, remaining if remaining > 0.0 else 0.0, 0.0, ahead, lim.burst, STORE)
+        else:
+            allowed = False
+            left, retry, reset = _gcra.from_ahead(
+                mode, False, (-1 - value) / _MICROS, lim.rate, lim.burst, r.cost
+            )
+            result = (r.key, False, left, retry, reset, lim.burst, STORE)
+        results.append(new(BucketResult, result))
     return MultiResult(allowed, tuple(results))
 
 
 def _one(key: str, limit: Limit, cost: float, reply: int | bytes) -> BucketResult:
     """A ``gcra_one`` reply (ahead when allowed, -1 - ahead when refused) as a BucketResult."""
     value = reply if reply.__class__ is int else int(reply)
-    ok = value >= 0
-    if not ok:
-        value = -1 - value
-    remaining, retry, reset = _gcra.from_ahead(
-        _gcra.CONSUME, ok, value / _MICROS, limit.rate, limit.burst, cost
-    )
-    return tuple.__new__(BucketResult, (key, ok, remaining, retry, reset, limit.burst, STORE))
+    if value >= 0:  # _gcra.from_ahead for an allowed bucket, inlined
+        ahead = value / _MICROS
+        left = limit.burst - ahead * limit.rate
+        result = (key, True, left if left > 0.0 else 0.0, 0.0, ahead, limit.burst, STORE)
+    else:
+        left, retry, reset = _gcra.from_ahead(
+            _gcra.CONSUME, False, (-1 - value) / _MICROS, limit.rate, limit.burst, cost
+        )
+        result = (key, False, left, retry, reset, limit.burst, STORE)
+    return tuple.__new__(BucketResult, result)
 
 
 def _negated(requests: Sequence[BucketRequest]) -> list[BucketRequest]:
@@ -215,8 +244,8 @@ class RedisStore:
         # the constant heads of the hand-packed commands: EVALSHA <sha> (and numkeys 1 for one bucket)
         self._head = _bulk(b"EVALSHA") + _bulk(self._sha)
         head_one = _bulk(b"EVALSHA") + _bulk(self._sha_one) + _bulk(b"1")
-        self._head_one = b"*7\r\n" + head_one
-        self._head_one_now = b"*8\r\n" + head_one
+        self._head_one = b"*6\r\n" + head_one
+        self._head_one_now = b"*7\r\n" + head_one
 
     def __repr__(self) -> str:
         return f"RedisStore({self._name!r}, cluster={self.cluster}, prefix={self.prefix!r})"
@@ -339,16 +368,23 @@ class RedisStore:
             raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
 
     def _pack_one(self, key: bytes, limit: Limit, cost: float, now: float | None) -> bytes:
-        c = b"%r" % cost
+        step = b"1e308" if cost > limit.burst else b"%r" % (cost * limit.interval_us)
         if now is None:
-            return b"%b$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (self._head_one, len(key), key, limit.resp, len(c), c)
-        return b"%b$%d\r\n%b\r\n%b$%d\r\n%b\r\n%b" % (
+            return b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (
+                self._head_one,
+                len(key),
+                key,
+                len(step),
+                step,
+                limit.resp,
+            )
+        return b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b%b" % (
             self._head_one_now,
             len(key),
             key,
+            len(step),
+            step,
             limit.resp,
-            len(c),
-            c,
             _bulk(_now(now)),
         )
 
@@ -368,7 +404,7 @@ class RedisStore:
         prefix = self._prefix
         keys = [prefix + r.key.encode() for r in requests]
         packed = b"" if entry.pool is None else _pack_many(self._head, mode, keys, requests, now)
-        reply = self._call(entry, packed, self._sha, keys, lambda: _args(mode, requests, now))
+        reply = self._call(entry, packed, self._sha, keys, lambda: _args(mode, keys, requests, now))
         return _parse(mode, requests, reply)
 
     def decide(self, mode: str, requests: Sequence[BucketRequest], now: float | None = None) -> MultiResult:
@@ -436,7 +472,7 @@ class RedisStore:
         prefix = self._prefix
         keys = [prefix + r.key.encode() for r in requests]
         packed = b"" if entry.pool is None else _pack_many(self._head, mode, keys, requests, now)
-        reply = await self._acall(entry, packed, self._sha, keys, lambda: _args(mode, requests, now))
+        reply = await self._acall(entry, packed, self._sha, keys, lambda: _args(mode, keys, requests, now))
         return _parse(mode, requests, reply)
 
     async def adecide(
@@ -527,7 +563,7 @@ class RedisStore:
         self.close()
 
 
-def _one_args(limit: Limit, cost: float, now: float | None) -> list[bytes | float]:
+def _one_args(limit: Limit, cost: float, now: float | None) -> list[bytes]:
     """``gcra_one``'s ARGV as a list, for ``execute_command``."""
-    rate, burst = limit.wire
-    return [rate, burst, cost] if now is None else [rate, burst, cost, _now(now)]
+    args = [_step(_gcra.CONSUME, limit, cost), limit.tolerance_wire]
+    return args if now is None else [*args, _now(now)]
