@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -150,16 +149,26 @@ def throughput(target: int, seed: int, jobs: list[int]) -> dict[str, Any]:
                 f"a = p.parse_args(['analyze', {str(log)!r}, '--format', 'json', '-q', '-o', '/dev/null',"
                 f" '--jobs', '{j}'])\n"
                 "t = time.perf_counter(); a.handler(a); el = time.perf_counter() - t\n"
-                "print(el, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+                "r = resource.getrusage\n"
+                "me, kids = r(resource.RUSAGE_SELF), r(resource.RUSAGE_CHILDREN)\n"
+                "print(el, me.ru_maxrss, me.ru_utime + me.ru_stime,\n"
+                "      kids.ru_utime + kids.ru_stime, kids.ru_maxrss)\n"
             )
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-            elapsed, rss_kb = res.stdout.split()
+            elapsed, rss_kb, main_cpu, worker_cpu, worker_rss = res.stdout.split()
+            cpus = os.cpu_count() or 1
+            # What the machine could do if nothing else ran on it: the main process needs main_cpu on one
+            # core, the whole pipeline needs main_cpu + worker_cpu over all cores.
+            idle_seconds = max(float(main_cpu), (float(main_cpu) + float(worker_cpu)) / cpus)
             out[f"jobs={j}"] = {
                 "seconds": round(float(elapsed), 1),
                 "requests_per_second": round(n / float(elapsed), 1),
+                "cpu_seconds_main": round(float(main_cpu), 1),
+                "cpu_seconds_workers": round(float(worker_cpu), 1),
+                "requests_per_second_if_idle": round(n / idle_seconds, 1),
                 "peak_rss_mb_main": round(int(rss_kb) / 1024, 1),
+                "peak_rss_mb_worker": round(int(worker_rss) / 1024, 1),
             }
-        out["peak_rss_mb_children"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     return out
 
 

@@ -194,8 +194,8 @@ class BucketMachine(RuleBasedStateMachine):
         near = self.model.margin(plain, self.now) < SLACK
         result = self.store.decide("peek" if peek else "consume", reqs, now=self.now)
         if near:  # rounding at the exact boundary may go either way: follow the store
-            if result.allowed and not peek:
-                self.model.consume(plain, self.now, apply=True) or self._force(plain)
+            if result.allowed and not peek and not self.model.consume(plain, self.now, apply=True):
+                self._force(plain)
             return
         expected = self.model.consume(plain, self.now, apply=not peek)
         assert result.allowed == expected, (items, self.now)

@@ -69,8 +69,13 @@ class _Progress:
         sys.stderr.write(f"\r{n:,} requests ({rate:,.0f}/s), {bad} malformed")
         sys.stderr.flush()
 
+    def clear(self) -> None:
+        """Erase the progress line so that a message starts on a clean line."""
+        if self.enabled and self.last:
+            sys.stderr.write("\r\033[K")
+
     def done(self) -> None:
-        if self.enabled:
+        if self.enabled and self.last:
             sys.stderr.write("\n")
 
 
@@ -97,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
                 if isinstance(item, BadLine):
                     bad += 1
                     if not args.quiet and bad <= _MAX_REPORTED_ERRORS:
+                        progress.clear()
                         print(f"guardrail analyze: line {number}: {item.reason}", file=sys.stderr)
                     continue
                 core.adopt(raw, item.obs.account)

@@ -88,8 +88,10 @@ def parse_line(line: str | bytes) -> RequestFacts:
     """One log line -> ``RequestFacts`` (raises :class:`LogError` with a short reason)."""
     try:
         obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise LogError(f"invalid JSON at column {err.colno}: {err.msg}") from None
     except (ValueError, UnicodeDecodeError) as err:
-        raise LogError(f"invalid JSON ({err.__class__.__name__}: {str(err)[:60]})") from None
+        raise LogError(f"invalid JSON ({err.__class__.__name__})") from None
     if not isinstance(obj, dict):
         raise LogError(f"expected a JSON object, got {type(obj).__name__}")
     if "ts" not in obj:

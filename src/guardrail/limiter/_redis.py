@@ -5,9 +5,9 @@ consume. Both are read and hashed once from package data; a NOSCRIPT reply (firs
 SCRIPT FLUSH, failover) loads the script on the same connection and retries once.
 
 The hot path is priced against one ``INCRBY`` round trip, so the client side is kept to the bare minimum:
-on a standalone or Sentinel-managed Redis the command is packed here, in Redis's wire format, from pieces
-encoded once (the ``EVALSHA <sha> <numkeys>`` head per store, each ``Limit``'s tolerance), and sent on a
-connection borrowed from redis-py's own pool with redis-py's own ``send_packed_command`` /
+on a standalone or Sentinel-managed Redis the command is packed by ``_wire``, in Redis's wire format, from
+pieces encoded once (the ``EVALSHA <sha> <numkeys>`` head per store, each ``Limit``'s tolerance), and sent
+on a connection borrowed from redis-py's own pool with redis-py's own ``send_packed_command`` /
 ``read_response`` (which disconnect on a socket error or timeout, and raise ``NoScriptError`` and the
 other reply errors). What is skipped is ``execute_command``'s generic machinery (argument packing,
 retry closures, metrics hooks, reply callbacks), about as long as the script itself on the server. A
@@ -27,8 +27,6 @@ request may see fewer tokens than it should (a spurious refusal, never an over-a
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import importlib.resources
 import inspect
 import threading
 import weakref
@@ -38,9 +36,9 @@ from typing import Any
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
-from . import _gcra
+from . import _gcra, _wire
 from ._limit import BucketRequest, Limit
-from ._result import STORE, BucketResult, MultiResult
+from ._result import BucketResult, MultiResult
 from ._store import StorageError
 
 #: Exceptions that mean "the store could not answer" (wrapped into StorageError in one place, here).
@@ -51,121 +49,7 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 
-_SCRIPTS: dict[str, tuple[str, str]] = {}
 _REFUND_ERRORS: tuple[type[BaseException], ...] = (*BACKEND_ERRORS, StorageError)
-#: modes as the multi-bucket script spells them (one byte each; upper case when a key is named twice)
-_MODES = {_gcra.CONSUME: b"c", _gcra.PEEK: b"p", _gcra.SETTLE: b"s"}
-_MODES_DUP = {mode: code.upper() for mode, code in _MODES.items()}
-_MICROS = float(_gcra.MICROS)
-
-
-def script(name: str = "gcra") -> tuple[str, str]:
-    """A Lua script (``gcra``: several buckets, any mode; ``gcra_one``: one bucket, consume) and its SHA1,
-    read once from package data."""
-    found = _SCRIPTS.get(name)
-    if found is None:
-        source = importlib.resources.files(__package__).joinpath(f"lua/{name}.lua").read_text("utf-8")
-        found = _SCRIPTS[name] = (source, hashlib.sha1(source.encode()).hexdigest())
-    return found
-
-
-def _source(sha: bytes) -> str:
-    for source, digest in _SCRIPTS.values():
-        if digest.encode() == sha:
-            return source
-    raise LookupError(f"no script with SHA1 {sha!r}")
-
-
-def _bulk(value: bytes) -> bytes:
-    """One RESP bulk string."""
-    return b"$%d\r\n%b\r\n" % (len(value), value)
-
-
-_NOW_SERVER = _bulk(b"")  # "now" = the server's clock
-
-
-def _now(now: float | None) -> bytes:
-    """``now`` for the scripts: "" (server TIME) or whole microseconds."""
-    return b"" if now is None else str(round(float(now) * _gcra.MICROS)).encode()
-
-
-def _mode(mode: str, keys: Sequence[bytes]) -> bytes:
-    """The script's mode byte: upper case tells it a key is named twice (it then tracks keys by name)."""
-    if len(keys) > 1 and len(set(keys)) < len(keys):
-        return _MODES_DUP[mode]
-    return _MODES[mode]
-
-
-def _step(mode: str, limit: Limit, cost: float) -> bytes:
-    """A bucket's step for the scripts: cost x interval in microseconds, computed as the script would;
-    a consume or peek above the burst can never fit, and says so with a step no tolerance reaches."""
-    if cost > limit.burst and mode != _gcra.SETTLE:
-        return b"1e308"
-    return b"%r" % (cost * limit.interval_us)
-
-
-def _args(
-    mode: str, keys: Sequence[bytes], requests: Sequence[BucketRequest], now: float | None
-) -> list[bytes]:
-    """The multi-bucket script's ARGV as a list, for ``execute_command`` (Cluster and the generic path)."""
-    args = [_mode(mode, keys), _now(now)]
-    for r in requests:
-        args += (_step(mode, r.limit, r.cost), r.limit.tolerance_wire)
-    return args
-
-
-def _pack_many(
-    head: bytes, mode: str, keys: Sequence[bytes], requests: Sequence[BucketRequest], now: float | None
-) -> bytes:
-    """The whole multi-bucket EVALSHA in Redis's wire format: limits come pre-encoded (``Limit.resp``)."""
-    n = len(keys)
-    parts = [b"*%d\r\n%b$%d\r\n%d\r\n" % (3 * n + 5, head, len(str(n)), n)]
-    parts += [b"$%d\r\n%b\r\n" % (len(k), k) for k in keys]
-    parts.append(b"$1\r\n%b\r\n%b" % (_mode(mode, keys), _NOW_SERVER if now is None else _bulk(_now(now))))
-    settle = mode == _gcra.SETTLE
-    for r in requests:
-        lim = r.limit
-        cost = r.cost
-        step = b"1e308" if cost > lim.burst and not settle else b"%r" % (cost * lim.interval_us)
-        parts.append(b"$%d\r\n%b\r\n%b" % (len(step), step, lim.resp))
-    return b"".join(parts)
-
-
-def _parse(mode: str, requests: Sequence[BucketRequest], reply: bytes) -> MultiResult:
-    """Turn the script's integers (per bucket: ahead when it allows, -1 - ahead when it refuses) into
-    results."""
-    new = tuple.__new__  # BucketResult's own __new__ is Python-level; this is its fast path
-    results = []
-    allowed = True
-    for value, r in zip(map(int, reply.split()), requests, strict=True):
-        lim = r.limit
-        if value >= 0:  # _gcra.from_ahead for an allowed bucket, inlined: the common case
-            ahead = value / _MICROS
-            remaining = lim.burst - ahead * lim.rate
-            result = (r.key, True, remaining if remaining > 0.0 else 0.0, 0.0, ahead, lim.burst, STORE)
-        else:
-            allowed = False
-            left, retry, reset = _gcra.from_ahead(
-                mode, False, (-1 - value) / _MICROS, lim.rate, lim.burst, r.cost
-            )
-            result = (r.key, False, left, retry, reset, lim.burst, STORE)
-        results.append(new(BucketResult, result))
-    return MultiResult(allowed, tuple(results))
-
-
-def _one(key: str, limit: Limit, cost: float, reply: int | bytes) -> BucketResult:
-    """A ``gcra_one`` reply (ahead when allowed, -1 - ahead when refused) as a BucketResult."""
-    value = reply if reply.__class__ is int else int(reply)
-    if value >= 0:  # _gcra.from_ahead for an allowed bucket, inlined
-        ahead = value / _MICROS
-        left = limit.burst - ahead * limit.rate
-        result = (key, True, left if left > 0.0 else 0.0, 0.0, ahead, limit.burst, STORE)
-    else:
-        left, retry, reset = _gcra.from_ahead(
-            _gcra.CONSUME, False, (-1 - value) / _MICROS, limit.rate, limit.burst, cost
-        )
-        result = (key, False, left, retry, reset, limit.burst, STORE)
-    return tuple.__new__(BucketResult, result)
 
 
 def _negated(requests: Sequence[BucketRequest]) -> list[BucketRequest]:
@@ -238,12 +122,12 @@ class RedisStore:
             weakref.WeakKeyDictionary()
         )
         # arguments go to redis-py as bytes where possible: its command packer passes bytes through
-        self._sha = script("gcra")[1].encode()
-        self._sha_one = script("gcra_one")[1].encode()
+        self._sha = _wire.script("gcra")[1].encode()
+        self._sha_one = _wire.script("gcra_one")[1].encode()
         self._prefix = prefix.encode()
         # the constant heads of the hand-packed commands: EVALSHA <sha> (and numkeys 1 for one bucket)
-        self._head = _bulk(b"EVALSHA") + _bulk(self._sha)
-        head_one = _bulk(b"EVALSHA") + _bulk(self._sha_one) + _bulk(b"1")
+        self._head = _wire.bulk(b"EVALSHA") + _wire.bulk(self._sha)
+        head_one = _wire.bulk(b"EVALSHA") + _wire.bulk(self._sha_one) + _wire.bulk(b"1")
         self._head_one = b"*6\r\n" + head_one
         self._head_one_now = b"*7\r\n" + head_one
 
@@ -319,7 +203,7 @@ class RedisStore:
                         conn.send_packed_command((packed,))
                         return conn.read_response()
                     except NoScriptError:
-                        conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", _source(sha)))
+                        conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", _wire.source(sha)))
                         conn.read_response()
                     conn.send_packed_command((packed,))
                     return conn.read_response()
@@ -330,7 +214,7 @@ class RedisStore:
             try:
                 return client.execute_command("EVALSHA", sha, len(keys), *keys, *argv)
             except NoScriptError:
-                client.script_load(_source(sha))
+                client.script_load(_wire.source(sha))
                 return client.execute_command("EVALSHA", sha, len(keys), *keys, *argv)
         except BACKEND_ERRORS:
             raise
@@ -349,7 +233,7 @@ class RedisStore:
                         await conn.send_packed_command((packed,))
                         return await conn.read_response()
                     except NoScriptError:
-                        await conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", _source(sha)))
+                        await conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", _wire.source(sha)))
                         await conn.read_response()
                     await conn.send_packed_command((packed,))
                     return await conn.read_response()
@@ -360,33 +244,12 @@ class RedisStore:
             try:
                 return await client.execute_command("EVALSHA", sha, len(keys), *keys, *argv)
             except NoScriptError:
-                await client.script_load(_source(sha))
+                await client.script_load(_wire.source(sha))
                 return await client.execute_command("EVALSHA", sha, len(keys), *keys, *argv)
         except BACKEND_ERRORS:
             raise
         except Exception as err:
             raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
-
-    def _pack_one(self, key: bytes, limit: Limit, cost: float, now: float | None) -> bytes:
-        step = b"1e308" if cost > limit.burst else b"%r" % (cost * limit.interval_us)
-        if now is None:
-            return b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (
-                self._head_one,
-                len(key),
-                key,
-                len(step),
-                step,
-                limit.resp,
-            )
-        return b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n%b%b" % (
-            self._head_one_now,
-            len(key),
-            key,
-            len(step),
-            step,
-            limit.resp,
-            _bulk(_now(now)),
-        )
 
     # -- slots ---------------------------------------------------------------------------------------
 
@@ -403,9 +266,9 @@ class RedisStore:
         entry = self._sync()
         prefix = self._prefix
         keys = [prefix + r.key.encode() for r in requests]
-        packed = b"" if entry.pool is None else _pack_many(self._head, mode, keys, requests, now)
-        reply = self._call(entry, packed, self._sha, keys, lambda: _args(mode, keys, requests, now))
-        return _parse(mode, requests, reply)
+        packed = b"" if entry.pool is None else _wire.pack_many(self._head, mode, keys, requests, now)
+        reply = self._call(entry, packed, self._sha, keys, lambda: _wire.argv_many(mode, keys, requests, now))
+        return _wire.parse_many(mode, requests, reply)
 
     def decide(self, mode: str, requests: Sequence[BucketRequest], now: float | None = None) -> MultiResult:
         if mode not in _gcra.MODES:
@@ -459,11 +322,15 @@ class RedisStore:
         try:
             entry = self._client or self._sync()
             k = self._prefix + key.encode()
-            packed = b"" if entry.pool is None else self._pack_one(k, limit, cost, now)
-            reply = self._call(entry, packed, self._sha_one, (k,), lambda: _one_args(limit, cost, now))
+            packed = (
+                b""
+                if entry.pool is None
+                else _wire.pack_one(self._head_one, self._head_one_now, k, limit, cost, now)
+            )
+            reply = self._call(entry, packed, self._sha_one, (k,), lambda: _wire.argv_one(limit, cost, now))
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
-        return _one(key, limit, cost, reply)
+        return _wire.parse_one(key, limit, cost, reply)
 
     # -- async ---------------------------------------------------------------------------------------
 
@@ -471,9 +338,11 @@ class RedisStore:
         entry = await self._aentry()
         prefix = self._prefix
         keys = [prefix + r.key.encode() for r in requests]
-        packed = b"" if entry.pool is None else _pack_many(self._head, mode, keys, requests, now)
-        reply = await self._acall(entry, packed, self._sha, keys, lambda: _args(mode, keys, requests, now))
-        return _parse(mode, requests, reply)
+        packed = b"" if entry.pool is None else _wire.pack_many(self._head, mode, keys, requests, now)
+        reply = await self._acall(
+            entry, packed, self._sha, keys, lambda: _wire.argv_many(mode, keys, requests, now)
+        )
+        return _wire.parse_many(mode, requests, reply)
 
     async def adecide(
         self, mode: str, requests: Sequence[BucketRequest], now: float | None = None
@@ -533,11 +402,17 @@ class RedisStore:
         try:
             entry = await self._aentry()
             k = self._prefix + key.encode()
-            packed = b"" if entry.pool is None else self._pack_one(k, limit, cost, now)
-            reply = await self._acall(entry, packed, self._sha_one, (k,), lambda: _one_args(limit, cost, now))
+            packed = (
+                b""
+                if entry.pool is None
+                else _wire.pack_one(self._head_one, self._head_one_now, k, limit, cost, now)
+            )
+            reply = await self._acall(
+                entry, packed, self._sha_one, (k,), lambda: _wire.argv_one(limit, cost, now)
+            )
         except BACKEND_ERRORS as err:
             raise StorageError(f"{self._name}: {err}") from err
-        return _one(key, limit, cost, reply)
+        return _wire.parse_one(key, limit, cost, reply)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -561,9 +436,3 @@ class RedisStore:
             except BACKEND_ERRORS:
                 pass
         self.close()
-
-
-def _one_args(limit: Limit, cost: float, now: float | None) -> list[bytes]:
-    """``gcra_one``'s ARGV as a list, for ``execute_command``."""
-    args = [_step(_gcra.CONSUME, limit, cost), limit.tolerance_wire]
-    return args if now is None else [*args, _now(now)]
