@@ -19,10 +19,13 @@ BURST = 100.0  # a refill window (burst / rate = 0.5 s) longer than any scheduli
 DURATION = 0.8
 
 
-def check(admitted: int, elapsed: float) -> None:
+def check(admitted: int, elapsed: float, calls: int | None = None) -> None:
+    """Upper bound always; lower bound "not much less" only as far as demand reached the store: on a
+    loaded machine 50 tasks may not even send ``ceiling`` requests in the window."""
     ceiling = BURST + RATE * elapsed
     assert admitted <= ceiling + 1, (admitted, ceiling)
-    assert admitted >= 0.8 * ceiling, (admitted, ceiling)
+    demand = ceiling if calls is None else min(ceiling, calls)
+    assert admitted >= 0.8 * demand, (admitted, ceiling, calls)
 
 
 def _worker(url: str, key: str, barrier: Any, out: Any) -> None:
@@ -62,26 +65,29 @@ def test_processes_on_one_redis_key(redis_url: str) -> None:
     check(admitted, elapsed)
 
 
-async def _tasks(bucket: TokenBucket, key: str, tasks: int) -> tuple[int, float]:
-    # open the pool's connections first: connection set-up is not demand
+async def _tasks(bucket: TokenBucket, key: str, tasks: int) -> tuple[int, float, int]:
+    # open the pool's connections first (to the hot key's node too): connection set-up is not demand
     await asyncio.gather(*(bucket.aconsume(f"{key}:warm:{i}") for i in range(tasks)))
+    await asyncio.gather(*(bucket.apeek(key) for _ in range(tasks)))
     admitted = 0
+    total_calls = 0
     loop = asyncio.get_running_loop()
     start = loop.time()
     end = start + DURATION
 
     async def client() -> None:
-        nonlocal admitted
+        nonlocal admitted, total_calls
         calls = 0
         while loop.time() < end and calls < 100_000:
             calls += 1
+            total_calls += 1
             if (await bucket.aconsume(key)).allowed:
                 admitted += 1
             else:
                 await asyncio.sleep(0)
 
     await asyncio.gather(*(client() for _ in range(tasks)))
-    return admitted, loop.time() - start
+    return admitted, loop.time() - start, total_calls
 
 
 @pytest.mark.parametrize(
@@ -98,7 +104,7 @@ def test_asyncio_tasks_on_one_redis_key(server: str, request: pytest.FixtureRequ
         rate=RATE, burst=BURST, storage=url, failure="closed", socket_timeout=5.0, socket_connect_timeout=5.0
     )
 
-    async def main() -> tuple[int, float]:
+    async def main() -> tuple[int, float, int]:
         try:
             return await _tasks(bucket, f"conc:{uuid.uuid4().hex}", 50)
         finally:

@@ -12,7 +12,9 @@ from guardrail import __version__
 # Subcommand name -> module (imported lazily, so ``guardrail --help`` stays fast).
 _COMMANDS: dict[str, str] = {
     "demo": "guardrail.cli._demo",
+    "analyze": "guardrail.cli._analyze",
     "simulate": "guardrail.cli._simulate",
+    "explain": "guardrail.cli._explain",
     "proxy": "guardrail.cli._proxy",
 }
 
