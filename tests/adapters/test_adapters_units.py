@@ -97,9 +97,18 @@ def test_trusted_proxies_walk_from_the_right() -> None:
     lines = [("x-forwarded-for", "203.0.113.9"), ("x-forwarded-for", "10.1.1.1")]
     assert proxies.client_ip("127.0.0.1", lines) == "203.0.113.9"
     # RFC 7239 Forwarded, with quotes, ports and IPv6 brackets.
+    rfc = TrustedProxies(["10.0.0.0/8", "127.0.0.1"], header="forwarded")
     fwd = [("forwarded", 'for="[2001:db8::1]:4711";proto=https, for=10.0.0.5')]
-    assert proxies.client_ip("10.0.0.1", fwd) == "2001:db8::1"
-    assert proxies.client_ip("10.0.0.1", [("forwarded", "for=_hidden")]) is None
+    assert rfc.client_ip("10.0.0.1", fwd) == "2001:db8::1"
+    assert rfc.client_ip("10.0.0.1", [("forwarded", "for=_hidden")]) is None
+    # Only the configured header is read: a client's own Forwarded line, passed through by a proxy
+    # that appends to X-Forwarded-For, cannot choose its address (and vice versa).
+    assert proxies.client_ip("10.0.0.1", [*fwd, ("x-forwarded-for", "198.51.100.7")]) == "198.51.100.7"
+    assert rfc.client_ip("10.0.0.1", [*fwd, ("x-forwarded-for", "1.1.1.1")]) == "2001:db8::1"
+    # A dual-stack socket reports an IPv4 proxy as an IPv4-mapped IPv6 address.
+    assert proxies.client_ip("::ffff:10.0.0.1", xff) == "203.0.113.9"
+    with pytest.raises(ValueError, match="proxy_header"):
+        TrustedProxies(["10.0.0.0/8"], header="x-real-ip")
     assert proxies.client_ip("10.0.0.1", []) == "10.0.0.1"
     assert proxies.client_ip("10.0.0.1", [("x-forwarded-for", "10.0.0.2")]) == "10.0.0.2"
     assert not TrustedProxies()
@@ -256,6 +265,7 @@ def test_settings_from_env() -> None:
         "GUARDRAIL_TRUSTED_PROXIES": "10.0.0.0/8",
         "GUARDRAIL_MAX_BODY_BYTES": "1024",
         "GUARDRAIL_ON_OVERSIZE": "pass",
+        "GUARDRAIL_PROXY_HEADER": "forwarded",
     }
     assert settings_from_env(env) == {
         "storage": "redis://127.0.0.1:6379/0",
@@ -264,12 +274,14 @@ def test_settings_from_env() -> None:
         "trusted_proxies": "10.0.0.0/8",
         "max_body_bytes": 1024,
         "on_oversize": "pass",
+        "proxy_header": "forwarded",
     }
     assert settings_from_env({}) == {"storage": "memory://"}
     for bad in (
         {"GUARDRAIL_ACCOUNT_RPM": "fast"},
         {"GUARDRAIL_OBSERVE_ONLY": "maybe"},
         {"GUARDRAIL_MAX_BODY_BYTES": "1k"},
+        {"GUARDRAIL_MAX_BODY_BYTES": "\u00b2"},
     ):
         with pytest.raises(ValueError, match="GUARDRAIL_"):
             settings_from_env(bad)

@@ -59,7 +59,7 @@ def auth(key: str) -> dict[str, str]:
 
 def test_pass_through_and_exact_replay() -> None:
     guard = ScriptedGuard(rpm=60)
-    client = make_app(guard).test_client()
+    client = make_app(guard, expose_engine_limits=True).test_client()
     assert client.get("/health").text == "ok"
     assert guard.seen == []
     raw = json.dumps(BODY).encode()
@@ -78,7 +78,7 @@ def test_pass_through_and_exact_replay() -> None:
 def test_flood_block_and_shapes() -> None:
     events: list[GuardrailEvent] = []
     guard = ScriptedGuard(rpm=2, blocked=frozenset({"bad"}))
-    client = make_app(guard, on_event=events.append).test_client()
+    client = make_app(guard, on_event=events.append, expose_engine_limits=True).test_client()
     codes = [client.post(CHAT, json=BODY, headers=auth("flood")).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
     r = client.post(CHAT, json=BODY, headers=auth("flood"))

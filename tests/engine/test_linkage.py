@@ -64,6 +64,8 @@ features = st.builds(
     shared_ranges=st.integers(0, 1000),
     conversation=st.floats(0, 1),
     first_seen_span=st.floats(0, 1e7),
+    rate_spread=st.floats(0, 3),
+    uniformity=st.floats(-1, 1),
     active_hours=st.integers(0, 24),
     shared_parts=st.integers(0, 100),
 )
@@ -79,7 +81,7 @@ def test_score_in_range_and_monotone(f: GroupFeatures, name: str, bump: float) -
     cfg = LinkageSettings()
     s = score_features(f, cfg)
     assert 0.0 <= s <= 1.0
-    low = -1.0 if name == "flatness" else 0.0
+    low = -1.0 if name in ("flatness", "uniformity") else 0.0
     raised = replace(f, **{name: min(1.0, max(low, getattr(f, name) + bump))})
     s2 = score_features(raised, cfg)
     if cfg.weights[name] >= 0:

@@ -13,21 +13,35 @@ through and is logged: the app keeps serving.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import anyio
 
 from .._types import ASGIApp, Message, Receive, Scope, Send
 from ..engine import AsyncGuard, Decision
 from ..limiter import MultiResult
-from ._body import BodyStatus, Replay, Watchdog, read_body
+from ._body import BodyStatus, Replay, Watch, Watchdog, read_body
 from ._build import resolve_guard
-from ._core import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
-from ._events import OnEvent, logger
+from ._core import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES,
+    MAX_USAGE_BODY,
+    Core,
+)
+from ._events import OnEvent, log_failure, logger
 from ._identity import Identify
 from ._quota import applies, merge
 from ._refusal import Headers, Refusal, refusal
 from ._routes import Provider
 from ._usage import SSEUsageScanner, usage_from_json
+
+_T = TypeVar("_T")
+
+#: The headers identity reads (API keys, forwarding chain), as ASGI gives them: lower-case bytes.
+_IDENTITY = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key", b"x-forwarded-for", b"forwarded"})
 
 
 async def _send_refusal(send: Send, r: Refusal) -> None:
@@ -51,7 +65,11 @@ class Guardrail:
     (further ``AsyncGuard`` keyword arguments). ``observe_only`` decides and records but never refuses.
     Bodies above ``max_body_bytes`` (or with an unusable ``Content-Length``) are refused with 413 / 400
     when ``on_oversize="refuse"``, or passed to the app uninspected (still counted against the account)
-    when ``"pass"``; a body that does not arrive within ``body_timeout`` seconds gets 408.
+    when ``"pass"``; a body that does not arrive within ``body_timeout`` seconds gets 408. An engine that
+    has not decided within ``check_timeout`` seconds is abandoned and the request goes through.
+    ``proxy_header`` names the one header the ``trusted_proxies`` write (``"x-forwarded-for"`` or
+    ``"forwarded"``). ``expose_engine_limits`` (debugging) shows the engine's token buckets in
+    rate-limit headers; off by default, since their appearance would tell a client it was flagged.
     """
 
     def __init__(
@@ -72,6 +90,9 @@ class Guardrail:
         rate_limit_headers: bool = True,
         on_event: OnEvent | None = None,
         secret: str | bytes | None = None,
+        check_timeout: float = DEFAULT_CHECK_TIMEOUT,
+        proxy_header: str = "x-forwarded-for",
+        expose_engine_limits: bool = False,
     ) -> None:
         self.app = app
         self.core = Core(
@@ -85,6 +106,9 @@ class Guardrail:
             rate_limit_headers=rate_limit_headers,
             on_event=on_event,
             secret=secret,
+            check_timeout=check_timeout,
+            proxy_header=proxy_header,
+            expose_engine_limits=expose_engine_limits,
         )
         self.guard: AsyncGuard = resolve_guard(
             asynchronous=True,
@@ -96,7 +120,7 @@ class Guardrail:
             options=guard_options,
         )
         self.core.attach_quota(account_rpm, self.guard)
-        self._watchdog = Watchdog(self.core.body_timeout)
+        self._watchdog = Watchdog(min(self.core.body_timeout, self.core.check_timeout))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(app={self.app!r}, guard={self.guard!r})"
@@ -117,18 +141,21 @@ class Guardrail:
     ) -> None:
         core = self.core
         raw_headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+        # One watch per request, re-armed for each step (body read, engine check, settle).
+        watch = self._watchdog.watch(core.body_timeout)
         read = await read_body(
-            receive,
-            raw_headers,
-            max_bytes=core.max_body_bytes,
-            timeout=core.body_timeout,
-            watchdog=self._watchdog,
+            receive, raw_headers, max_bytes=core.max_body_bytes, timeout=core.body_timeout, watch=watch
         )
-        decision: Decision | None = None
-        quota: MultiResult | None = None
         peer = _peer(scope)
         try:
-            headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw_headers]
+            # ASGI header names are lower-case (Starlette's Headers relies on it too). Without a user
+            # identify callable only the few identity headers are decoded.
+            if core.identify is None:
+                headers = [
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers if k in _IDENTITY
+                ]
+            else:
+                headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw_headers]
             query = scope.get("query_string", b"").decode("latin-1")
             account, ip = core.who("POST", path, query, headers, peer)
         except Exception:  # written to be total; if it ever is not, count the request by address
@@ -139,13 +166,13 @@ class Guardrail:
         if status is BodyStatus.DISCONNECTED:
             core.event(path=path, provider=provider, account=account, ip=ip, outcome="disconnected")
             return
-        if status is BodyStatus.TIMEOUT:
+        if status is BodyStatus.TIMEOUT and not core.observe_only:
             r = refusal(provider, 408)
             core.event(path=path, provider=provider, account=account, ip=ip, outcome="timeout", status=408)
             await _send_refusal(send, r)
             return
         inspected = status is BodyStatus.COMPLETE
-        if not inspected and core.on_oversize == "refuse":
+        if not inspected and core.refuse_unread:
             code = 413 if status is BodyStatus.TOO_LARGE else 400
             outcome = "too_large" if code == 413 else "bad_length"
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=outcome, status=code)
@@ -153,17 +180,12 @@ class Guardrail:
             return
 
         try:
-            decision = await self.guard.check(core.facts(account, ip, path, read.body if inspected else None))
-            if core.quota is not None and applies(decision):
-                quota = await core.quota.aconsume(account)
-                if not quota.allowed:
-                    if not core.observe_only:
-                        await self.guard.settle(decision, 0)  # nothing will be generated: refund
-                    decision = merge(decision, quota, core.observe_only)
-            refused = core.verdict(decision, provider, quota)
+            decision, quota, refused = await self._deadline(
+                watch, self._decide(account, ip, path, read.body if inspected else None, provider)
+            )
         except Exception as exc:
-            logger.exception("guardrail inspection failed; request passed through")
-            core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=repr(exc))
+            error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
+            core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=error)
             await self.app(scope, Replay(receive, read.body, read.more), send)
             return
         if refused is not None:
@@ -186,22 +208,62 @@ class Guardrail:
             outcome=core.outcome(decision, None) if inspected else "passed_uninspected",
             decision=decision,
         )
-        settler = _Settler(send, self.guard, decision, core.allow_headers(decision, quota))
+        settler = _Settler(send, core.allow_headers(decision, quota))
         try:
             await self.app(scope, Replay(receive, read.body, read.more), settler.send)
         finally:
-            await settler.finish()
+            tokens = settler.tokens()
+            if tokens is not None:
+                try:
+                    await self._deadline(watch, self.guard.settle(decision, tokens))
+                except Exception as exc:
+                    log_failure("guardrail settle failed; ignored", exc, (account,))
+
+    async def _decide(
+        self, account: str, ip: str | None, path: str, body: bytes | None, provider: Provider
+    ) -> tuple[Decision, MultiResult | None, Refusal | None]:
+        """The engine's decision, the request quota's, and the refusal to send if any."""
+        core = self.core
+        quota: MultiResult | None = None
+        decision = await self.guard.check(core.facts(account, ip, path, body))
+        if core.quota is not None and applies(decision):
+            quota = await core.quota.aconsume(account)
+            if not quota.allowed:
+                if not core.observe_only:
+                    await self.guard.settle(decision, 0)  # nothing will be generated: refund
+                decision = merge(decision, quota, core.observe_only)
+        return decision, quota, core.verdict(decision, provider, quota)
+
+    async def _deadline(self, watch: Watch | None, work: Awaitable[_T]) -> _T:
+        """Await ``work`` for at most ``check_timeout`` seconds, else raise ``TimeoutError``.
+
+        An engine stuck on a store that neither answers nor times out must not hold the request: the
+        shared watchdog cancels this task (no timer per request) and the caller fails open.
+        """
+        if watch is None:  # not on asyncio (trio): anyio's cancel scope
+            with anyio.fail_after(self.core.check_timeout):
+                return await work
+        Watchdog.rearm(watch, self.core.check_timeout)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if not watch.fired:
+                raise
+            watch.uncancel()
+            raise TimeoutError(
+                f"guardrail engine gave no answer within {self.core.check_timeout:g} s"
+            ) from None
+        finally:
+            Watchdog.discard(watch)
 
 
 class _Settler:
-    """Per-request response watcher: adds headers, passes chunks on, reads usage, settles once."""
+    """Per-request response watcher: adds headers, passes chunks on, reads usage for one settle."""
 
-    __slots__ = ("_decision", "_done", "_extra", "_guard", "_json", "_json_size", "_send", "_sse", "status")
+    __slots__ = ("_done", "_extra", "_json", "_json_size", "_send", "_sse", "status")
 
-    def __init__(self, send: Send, guard: AsyncGuard, decision: Decision, extra: Headers) -> None:
+    def __init__(self, send: Send, extra: Headers) -> None:
         self._send = send
-        self._guard = guard
-        self._decision = decision
         self._extra = extra
         self._sse: SSEUsageScanner | None = None
         self._json: list[bytes] | None = None
@@ -212,7 +274,7 @@ class _Settler:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
-            self._start(message)
+            message = self._start(message)
         elif kind == "http.response.body":
             body: bytes = message.get("body", b"")
             if self._sse is not None:
@@ -225,7 +287,7 @@ class _Settler:
                     self._json = None
         await self._send(message)
 
-    def _start(self, message: Message) -> None:
+    def _start(self, message: Message) -> Message:
         self.status = int(message.get("status", 200))
         headers: list[tuple[bytes, bytes]] = list(message.get("headers") or [])
         content_type = b""
@@ -242,9 +304,16 @@ class _Settler:
             elif b"json" in content_type:
                 self._json = []
         if self._extra and not has_ratelimit:
-            message["headers"] = headers + self._extra
+            # A new message: the app's may be a constant it sends again for every request.
+            message = {**message, "headers": headers + self._extra}
+        return message
 
-    def _tokens(self) -> int | None:
+    def tokens(self) -> int | None:
+        """Output tokens to settle with: 0 for a failed response, the usage seen, or ``None`` (keep the
+        engine's estimate)."""
+        if self._done:
+            return None
+        self._done = True
         if self.status is None or not (200 <= self.status < 300):
             return 0  # nothing was generated: give the reservation back
         if self._sse is not None:
@@ -253,14 +322,3 @@ class _Settler:
         if self._json:
             return usage_from_json(b"".join(self._json))
         return None
-
-    async def finish(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        try:
-            tokens = self._tokens()
-            if tokens is not None:
-                await self._guard.settle(self._decision, tokens)
-        except Exception:
-            logger.exception("guardrail settle failed; ignored")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -39,66 +40,130 @@ def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | BodyStatus 
     found: int | None = None
     for key, value in headers:
         if key == b"content-length":
-            text = value.strip()
-            if not text.isdigit():
-                return BodyStatus.BAD_LENGTH
-            length = int(text)
-            if found is not None and found != length:
+            length = parse_length(value)
+            if length is None or (found is not None and found != length):
                 return BodyStatus.BAD_LENGTH
             found = length
     return found
 
 
-class _Read:
-    """One body read under watch: its task, its deadline, and whether the watchdog cancelled it."""
+#: Longer digit strings are clamped: int() refuses past 4300 digits, and no cap is near 10**18.
+_MAX_DIGITS = 18
+_CLAMPED: int = 10**_MAX_DIGITS
 
-    __slots__ = ("deadline", "fired", "task")
 
-    def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
+def parse_length(value: bytes | str) -> int | None:
+    """A ``Content-Length`` value as an integer (ASCII digits only, surrounding spaces allowed), else
+    ``None``. An absurdly long number is clamped to ``10**18`` rather than parsed."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    text = text.strip()
+    if not text or not text.isascii() or not text.isdigit():  # str.isdigit alone accepts superscripts
+        return None
+    if len(text) > _MAX_DIGITS:
+        text = text.lstrip("0")
+        if len(text) > _MAX_DIGITS:
+            return _CLAMPED
+    return int(text) if text else 0
+
+
+class Watch:
+    """One awaited step under watch: its task, its deadline, and whether the watchdog cancelled it."""
+
+    __slots__ = ("deadline", "fired", "owner", "task")
+
+    def __init__(self, task: asyncio.Task[Any], deadline: float, owner: _LoopWatch) -> None:
         self.task = task
         self.deadline = deadline
+        self.owner = owner
         self.fired = False
+
+    def uncancel(self) -> None:
+        """Forget the watchdog's cancellation (3.11+), so the task can carry on normally."""
+        uncancel = getattr(self.task, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
+
+
+class _LoopWatch:
+    """The watches of one event loop and its tick (each loop ticks on its own thread, never another's)."""
+
+    __slots__ = ("handle", "loop", "period", "reads")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, period: float) -> None:
+        self.loop = loop
+        self.period = period
+        self.reads: set[Watch] = set()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def add(self, watch: Watch) -> None:
+        self.reads.add(watch)
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.period, self.tick)
+
+    def tick(self) -> None:
+        self.handle = None
+        if not self.reads:
+            return
+        now = self.loop.time()
+        for watch in [w for w in self.reads if w.deadline <= now]:
+            self.reads.discard(watch)
+            watch.fired = True
+            watch.task.cancel()
+        if self.reads:
+            self.handle = self.loop.call_later(self.period, self.tick)
 
 
 class Watchdog:
-    """Deadlines for body reads at the cost of a set insertion per request.
+    """Deadlines for awaited steps (body reads, engine calls) at the cost of a set insertion.
 
     A timer per read (``asyncio.timeout``, ``anyio.move_on_after``) costs 5-25 us on every request, for a
-    deadline that almost never fires. Instead, reads register here and one periodic tick (armed only
-    while reads are in flight) cancels the overdue ones. A deadline fires up to ``period`` late.
+    deadline that almost never fires. Instead, watches register here and one periodic tick per event loop
+    (armed only while watches are in flight) cancels the overdue ones. A deadline fires up to ``period``
+    late. One middleware may serve several loops (threads with their own loop, test clients): each loop
+    keeps its own watches and timer, so a tick never touches another thread's tasks.
     """
 
-    __slots__ = ("_handle", "_loop", "_reads", "period")
+    __slots__ = ("_last", "_loops", "period")
 
     def __init__(self, timeout: float) -> None:
         self.period = max(0.02, min(1.0, timeout / 4))
-        self._reads: set[_Read] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWatch] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last: _LoopWatch | None = None
 
-    def add(self, loop: asyncio.AbstractEventLoop, read: _Read) -> None:
-        if loop is not self._loop:  # a new event loop (tests, reloads): forget the old one's state
-            self._loop, self._handle = loop, None
-            self._reads = set()
-        self._reads.add(read)
-        if self._handle is None:
-            self._handle = loop.call_later(self.period, self._tick)
+    def watch(self, timeout: float) -> Watch | None:
+        """Put the current asyncio task under a ``timeout`` deadline; ``None`` when not on asyncio.
 
-    def discard(self, read: _Read) -> None:
-        self._reads.discard(read)
+        The caller catches ``CancelledError``, checks ``fired`` (else the cancellation was not ours and
+        is re-raised), and always ``discard``s the watch.
+        """
+        task = _asyncio_task()
+        if task is None:
+            return None
+        loop = task.get_loop()
+        owner = self._last
+        if owner is None or owner.loop is not loop:
+            owner = self._loops.get(loop)
+            if owner is None:
+                owner = self._loops.setdefault(loop, _LoopWatch(loop, self.period))
+            self._last = owner
+        watch = Watch(task, loop.time() + timeout, owner)
+        owner.add(watch)
+        return watch
 
-    def _tick(self) -> None:
-        self._handle = None
-        loop = self._loop
-        if loop is None or not self._reads:
-            return
-        now = loop.time()
-        for read in [r for r in self._reads if r.deadline <= now]:
-            self._reads.discard(read)
-            read.fired = True
-            read.task.cancel()
-        if self._reads:
-            self._handle = loop.call_later(self.period, self._tick)
+    @staticmethod
+    def rearm(watch: Watch, timeout: float) -> None:
+        """Watch the same task again with a new deadline (one ``Watch`` serves a request's steps)."""
+        owner = watch.owner
+        watch.deadline = owner.loop.time() + timeout
+        watch.fired = False
+        owner.add(watch)
+
+    @staticmethod
+    def discard(watch: Watch | None) -> None:
+        if watch is not None:
+            watch.owner.reads.discard(watch)
 
 
 async def _read_into(receive: Receive, chunks: list[bytes], max_bytes: int) -> BodyRead:
@@ -128,33 +193,32 @@ async def read_body(
     max_bytes: int,
     timeout: float,
     watchdog: Watchdog | None = None,
+    watch: Watch | None = None,
 ) -> BodyRead:
-    """Read the request body, at most ``max_bytes``, within ``timeout`` seconds."""
+    """Read the request body, at most ``max_bytes``, within ``timeout`` seconds.
+
+    The deadline is kept by ``watchdog`` (or by ``watch``, already armed by the caller for this
+    task); with neither, or off asyncio, by an anyio cancel scope."""
     declared = declared_length(headers)
     if isinstance(declared, BodyStatus):
         return BodyRead(declared, b"", True)
     if declared is not None and declared > max_bytes:
         return BodyRead(BodyStatus.TOO_LARGE, b"", True)
     chunks: list[bytes] = []
-    task = _asyncio_task() if watchdog is not None else None
-    if watchdog is None or task is None:  # not on asyncio (trio): anyio's cancel scope
+    read = watch if watch is not None else watchdog.watch(timeout) if watchdog is not None else None
+    if read is None:  # not on asyncio (trio), or no watchdog: anyio's cancel scope
         with anyio.move_on_after(timeout):
             return await _read_into(receive, chunks, max_bytes)
         return BodyRead(BodyStatus.TIMEOUT, b"".join(chunks), True)
-    loop = task.get_loop()
-    read = _Read(task, loop.time() + timeout)
-    watchdog.add(loop, read)
     try:
         return await _read_into(receive, chunks, max_bytes)
     except asyncio.CancelledError:
         if not read.fired:
             raise
-        uncancel = getattr(task, "uncancel", None)  # 3.11+: this cancellation was ours, not the server's
-        if uncancel is not None:
-            uncancel()
+        read.uncancel()  # this cancellation was ours, not the server's
         return BodyRead(BodyStatus.TIMEOUT, b"".join(chunks), True)
     finally:
-        watchdog.discard(read)
+        Watchdog.discard(read)
 
 
 def _asyncio_task() -> asyncio.Task[Any] | None:

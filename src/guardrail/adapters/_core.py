@@ -27,6 +27,8 @@ OnOversize = Literal["refuse", "pass"]
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 #: Default time allowed for the whole body to arrive.
 DEFAULT_BODY_TIMEOUT = 30.0
+#: Default time the engine gets to decide (and to settle) before the request goes through undecided.
+DEFAULT_CHECK_TIMEOUT = 5.0
 #: The largest JSON response kept (as a side copy) to read its ``usage``.
 MAX_USAGE_BODY = 2 * 1024 * 1024
 
@@ -38,6 +40,8 @@ class Core:
 
     __slots__ = (
         "body_timeout",
+        "check_timeout",
+        "expose_engine_limits",
         "headers_on_allow",
         "identify",
         "max_body_bytes",
@@ -45,6 +49,7 @@ class Core:
         "on_event",
         "on_oversize",
         "quota",
+        "refuse_unread",
         "routes",
         "secret",
         "trusted",
@@ -63,6 +68,9 @@ class Core:
         rate_limit_headers: bool,
         on_event: OnEvent | None,
         secret: str | bytes | None,
+        check_timeout: float = DEFAULT_CHECK_TIMEOUT,
+        proxy_header: str = "x-forwarded-for",
+        expose_engine_limits: bool = False,
     ) -> None:
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 0:
             raise ValueError(f"max_body_bytes must be a non-negative integer, got {max_body_bytes!r}")
@@ -72,6 +80,10 @@ class Core:
             raise ValueError(f"body_timeout must be a number of seconds, got {body_timeout!r}")
         if not (math.isfinite(body_timeout) and body_timeout > 0):
             raise ValueError(f"body_timeout must be positive and finite, got {body_timeout!r}")
+        if isinstance(check_timeout, bool) or not isinstance(check_timeout, (int, float)):
+            raise ValueError(f"check_timeout must be a number of seconds, got {check_timeout!r}")
+        if not (math.isfinite(check_timeout) and check_timeout > 0):
+            raise ValueError(f"check_timeout must be positive and finite, got {check_timeout!r}")
         if identify is not None and not callable(identify):
             raise ValueError("identify must be a callable taking a RequestView")
         if on_event is not None and not callable(on_event):
@@ -79,12 +91,17 @@ class Core:
         if secret is not None and not isinstance(secret, (str, bytes)):
             raise ValueError("secret must be str or bytes")
         self.routes = RouteTable(routes)
-        self.trusted = TrustedProxies(trusted_proxies)
+        self.trusted = TrustedProxies(trusted_proxies, header=proxy_header)
         self.identify = identify
         self.max_body_bytes = max_body_bytes
         self.on_oversize: OnOversize = "refuse" if on_oversize == "refuse" else "pass"
         self.body_timeout = float(body_timeout)
+        self.check_timeout = float(check_timeout)
+        self.expose_engine_limits = bool(expose_engine_limits)
         self.observe_only = bool(observe_only)
+        #: Whether a body that could not be read whole (too large, bad length, stalled) is refused.
+        #: Observe-only refuses nothing: such a request goes to the app uninspected, as without us.
+        self.refuse_unread = self.on_oversize == "refuse" and not self.observe_only
         self.headers_on_allow = bool(rate_limit_headers)
         self.on_event = on_event
         if isinstance(secret, str):
@@ -138,22 +155,27 @@ class Core:
             return None
         if decision.action == Action.BLOCK:
             return refusal(provider, 403)
+        by_quota = quota is not None and not quota.allowed
+        # The engine's buckets (an account's or a flagged cluster's shared one) would tell a client when
+        # detection changed its limits: their figures are shown only when explicitly exposed.
+        shown = by_quota or self.expose_engine_limits
         return refusal(
             provider,
             429,
             retry_after=decision.retry_after,
-            limit=decision.limit,
+            limit=decision.limit if shown else None,
             reset_after=decision.reset_after,
-            unit="requests" if quota is not None and not quota.allowed else "tokens",
+            unit="requests" if by_quota else "tokens",
         )
 
     def allow_headers(self, decision: Decision, quota: MultiResult | None = None) -> Headers:
-        """Rate-limit headers for an allowed response: the request quota's if any, else the engine's."""
+        """Rate-limit headers for an allowed response: the request quota's if any, else (only when
+        ``expose_engine_limits``) the engine's, whose appearance would reveal a flagged cluster."""
         if not self.headers_on_allow:
             return []
         if quota is not None and quota.results:
             return rate_limit_headers(quota.limit, quota.remaining, quota.reset_after, "requests")
-        if decision.limit is None:
+        if decision.limit is None or not self.expose_engine_limits:
             return []
         return rate_limit_headers(decision.limit, decision.remaining, decision.reset_after, "tokens")
 

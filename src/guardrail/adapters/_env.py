@@ -8,6 +8,7 @@ options, and uvicorn workers each build their own app: the environment is the on
 ``GUARDRAIL_ACCOUNT_RPM``       requests per minute per account                     engine default
 ``GUARDRAIL_OBSERVE_ONLY``      ``1`` / ``true``: decide and record, never refuse   off
 ``GUARDRAIL_TRUSTED_PROXIES``   comma-separated proxy IPs / CIDRs                   none
+``GUARDRAIL_PROXY_HEADER``      ``x-forwarded-for`` or ``forwarded``                ``x-forwarded-for``
 ``GUARDRAIL_MAX_BODY_BYTES``    body cap                                            8 MiB
 ``GUARDRAIL_ON_OVERSIZE``       ``refuse`` or ``pass``                              ``refuse``
 ``GUARDRAIL_SECRET``            keyed-hash secret (read by ``guardrail._hashing``)  weak public default
@@ -51,9 +52,12 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any
     proxies = env.get("GUARDRAIL_TRUSTED_PROXIES", "").strip()
     if proxies:
         settings["trusted_proxies"] = proxies
+    header = env.get("GUARDRAIL_PROXY_HEADER", "").strip()
+    if header:
+        settings["proxy_header"] = header
     cap = env.get("GUARDRAIL_MAX_BODY_BYTES", "").strip()
     if cap:
-        if not cap.isdigit():
+        if not (cap.isascii() and cap.isdigit()):
             raise ValueError(f"GUARDRAIL_MAX_BODY_BYTES must be an integer, got {cap!r}")
         settings["max_body_bytes"] = int(cap)
     oversize = env.get("GUARDRAIL_ON_OVERSIZE", "").strip()

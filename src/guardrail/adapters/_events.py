@@ -6,8 +6,9 @@ Identifiers appear only as keyed hashes, and nothing here is ever sent to the cl
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 logger = logging.getLogger("guardrail.adapters")
@@ -38,7 +39,9 @@ class GuardrailEvent:
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """A plain dict for structured log handlers (shallow: ``asdict`` would deep-copy the evidence,
+        and raise on anything that cannot be copied)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["evidence"] = dict(self.evidence)
         data["reasons"] = list(self.reasons)
         return data
@@ -55,16 +58,35 @@ def emit(event: GuardrailEvent, hook: OnEvent | None) -> None:
     if event.outcome == "error":
         level = logging.WARNING
     if logger.isEnabledFor(level):
-        logger.log(
-            level,
-            "guardrail %s %s %s",
-            event.outcome,
-            event.provider,
-            event.path,
-            extra={"guardrail": event.as_dict()},
-        )
+        try:
+            logger.log(
+                level,
+                "guardrail %s %s %s",
+                event.outcome,
+                event.provider,
+                event.path,
+                extra={"guardrail": event.as_dict()},
+            )
+        except Exception:  # a broken handler or odd evidence must not turn into a 500
+            logger.debug("guardrail event could not be logged", exc_info=True)
     if hook is not None:
         try:
             hook(event)
         except Exception:
             logger.exception("guardrail on_event hook raised; ignored")
+
+
+def log_failure(what: str, exc: BaseException, secrets: tuple[str | None, ...]) -> str:
+    """Log a failure inside guardrail with its traceback, and return the error text for the event.
+
+    An engine exception may carry the request (``RequestFacts`` repr holds the raw API key): every
+    ``secrets`` value is masked in both the log and the returned text, so no raw key reaches a log.
+    """
+    detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    summary = repr(exc)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            detail = detail.replace(secret, "<redacted>")
+            summary = summary.replace(secret, "<redacted>")
+    logger.warning("%s\n%s", what, detail.rstrip())
+    return summary

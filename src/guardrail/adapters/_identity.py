@@ -6,9 +6,9 @@ The API key is read from ``Authorization: Bearer``, ``x-api-key`` (Anthropic), `
 keeps only a keyed hash; the adapter's own events and logs carry keyed hashes too.
 
 The client address is the socket peer, unless that peer is one of the configured trusted proxies: then
-``Forwarded`` (RFC 7239) or ``X-Forwarded-For`` is walked from the right, skipping trusted hops, and the
-first untrusted address is the client. A spoofed header from an untrusted peer is ignored (the same rule
-as uvicorn's ``--forwarded-allow-ips``).
+the one header those proxies write (``X-Forwarded-For`` by default, or RFC 7239 ``Forwarded``) is walked
+from the right, skipping trusted hops, and the first untrusted address is the client. A spoofed header
+from an untrusted peer is ignored (the same rule as uvicorn's ``--forwarded-allow-ips``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_HEADERS = ("x-forwarded-for", "forwarded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +113,16 @@ def _forwarded_for(values: list[str]) -> list[str | None]:
 class TrustedProxies:
     """The set of proxy addresses (IPs or CIDR networks) whose forwarding headers are believed."""
 
-    __slots__ = ("_networks", "networks")
+    __slots__ = ("_networks", "header", "networks")
 
-    def __init__(self, proxies: Iterable[str] = ()) -> None:
+    def __init__(self, proxies: Iterable[str] = (), *, header: str = "x-forwarded-for") -> None:
+        header = header.lower() if isinstance(header, str) else header
+        if header not in _HEADERS:
+            raise ValueError(f"proxy_header must be one of {_HEADERS}, got {header!r}")
+        #: The one header the proxies write. Only that one is read: a proxy that appends to
+        #: X-Forwarded-For passes a client's own ``Forwarded`` line through untouched, so reading both
+        #: would let the client choose its address.
+        self.header: str = header
         if isinstance(proxies, str):
             proxies = [p for p in proxies.split(",") if p.strip()]
         networks: list[_IPNetwork] = []
@@ -130,10 +138,14 @@ class TrustedProxies:
         return bool(self._networks)
 
     def __repr__(self) -> str:
-        return f"TrustedProxies({list(self.networks)!r})"
+        return f"TrustedProxies({list(self.networks)!r}, header={self.header!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TrustedProxies) and other.networks == self.networks
+        return (
+            isinstance(other, TrustedProxies)
+            and other.networks == self.networks
+            and other.header == self.header
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -145,25 +157,24 @@ class TrustedProxies:
             ip: _IPAddress = ipaddress.ip_address(address)
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack socket reports an IPv4 proxy as ::ffff:a.b.c.d
         return any(ip in net for net in self._networks)
 
     def client_ip(self, peer: str | None, headers: Iterable[tuple[str, str]]) -> str | None:
         """The client address for a request from socket ``peer`` with these headers."""
         if not self.trusts(peer):
             return peer
-        forwarded: list[str] = []
-        xff: list[str] = []
-        for key, value in headers:
-            if key == "forwarded":
-                forwarded.append(value)
-            elif key == "x-forwarded-for":
-                xff.append(value)
+        name = self.header
+        lines = [value for key, value in headers if key == name]
+        if not lines:
+            return peer
         hops: list[str | None]
-        if forwarded:
-            hops = _forwarded_for(forwarded)
-        elif xff:
-            hops = [_parse_address(part) for line in xff for part in line.split(",")]
+        if name == "forwarded":
+            hops = _forwarded_for(lines)
         else:
+            hops = [_parse_address(part) for line in lines for part in line.split(",")]
+        if not hops:
             return peer
         # Walk from the nearest hop outwards; the first address not ours is the client.
         for hop in reversed(hops):

@@ -54,6 +54,9 @@ class RouteTable:
         if self._regex is None:
             return None
         m = self._regex.match(path)
+        if m is None and path.endswith("/"):
+            # Apps that also serve "/v1/chat/completions/" must not get an uninspected twin route.
+            m = self._regex.match(path.rstrip("/"))
         if m is None:
             return None
         name = m.lastgroup  # fnmatch.translate adds no capturing groups, so this is our "r<i>"

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine import Decision, Guard
 from ..limiter import MultiResult
+from ._body import parse_length
 from ._build import resolve_guard
-from ._core import DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
-from ._events import OnEvent, logger
+from ._core import DEFAULT_CHECK_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
+from ._events import OnEvent, log_failure, logger
 from ._identity import Identify
 from ._quota import applies, merge
 from ._refusal import Headers, Refusal, refusal
@@ -63,10 +64,9 @@ def _read(environ: WSGIEnvironment, max_bytes: int) -> tuple[str, bytes]:
         return "complete", b""
     length: int | None = None
     if raw_length:
-        text = str(raw_length).strip()
-        if not text.isdigit():
+        length = parse_length(str(raw_length))
+        if length is None:
             return "bad_length", b""
-        length = int(text)
         if length > max_bytes:
             return "too_large", b""
     elif not environ.get("wsgi.input_terminated"):
@@ -83,7 +83,7 @@ def _read(environ: WSGIEnvironment, max_bytes: int) -> tuple[str, bytes]:
             size += len(data)
     except TimeoutError:
         return "timeout", b"".join(chunks)
-    except (OSError, ValueError):
+    except Exception:  # OSError, werkzeug's ClientDisconnected, gunicorn's chunk parse errors...
         return "disconnected", b"".join(chunks)
     body = b"".join(chunks)
     if length is not None and size < length:
@@ -102,7 +102,8 @@ def _respond(start_response: StartResponse, r: Refusal) -> list[bytes]:
 class GuardrailWSGI:
     """WSGI middleware; the same keyword-only options as ``Guardrail`` (``guard`` is a sync ``Guard``).
 
-    ``body_timeout`` is accepted for symmetry but WSGI reads block: the server's socket timeout applies.
+    ``body_timeout`` and ``check_timeout`` are accepted for symmetry, but WSGI calls block: the server's
+    socket timeout bounds reads, and the engine's store timeouts bound its calls.
     """
 
     def __init__(
@@ -123,6 +124,9 @@ class GuardrailWSGI:
         rate_limit_headers: bool = True,
         on_event: OnEvent | None = None,
         secret: str | bytes | None = None,
+        check_timeout: float = DEFAULT_CHECK_TIMEOUT,
+        proxy_header: str = "x-forwarded-for",
+        expose_engine_limits: bool = False,
     ) -> None:
         self.app = app
         self.core = Core(
@@ -136,6 +140,9 @@ class GuardrailWSGI:
             rate_limit_headers=rate_limit_headers,
             on_event=on_event,
             secret=secret,
+            check_timeout=check_timeout,
+            proxy_header=proxy_header,
+            expose_engine_limits=expose_engine_limits,
         )
         self.guard: Guard = resolve_guard(
             asynchronous=False,
@@ -187,7 +194,7 @@ class GuardrailWSGI:
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)
             return _respond(start_response, refusal(provider, code))
         quota: MultiResult | None = None
-        if not inspected and core.on_oversize == "refuse":
+        if not inspected and core.refuse_unread:
             code = 413 if status == "too_large" else 400
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)
             return _respond(start_response, refusal(provider, code))
@@ -202,8 +209,8 @@ class GuardrailWSGI:
                     decision = merge(decision, quota, core.observe_only)
             refused = core.verdict(decision, provider, quota)
         except Exception as exc:
-            logger.exception("guardrail inspection failed; request passed through")
-            core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=repr(exc))
+            error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
+            core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=error)
             return self.app(environ, start_response)
         if refused is not None:
             core.event(

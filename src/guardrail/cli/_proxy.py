@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -34,6 +35,28 @@ _HOP_BY_HOP = frozenset(
         b"content-length",
     }
 )
+
+
+#: The client's Content-Length is forwarded (the body is streamed with it, not re-chunked).
+_HOP_BY_HOP_REQUEST = _HOP_BY_HOP - {b"content-length"}
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its body was being forwarded: abandon the upstream request."""
+
+
+async def _request_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
 
 
 class ProxyApp:
@@ -68,25 +91,27 @@ class ProxyApp:
             return
         if scope["type"] != "http":
             return  # websockets are not proxied: returning closes the connection
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
+        first = await receive()
+        if first["type"] == "http.disconnect":
+            return
+        head: bytes = first.get("body", b"")
+        content: bytes | AsyncIterator[bytes] = head
+        if first.get("more_body", False):
+            # Routes the middleware does not inspect get no body cap from it: stream, never buffer.
+            content = _request_body(head, receive)
         query = scope.get("query_string", b"")
         url = self.upstream + scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0]
         if query:
             url += "?" + query.decode("latin-1")
-        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in _HOP_BY_HOP]
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in _HOP_BY_HOP_REQUEST]
         import httpx  # already loaded by _http(): a dictionary lookup
 
         client = self._http()
-        request = client.build_request(scope["method"], url, headers=headers, content=bytes(body))
+        request = client.build_request(scope["method"], url, headers=headers, content=content)
         try:
             upstream = await client.send(request, stream=True)
+        except _ClientGone:
+            return
         except httpx.HTTPError as exc:
             await _bad_gateway(send, f"upstream unreachable: {type(exc).__name__}")
             return
@@ -132,6 +157,8 @@ def build_app(args: argparse.Namespace) -> Any:
         options["account_rpm"] = args.account_rpm
     if args.trusted_proxies:
         options["trusted_proxies"] = args.trusted_proxies
+    if getattr(args, "proxy_header", None):
+        options["proxy_header"] = args.proxy_header
     if args.max_body_bytes is not None:
         options["max_body_bytes"] = args.max_body_bytes
     return Guardrail(ProxyApp(args.upstream, timeout=args.timeout), **options)
@@ -150,6 +177,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--account-rpm", type=float, default=None, help="requests per minute per account")
     parser.add_argument("--observe-only", action="store_true", help="decide and record, never refuse")
     parser.add_argument("--trusted-proxies", default="", help="comma-separated proxy IPs/CIDRs to trust")
+    parser.add_argument(
+        "--proxy-header",
+        default="x-forwarded-for",
+        choices=["x-forwarded-for", "forwarded"],
+        help="the forwarding header the trusted proxies write (default x-forwarded-for)",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=None, help="request body cap")
     parser.add_argument("--timeout", type=float, default=600.0, help="upstream read timeout, seconds")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (use Redis if > 1)")
@@ -185,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["GUARDRAIL_ACCOUNT_RPM"] = str(args.account_rpm)
     if args.trusted_proxies:
         os.environ["GUARDRAIL_TRUSTED_PROXIES"] = args.trusted_proxies
+    os.environ["GUARDRAIL_PROXY_HEADER"] = args.proxy_header
     if args.max_body_bytes is not None:
         os.environ["GUARDRAIL_MAX_BODY_BYTES"] = str(args.max_body_bytes)
     uvicorn.run("guardrail.cli._proxy:app_from_env", factory=True, workers=args.workers, **common)

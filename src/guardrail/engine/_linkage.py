@@ -51,7 +51,8 @@ class LinkageSettings:
     group with no evidence at all. ``diurnal_r2``: the squared mean resultant length assumed for a human's
     hour-of-day: people active over a 16-hour waking day give about 0.17, irregular ones less; a group's
     pooled estimate at 0 reads as flat (+1), at ``diurnal_r2`` as human (-1), halfway as no evidence.
-    ``coordination`` / ``uncoordinated_cap``: see :func:`score_features`.
+    ``coordination_flatness`` / ``coordination_colocation`` / ``uncoordinated_cap``: see
+    :func:`score_features`.
     """
 
     dominant_share: float = 0.15
@@ -66,10 +67,12 @@ class LinkageSettings:
             "colocation": 1.5,
             "conversation": -2.0,
             "size": 1.0,
+            "uniformity": 1.0,
         }
     )
     diurnal_r2: float = 0.12
-    coordination: float = 0.3
+    coordination_flatness: float = 0.3
+    coordination_colocation: float = 0.5
     uncoordinated_cap: float = 0.5
 
     def __post_init__(self) -> None:
@@ -86,7 +89,7 @@ class LinkageSettings:
             raise ValueError(f"unknown feature weights: {sorted(unknown)}; known: {list(_FEATURES)}")
 
 
-_FEATURES = ("concentration", "flatness", "elicitation", "colocation", "conversation", "size")
+_FEATURES = ("concentration", "flatness", "elicitation", "colocation", "conversation", "size", "uniformity")
 
 
 class UnionFind:
@@ -164,6 +167,8 @@ class GroupFeatures:
     shared_ranges: int  # address ranges used by two or more members
     conversation: float  # share of members' requests that continue a conversation, 0..1
     first_seen_span: float  # seconds between the first and the last member's first request
+    rate_spread: float  # standard deviation of log10(requests per active hour) over members
+    uniformity: float  # -1 (heavy-tailed, independent users) .. +1 (every account at a similar rate)
     active_hours: int  # hours of day with at least 1/48 of the group's requests (24 = around the clock)
     shared_parts: int  # parts dominant for two or more members
 
@@ -236,6 +241,19 @@ def group_features(
     total_hours = sum(hours)
     active = sum(1 for c in hours if total_hours and c * 48 >= total_hours)
     firsts = [p.first_seen for p in members]
+    # Campaigns keep every account at a similar rate, just under its limit; independent users' rates are
+    # heavy-tailed. Rates are requests per active hour (an hour at least); the spread of their logarithm is
+    # mapped to +1 at 0.15 decades or less, -1 at 0.55 or more, and discounted for small groups.
+    logs = [
+        math.log10(p.requests / max(1.0, (p.last_seen - p.first_seen) / 3600.0))
+        for p in members
+        if p.requests
+    ]
+    spread = 0.0
+    if len(logs) >= 2:
+        mean = sum(logs) / len(logs)
+        spread = math.sqrt(sum((x - mean) ** 2 for x in logs) / len(logs))
+    uniformity = max(-1.0, min(1.0, (0.35 - spread) / 0.2)) * min(1.0, (len(logs) - 1) / 9.0) if logs else 0.0
     part_users: Counter[int] = Counter()
     for p in members:
         dom = dominant[p.account] if dominant is not None else dominant_parts(p, settings.dominant_share)
@@ -252,6 +270,8 @@ def group_features(
         shared_ranges=sum(1 for c in range_users.values() if c >= 2),
         conversation=conv / n if n else 0.0,
         first_seen_span=(max(firsts) - min(firsts)) if firsts else 0.0,
+        rate_spread=spread,
+        uniformity=uniformity,
         active_hours=active,
         shared_parts=sum(1 for c in part_users.values() if c >= 2),
     )
@@ -260,8 +280,11 @@ def group_features(
 def score_features(f: GroupFeatures, settings: LinkageSettings) -> float:
     """Logistic combination of the features: 0..1, monotone in each feature's weighted direction.
 
-    Content alone cannot convict: without evidence of coordination (flat timing or shared address ranges,
-    each at least ``coordination``) the score is capped at ``uncoordinated_cap``. A popular product whose
+    Content alone cannot convict: without evidence of coordination (flat timing at similar per-account rates,
+    flatness at least ``coordination_flatness`` and uniformity at least 0 -- many independent automated users
+    of one public template are flat too, but their volumes are heavy-tailed -- or shared address ranges,
+    colocation at least ``coordination_colocation``: half the members, since honest users behind one carrier
+    NAT share a range by chance) the score is capped at ``uncoordinated_cap``. A popular product whose
     system prompt asks for step-by-step reasoning looks exactly like a campaign's template until its users'
     hours and addresses are seen; it is how they behave together that tells them apart.
     """
@@ -274,8 +297,10 @@ def score_features(f: GroupFeatures, settings: LinkageSettings) -> float:
     logit += w.get("colocation", 0.0) * f.colocation
     logit += w.get("conversation", 0.0) * f.conversation
     logit += w.get("size", 0.0) * size_term
+    logit += w.get("uniformity", 0.0) * f.uniformity
     score = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
-    if f.flatness < settings.coordination and f.colocation < settings.coordination:
+    flat_and_alike = f.flatness >= settings.coordination_flatness and f.uniformity >= 0.0
+    if not flat_and_alike and f.colocation < settings.coordination_colocation:
         score = min(score, settings.uncoordinated_cap)
     return score
 
@@ -301,6 +326,8 @@ def evidence_lines(f: GroupFeatures, exclusive: float | None = None) -> list[str
         lines.append(f"human hours (active {f.active_hours}/24 h, Rayleigh {f.rayleigh:.2f})")
     if f.shared_ranges:
         lines.append(f"{f.shared_ranges} shared address ranges, {f.colocation:.0%} of accounts co-located")
+    if f.uniformity > 0.3:
+        lines.append(f"accounts run at similar rates (spread {f.rate_spread:.2f} decades)")
     if f.elicitation >= 0.3:
         lines.append(f"asks for written-out reasoning (elicitation {f.elicitation:.2f})")
     if f.conversation >= 0.2:
