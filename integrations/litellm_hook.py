@@ -18,6 +18,7 @@ litellm itself is optional here: without it the class derives from ``object`` an
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -65,6 +66,9 @@ _BODY_KEYS = frozenset(
 )
 logger = logging.getLogger("guardrail.adapters")
 
+#: Seconds the engine gets to decide before the call goes through undecided (as the middleware's default).
+CHECK_TIMEOUT = 5.0
+
 
 class GuardrailLiteLLM(_Base):  # type: ignore[misc]
     """LiteLLM proxy hook: check before the model call, settle after it."""
@@ -103,9 +107,14 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
         metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else None
         ip = metadata.get("requester_ip_address") if metadata else None
         body = {k: v for k, v in data.items() if k in _BODY_KEYS}  # not LiteLLM's own metadata
-        try:
-            decision = await self.guard.check(
-                RequestFacts(account=self.account_of(user_api_key_dict), ip=ip or None, path=path, body=body)
+        try:  # a hung store must not hold the call either: fail open after CHECK_TIMEOUT
+            decision = await asyncio.wait_for(
+                self.guard.check(
+                    RequestFacts(
+                        account=self.account_of(user_api_key_dict), ip=ip or None, path=path, body=body
+                    )
+                ),
+                CHECK_TIMEOUT,
             )
         except Exception:  # guardrail failing must not fail the proxy
             logger.exception("guardrail LiteLLM hook failed; request allowed")
@@ -114,13 +123,8 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
             raise _http(refusal("openai", 403))
         if decision.action == Action.THROTTLE:
             raise _http(
-                refusal(
-                    "openai",
-                    429,
-                    retry_after=decision.retry_after,
-                    limit=decision.limit,
-                    reset_after=decision.reset_after,
-                )
+                # No bucket figures: the engine's limits would tell a client its cluster was flagged.
+                refusal("openai", 429, retry_after=decision.retry_after)
             )
         ticket = str(next(self._ids))
         self._pending[ticket] = decision

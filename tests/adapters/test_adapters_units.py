@@ -73,8 +73,17 @@ def test_api_key_sources_and_first_value_wins() -> None:
     assert api_key([("x-api-key", "ant-1")]) == "ant-1"
     assert api_key([("x-goog-api-key", "g-1")]) == "g-1"
     assert api_key([], "alt=sse&key=g-2") == "g-2"
-    assert api_key([("authorization", "Basic Zm9vOmJhcg==")]) is None
+    assert api_key([("authorization", "Basic Zm9vOmJhcg==")]) == "Basic Zm9vOmJhcg=="
     assert api_key([("authorization", "Bearer first"), ("authorization", "Bearer second")]) == "first"
+    # Only the first Authorization line counts, whatever its scheme (it is the one the app reads).
+    assert api_key([("authorization", "Basic real"), ("authorization", "Bearer rotating")]) == "Basic real"
+    assert api_key([("authorization", "Basic real, Bearer rotating")]) == "Basic real"  # folded by WSGI
+    # The route's own credential header comes first: a rotating value in another header is no new budget.
+    mixed = [("authorization", "Bearer rotating"), ("x-api-key", "real"), ("x-goog-api-key", "g")]
+    assert api_key(mixed, provider="openai") == "rotating"
+    assert api_key(mixed, provider="anthropic") == "real"
+    assert api_key(mixed, provider="gemini") == "g"
+    assert api_key([("authorization", "Bearer rotating")], "key=real", provider="gemini") == "real"
     assert api_key([("authorization", "Bearer ")]) is None
     assert api_key([]) is None
 

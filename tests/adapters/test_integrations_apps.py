@@ -148,6 +148,7 @@ async def test_litellm_hook_allows_throttles_blocks_and_settles() -> None:
         await hook.async_pre_call_hook(alice, None, {"messages": []}, "completion")
     assert throttled.value.status_code == 429
     assert throttled.value.headers is not None and int(throttled.value.headers["retry-after"]) >= 1
+    assert not [k for k in throttled.value.headers if "ratelimit" in k]  # engine figures stay private
     mallory = SimpleNamespace(user_id="mallory")
     with pytest.raises(HTTPException) as blocked:
         await hook.async_pre_call_hook(mallory, None, {"messages": []}, "completion")

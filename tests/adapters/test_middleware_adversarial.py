@@ -579,3 +579,101 @@ async def test_observe_only_passes_oversize_and_stalled_bodies() -> None:
     mw = Guardrail(slow.app, guard=AsyncScriptedGuard(), body_timeout=0.05, observe_only=True)
     await mw(scope_for(), slow.receive, slow.send)
     assert slow.status == 200 and b"".join(m.get("body", b"") for m in slow.app_received) == b"headrest"
+
+
+# -- 12. a rotating credential in a header the app does not read must not buy a fresh budget
+
+
+async def test_rotating_decoy_credentials_do_not_change_the_account() -> None:
+    guard = AsyncScriptedGuard()
+    for i in range(3):
+        c = Client(one(BODY))
+        headers = [(b"x-api-key", b"ant-real"), (b"authorization", b"Bearer decoy-%d" % i)]
+        scope = scope_for("/v1/messages", headers=headers)
+        scope["headers"] = headers
+        await Guardrail(c.app, guard=guard)(scope, c.receive, c.send)
+        c = Client(one(BODY))
+        scope = scope_for(headers=[(b"authorization", b"Bearer decoy-%d" % i)])
+        scope["headers"] = [(b"authorization", b"Basic cmVhbA=="), (b"authorization", b"Bearer decoy-%d" % i)]
+        await Guardrail(c.app, guard=guard)(scope, c.receive, c.send)
+    assert {f.account for f in guard.seen} == {"ant-real", "Basic cmVhbA=="}
+
+
+def test_identify_errors_never_log_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    def identify(view: Any) -> str:
+        raise ValueError(f"no subject in {view!r}")
+
+    c = Client(one(BODY))
+    with caplog.at_level(logging.DEBUG, logger="guardrail"):
+        asyncio.run(
+            Guardrail(c.app, guard=AsyncScriptedGuard(), identify=identify)(scope_for(), c.receive, c.send)
+        )
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "no subject" in logged and "sk-raw-secret-key-123" not in logged
+
+
+async def test_proxy_refuses_targets_that_would_name_another_host() -> None:
+    import httpx
+
+    from guardrail.cli._proxy import ProxyApp
+
+    seen: list[str] = []
+
+    async def handler(request: Any) -> Any:
+        seen.append(str(request.url))
+
+        async def answer() -> Any:
+            yield b"ok"
+
+        return httpx.Response(200, content=answer())
+
+    inner = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    proxy = ProxyApp("http://llm", client=inner)
+    # h11 hands uvicorn any non-blank request target: these would have made the URL http://llm.evil.com/x
+    for target in (b".evil.com/x", b"http://evil.com/v1/x", b"evil.com:80/x"):
+        c = Client(one(b""))
+        scope = scope_for("/ignored")
+        scope["raw_path"], scope["path"] = target, target.decode()
+        await proxy(scope, c.receive, c.send)
+        assert c.status == 400, target
+    c = Client(one(b""))
+    scope = scope_for("//evil.com/x")
+    await proxy(scope, c.receive, c.send)  # an origin-form path stays on the upstream host
+    assert c.status == 200 and seen == ["http://llm//evil.com/x"]
+    await inner.aclose()
+
+
+# -- 13. body-read edge cases of the watchdog and of servers whose receive() raises
+
+
+async def test_refused_unread_body_leaves_no_watch_behind() -> None:
+    c = Client(one(BODY))
+    mw = Guardrail(c.app, guard=AsyncScriptedGuard(), max_body_bytes=5, on_oversize="pass", body_timeout=0.05)
+    slow_app_done = False
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal slow_app_done
+        await asyncio.sleep(0.3)  # well past body_timeout: a stale read watch would cancel us here
+        await c.app(scope, receive, send)
+        slow_app_done = True
+
+    mw.app = slow_app
+    await mw(scope_for(headers=[(b"content-length", str(len(BODY)).encode())]), c.receive, c.send)
+    assert slow_app_done and c.status == 200
+    assert not any(lw.reads for lw in mw._watchdog._loops.values())
+    # A refused one (413 before a byte is read) must not leave its watch (and its task) registered.
+    refused = Client(one(BODY))
+    mw = Guardrail(refused.app, guard=AsyncScriptedGuard(), max_body_bytes=5)
+    await mw(scope_for(headers=[(b"content-length", str(len(BODY)).encode())]), refused.receive, refused.send)
+    assert refused.status == 413
+    assert not any(lw.reads for lw in mw._watchdog._loops.values())
+
+
+async def test_receive_raising_is_a_disconnect_not_a_crash() -> None:
+    class Raising(Client):
+        async def receive(self) -> dict[str, Any]:
+            raise OSError("connection reset")
+
+    c = Raising([])
+    await Guardrail(c.app, guard=AsyncScriptedGuard())(scope_for(), c.receive, c.send)
+    assert c.sent == [] and c.app_received == []

@@ -157,7 +157,7 @@ class Guardrail:
             else:
                 headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw_headers]
             query = scope.get("query_string", b"").decode("latin-1")
-            account, ip = core.who("POST", path, query, headers, peer)
+            account, ip = core.who("POST", path, query, headers, peer, provider)
         except Exception:  # written to be total; if it ever is not, count the request by address
             logger.exception("guardrail identity failed; counting the request by its address")
             account, ip = (f"ip:{peer}" if peer else "anonymous"), peer

@@ -200,23 +200,24 @@ async def read_body(
     The deadline is kept by ``watchdog`` (or by ``watch``, already armed by the caller for this
     task); with neither, or off asyncio, by an anyio cancel scope."""
     declared = declared_length(headers)
-    if isinstance(declared, BodyStatus):
-        return BodyRead(declared, b"", True)
-    if declared is not None and declared > max_bytes:
-        return BodyRead(BodyStatus.TOO_LARGE, b"", True)
+    if isinstance(declared, BodyStatus) or (declared is not None and declared > max_bytes):
+        Watchdog.discard(watch)  # nothing to read: a stale watch would fire later, mid-app
+        return BodyRead(declared if isinstance(declared, BodyStatus) else BodyStatus.TOO_LARGE, b"", True)
     chunks: list[bytes] = []
     read = watch if watch is not None else watchdog.watch(timeout) if watchdog is not None else None
-    if read is None:  # not on asyncio (trio), or no watchdog: anyio's cancel scope
-        with anyio.move_on_after(timeout):
-            return await _read_into(receive, chunks, max_bytes)
-        return BodyRead(BodyStatus.TIMEOUT, b"".join(chunks), True)
     try:
+        if read is None:  # not on asyncio (trio), or no watchdog: anyio's cancel scope
+            with anyio.move_on_after(timeout):
+                return await _read_into(receive, chunks, max_bytes)
+            return BodyRead(BodyStatus.TIMEOUT, b"".join(chunks), True)
         return await _read_into(receive, chunks, max_bytes)
     except asyncio.CancelledError:
-        if not read.fired:
+        if read is None or not read.fired:
             raise
         read.uncancel()  # this cancellation was ours, not the server's
         return BodyRead(BodyStatus.TIMEOUT, b"".join(chunks), True)
+    except Exception:  # a server whose receive() raises on a broken connection: treat it as gone
+        return BodyRead(BodyStatus.DISCONNECTED, b"".join(chunks), False)
     finally:
         Watchdog.discard(read)
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from .._hashing import default_secret, hash_identifier
 from ..engine import Action, Decision, RequestFacts
 from ..limiter import Limiter, MultiResult
-from ._events import GuardrailEvent, OnEvent, emit, logger
+from ._events import GuardrailEvent, OnEvent, emit, log_failure, logger
 from ._identity import Identify, RequestView, TrustedProxies, api_key
 from ._quota import RequestQuota
 from ._refusal import Headers, Refusal, rate_limit_headers, refusal
@@ -32,6 +32,7 @@ DEFAULT_CHECK_TIMEOUT = 5.0
 #: The largest JSON response kept (as a side copy) to read its ``usage``.
 MAX_USAGE_BODY = 2 * 1024 * 1024
 
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
 _OUTCOME = {Action.THROTTLE: "throttled", Action.BLOCK: "blocked"}
 
 
@@ -121,7 +122,13 @@ class Core:
     # -- identity ---------------------------------------------------------------------------------
 
     def who(
-        self, method: str, path: str, query: str, headers: list[tuple[str, str]], peer: str | None
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        peer: str | None,
+        provider: str = "openai",
     ) -> tuple[str, str | None]:
         """``(account, client ip)``: the user callable's account, else the API key, else the address."""
         ip = self.trusted.client_ip(peer, headers) if self.trusted else peer
@@ -130,13 +137,17 @@ class Core:
             view = RequestView(method, path, query, tuple(headers), ip)
             try:
                 account = self.identify(view)
-            except Exception:
-                logger.exception("identify callable raised; using the API key")
+            except Exception as exc:  # its message may quote the request: credentials are masked
+                secrets = [value for key, value in headers if key in _CREDENTIAL_HEADERS]
+                secrets += [part for value in secrets for part in value.split()]
+                log_failure(
+                    "identify callable raised; using the API key", exc, (*secrets, api_key(headers, query))
+                )
                 account = None
             if account is not None and not isinstance(account, str):
                 account = str(account)
         if not account:
-            account = api_key(headers, query)
+            account = api_key(headers, query, provider)
         if not account:
             account = f"ip:{ip}" if ip else "anonymous"
         return account, ip

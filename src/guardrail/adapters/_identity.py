@@ -56,26 +56,48 @@ class RequestView:
 Identify = Callable[[RequestView], "str | None"]
 
 
-def api_key(headers: Iterable[tuple[str, str]], query: str = "") -> str | None:
-    """The request's API key from the usual provider headers (first value wins), else ``None``."""
+def api_key(headers: Iterable[tuple[str, str]], query: str = "", provider: str = "openai") -> str | None:
+    """The request's API key from the usual provider headers (first line of each wins), else ``None``.
+
+    When several credential headers are present, the one the route's own API reads comes first
+    (``Authorization`` for OpenAI, ``x-api-key`` for Anthropic, ``x-goog-api-key`` / ``?key=`` for
+    Gemini): otherwise a client could authenticate with one header while a fresh random value in another
+    gave it a new, empty budget on every request. Only the first ``Authorization`` line counts (it is the
+    one the app reads); a scheme other than Bearer counts as a whole (``"Basic ..."``).
+    """
     bearer = x_api_key = goog = None
+    seen_authorization = False
     for key, value in headers:
-        if key == "authorization" and bearer is None:
+        if key == "authorization" and not seen_authorization:
+            seen_authorization = True
             scheme, _, token = value.strip().partition(" ")
             # A proxy may have folded duplicate lines into "Bearer a, Bearer b": keep the first.
             token = token.split(",", 1)[0].strip()
-            if scheme.lower() == "bearer" and token:
-                bearer = token
+            if scheme.lower() == "bearer":
+                bearer = token or None
+            else:  # the whole first credential (a folded "Basic x, Bearer y" is two lines)
+                bearer = value.split(",", 1)[0].strip() or None
         elif key == "x-api-key" and x_api_key is None:
             x_api_key = value.split(",", 1)[0].strip() or None
         elif key == "x-goog-api-key" and goog is None:
             goog = value.split(",", 1)[0].strip() or None
-    found = bearer or x_api_key or goog
-    if found is None and "key=" in query:
+    if provider == "anthropic":
+        found = x_api_key or bearer or goog
+    elif provider == "gemini":
+        found = goog or _query_key(query) or bearer or x_api_key
+    else:
+        found = bearer or x_api_key or goog
+    if found is None and provider != "gemini":
+        found = _query_key(query)
+    return found
+
+
+def _query_key(query: str) -> str | None:
+    if "key=" in query:
         for name, value in parse_qsl(query, keep_blank_values=False):
             if name == "key" and value:
                 return value
-    return found
+    return None
 
 
 def _parse_address(raw: str) -> str | None:

@@ -184,7 +184,7 @@ class GuardrailWSGI:
         try:
             headers = _headers(environ)
             query = environ.get("QUERY_STRING", "")
-            account, ip = core.who("POST", path, query, headers, peer)
+            account, ip = core.who("POST", path, query, headers, peer, provider)
         except Exception:  # written to be total; if it ever is not, count the request by address
             logger.exception("guardrail identity failed; counting the request by its address")
             account, ip = (f"ip:{peer}" if peer else "anonymous"), peer

@@ -91,6 +91,13 @@ class ProxyApp:
             return
         if scope["type"] != "http":
             return  # websockets are not proxied: returning closes the connection
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        raw_path = raw_path.split(b"?", 1)[0]
+        if not raw_path.startswith(b"/"):
+            # An absolute-form or authority-form target ("http://x/...", "host.evil:80/...") glued to the
+            # upstream URL would name another host: only origin-form paths are forwarded.
+            await _error(send, 400, "invalid request target", "invalid_request_error", "invalid_request")
+            return
         first = await receive()
         if first["type"] == "http.disconnect":
             return
@@ -100,14 +107,18 @@ class ProxyApp:
             # Routes the middleware does not inspect get no body cap from it: stream, never buffer.
             content = _request_body(head, receive)
         query = scope.get("query_string", b"")
-        url = self.upstream + scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        url = self.upstream + raw_path.decode("latin-1")
         if query:
             url += "?" + query.decode("latin-1")
         headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in _HOP_BY_HOP_REQUEST]
         import httpx  # already loaded by _http(): a dictionary lookup
 
         client = self._http()
-        request = client.build_request(scope["method"], url, headers=headers, content=content)
+        try:
+            request = client.build_request(scope["method"], url, headers=headers, content=content)
+        except (httpx.InvalidURL, ValueError, TypeError):
+            await _error(send, 400, "invalid request", "invalid_request_error", "invalid_request")
+            return
         try:
             upstream = await client.send(request, stream=True)
         except _ClientGone:
@@ -141,10 +152,15 @@ class ProxyApp:
 
 
 async def _bad_gateway(send: Send, text: str) -> None:
-    error = {"error": {"message": text, "type": "api_error", "param": None, "code": "bad_gateway"}}
+    await _error(send, 502, text, "api_error", "bad_gateway")
+
+
+async def _error(send: Send, status: int, text: str, kind: str, code: str) -> None:
+    """An error of the proxy's own, in OpenAI's shape."""
+    error = {"error": {"message": text, "type": kind, "param": None, "code": code}}
     body = json.dumps(error, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 502, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 

@@ -67,7 +67,7 @@ class LinkageSettings:
             "colocation": 1.5,
             "conversation": -2.0,
             "size": 1.0,
-            "uniformity": 1.0,
+            "uniformity": 0.0,
         }
     )
     diurnal_r2: float = 0.12
@@ -242,12 +242,13 @@ def group_features(
     active = sum(1 for c in hours if total_hours and c * 48 >= total_hours)
     firsts = [p.first_seen for p in members]
     # Campaigns keep every account at a similar rate, just under its limit; independent users' rates are
-    # heavy-tailed. Rates are requests per active hour (an hour at least); the spread of their logarithm is
-    # mapped to +1 at 0.15 decades or less, -1 at 0.55 or more, and discounted for small groups.
+    # heavy-tailed. Rates are requests per active hour (an hour at least) of accounts with 3 requests or more
+    # (one or two requests say nothing about a rate); the spread of their logarithm is mapped to +1 at 0.15
+    # decades or less, -1 at 0.55 or more, and discounted when fewer than ten accounts qualify.
     logs = [
         math.log10(p.requests / max(1.0, (p.last_seen - p.first_seen) / 3600.0))
         for p in members
-        if p.requests
+        if p.requests >= 3
     ]
     spread = 0.0
     if len(logs) >= 2:
@@ -277,16 +278,24 @@ def group_features(
     )
 
 
+def effective_colocation(f: GroupFeatures) -> float:
+    """Colocation as evidence: a single shared range counts half (it may be one carrier NAT or one office
+    that a few unrelated users happen to share); a pool of two or more shared ranges counts fully."""
+    return f.colocation * min(1.0, f.shared_ranges / 2.0)
+
+
 def score_features(f: GroupFeatures, settings: LinkageSettings) -> float:
     """Logistic combination of the features: 0..1, monotone in each feature's weighted direction.
 
-    Content alone cannot convict: without evidence of coordination (flat timing at similar per-account rates,
-    flatness at least ``coordination_flatness`` and uniformity at least 0 -- many independent automated users
-    of one public template are flat too, but their volumes are heavy-tailed -- or shared address ranges,
-    colocation at least ``coordination_colocation``: half the members, since honest users behind one carrier
-    NAT share a range by chance) the score is capped at ``uncoordinated_cap``. A popular product whose
+    Content alone cannot convict: without evidence of coordination (flatness at least
+    ``coordination_flatness``, or shared address ranges: :func:`effective_colocation` at least
+    ``coordination_colocation``) the score is capped at ``uncoordinated_cap``. A popular product whose
     system prompt asks for step-by-step reasoning looks exactly like a campaign's template until its users'
     hours and addresses are seen; it is how they behave together that tells them apart.
+
+    ``uniformity`` (similar per-account rates) is measured and reported but weighted 0 by default: it
+    widened the campaigns' margins, but groups of low-volume honest users (a few requests each over days)
+    look just as uniform, and it lifted a group of public-jailbreak pasters from 0.34 to 0.63.
     """
     w = settings.weights
     size_term = min(1.0, math.log10(max(1, f.size)) / 2.0)
@@ -294,13 +303,13 @@ def score_features(f: GroupFeatures, settings: LinkageSettings) -> float:
     logit += w.get("concentration", 0.0) * f.concentration
     logit += w.get("flatness", 0.0) * f.flatness
     logit += w.get("elicitation", 0.0) * f.elicitation
-    logit += w.get("colocation", 0.0) * f.colocation
+    coloc = effective_colocation(f)
+    logit += w.get("colocation", 0.0) * coloc
     logit += w.get("conversation", 0.0) * f.conversation
     logit += w.get("size", 0.0) * size_term
     logit += w.get("uniformity", 0.0) * f.uniformity
     score = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
-    flat_and_alike = f.flatness >= settings.coordination_flatness and f.uniformity >= 0.0
-    if not flat_and_alike and f.colocation < settings.coordination_colocation:
+    if f.flatness < settings.coordination_flatness and coloc < settings.coordination_colocation:
         score = min(score, settings.uncoordinated_cap)
     return score
 
