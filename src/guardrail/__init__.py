@@ -5,6 +5,19 @@ The public API is re-exported here; implementation modules are private or live i
 
 from guardrail.adapters import Guardrail, GuardrailEvent, GuardrailFromEnv, GuardrailWSGI
 from guardrail.elicitation import elicitation_score
+from guardrail.engine import (
+    Action,
+    AsyncGuard,
+    Decision,
+    EngineStore,
+    Event,
+    Guard,
+    LinkageSettings,
+    Policy,
+    RequestFacts,
+    StoreSettings,
+    analysis_report,
+)
 from guardrail.extract import Extractor, NoPrompt, Prompt, Turn, estimate_tokens, extract
 from guardrail.fingerprint import (
     Fingerprint,
@@ -30,11 +43,17 @@ from guardrail.simulate import Simulation, simulate
 __version__ = "0.1.0"
 
 __all__ = [
+    "Action",
+    "AsyncGuard",
     "BucketRequest",
     "BucketResult",
+    "Decision",
+    "EngineStore",
+    "Event",
     "Extractor",
     "Fingerprint",
     "Fingerprinter",
+    "Guard",
     "Guardrail",
     "GuardrailEvent",
     "GuardrailFromEnv",
@@ -42,17 +61,22 @@ __all__ = [
     "LSHIndex",
     "Limit",
     "Limiter",
+    "LinkageSettings",
     "MultiResult",
     "NoPrompt",
+    "Policy",
     "Prompt",
     "PromptFingerprint",
+    "RequestFacts",
     "Simulation",
     "StorageError",
+    "StoreSettings",
     "TemplateIndex",
     "TemplateMatch",
     "TokenBucket",
     "Turn",
     "__version__",
+    "analysis_report",
     "elicitation_score",
     "estimate_tokens",
     "extract",
