@@ -79,3 +79,29 @@ def test_observation_hashes_the_range_and_never_keeps_raw_text() -> None:
     assert all(isinstance(s, int) for s in obs.segments)
     none, text = observation("acct", 5.0, None, None, b"secret")
     assert none.segments == () and text == ""
+
+
+def test_one_tokenisation_for_ascii_and_non_ascii_text() -> None:
+    # Regression: the ASCII path used to fold each digit to "#" while non-ASCII text masked whole ids, so
+    # adding one typographic apostrophe changed the shingles around every number.
+    from guardrail.engine._features import _words
+
+    ascii_text = "Task 12: add req_8f3k2 now"
+    assert _words(ascii_text) == [b"task", b"#:", b"add", b"#", b"now"]
+    plain = shingles(f"{WRAPPER} Task 12: add req_8f3k2 now and then report it.")
+    curly = shingles(f"{WRAPPER} Task 12: add req_8f3k2 now\u2019 and then report it.")
+    assert len(set(plain) & set(curly)) >= len(plain) - 3
+
+
+@given(
+    st.lists(st.sampled_from(["alpha", "beta", "x9", "req_8f3k2", "42", "Gamma:", "d-7"]), min_size=3),
+    st.sampled_from(["\u2019", "\u00e9", "\u200b", "\u043e"]),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_non_ascii_character_changes_only_the_shingles_around_it(words: list[str], extra: str) -> None:
+    from guardrail.engine._features import _words
+
+    text = " ".join(words)
+    marked = text + " tail" + extra
+    # Only the last word (the one carrying the extra character) may differ.
+    assert _words(marked)[:-1] == [*_words(text), b"tail"][:-1]

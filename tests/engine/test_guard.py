@@ -196,3 +196,35 @@ def test_campaign_behind_a_generic_system_prompt_is_kept_apart_from_its_honest_u
     guard.recluster(float(recs[-1]["ts"]) + 1)
     flagged = set(analysis_report(guard)["flagged_accounts"])
     assert flagged == {guard.account_id(a) for a in bad}
+
+
+def test_request_facts_repr_leaves_out_the_account_and_body() -> None:
+    facts = RequestFacts(account="sk-live-SECRET", ip="10.0.0.1", body=body("", "private words"))
+    text = repr(facts)
+    assert "SECRET" not in text and "private" not in text
+    assert "10.0.0.1" in text
+
+
+def test_async_recluster_task_follows_the_running_loop() -> None:
+    guard = AsyncGuard(recluster_interval=0.01)
+    runs: list[asyncio.AbstractEventLoop] = []
+    recluster = guard.recluster
+
+    async def counted(now: float | None = None) -> object:
+        runs.append(asyncio.get_running_loop())
+        return await recluster(now)
+
+    guard.recluster = counted  # type: ignore[method-assign]
+
+    async def use() -> asyncio.AbstractEventLoop:
+        await guard.check(RequestFacts(account="a", body=body("", "hi there friend")))
+        for _ in range(200):
+            if any(loop is asyncio.get_running_loop() for loop in runs):
+                break
+            await asyncio.sleep(0.01)
+        return asyncio.get_running_loop()
+
+    first = asyncio.run(use())  # this loop closes at the end of asyncio.run
+    second = asyncio.run(use())
+    assert first in runs and second in runs
+    asyncio.run(guard.aclose())

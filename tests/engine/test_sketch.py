@@ -65,3 +65,19 @@ def test_hyperloglog_estimates_distinct_counts(n: int) -> None:
         hll.add(h)
     est = hll.count()
     assert abs(est - n) <= max(3, 0.25 * n)
+
+
+@given(st.lists(u64, min_size=2, max_size=60, unique=True), st.integers(min_value=1, max_value=4))
+@settings(max_examples=60, deadline=None)
+def test_add_many_raises_a_shared_cell_to_the_largest_estimate(values: list[int], rounds: int) -> None:
+    # A tiny sketch forces many values of one batch onto the same cells.
+    sketch = CountMinSketch(1 << 6, 2)
+    for _ in range(rounds):
+        before = list(sketch._view)
+        est = sketch.add_many(values)
+        want = list(before)
+        for v, e in zip(values, est, strict=True):
+            for c in cell_indexes(v, 6, 2):
+                want[c] = max(want[c], e)
+        if sketch._since:  # no halving happened in this batch
+            assert list(sketch._view) == want

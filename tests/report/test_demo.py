@@ -18,21 +18,10 @@ from typing import Any
 import pytest
 from _headless import Browser, find_chromium
 
-from guardrail.cli import _demo_main
+from guardrail.cli import main
 from guardrail.simulate import simulate
 
 SCALE = 0.02
-
-
-def main(argv: list[str]) -> int:
-    """``guardrail ARGV`` for the demo subcommand."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="guardrail")
-    _demo_main.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    code: int = args.handler(args)
-    return code
 
 
 def _run_demo(out_dir: Path, seed: int) -> tuple[int, str, dict[str, Any], str]:
@@ -224,3 +213,16 @@ def test_demo_runs_on_redis_and_cleans_up(redis_url: str) -> None:
         assert list(client.scan_iter(match="{" + prefix + "}*")) == []
     finally:
         client.close()
+
+
+def test_unusable_storage_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.delitem(sys.modules, "guardrail.engine.redis_store", raising=False)
+    args = ["demo", "--scale", "0.02", "--storage", "redis://127.0.0.1:6379/0", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "r.html")]) == 1
+    assert "pip install 'guardrail[redis]'" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()

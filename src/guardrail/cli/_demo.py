@@ -1,65 +1,158 @@
-"""``guardrail demo``: a short, self-contained demonstration (for now: prompt fingerprints).
+"""``guardrail demo``: the whole defence at work on simulated traffic, in about a minute, with no services.
 
-Shows that cheap evasions (zero-width characters, look-alike letters, case and spacing, fresh ids) do not
-change a prompt's fingerprint, that a different prompt stays far away, and how streaming template
-assignment groups the variants. Prints fingerprints and similarities only; nothing is stored.
+The toy model app runs in-process behind the real ``Guardrail`` middleware; simulated traffic (honest
+populations with their look-alikes, and four campaign styles) is replayed through it over ASGI with a
+progress bar; then a summary is printed and a self-contained HTML report is written. Every figure comes
+from the run (see ``_demo_report``).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import io
+import json
+import math
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Any, TextIO
 
-from guardrail.fingerprint import Fingerprinter, TemplateIndex
+from guardrail._types import ASGIApp
+from guardrail.cli._demo_app import load_model_app
+from guardrail.cli._demo_report import build_report
+from guardrail.cli._demo_run import close_run, replay
+from guardrail.engine import Policy
+from guardrail.limiter import Limit, StorageError
+from guardrail.report import ReportData, render_html, summary_text
+from guardrail.simulate import Simulation, simulate
 
-ORIGINAL = (
-    "You are a meticulous tutor. Think step by step and write out your full reasoning before the answer. "
-    "Task 1042: a train leaves at 3 pm at 80 km/h; a second leaves an hour later at 110 km/h. When does the "
-    "second catch up?"
-)
+__all__ = ["DEFAULT_CLUSTER_BUDGET", "DEFAULT_REPORT", "DEFAULT_SCALE", "DEFAULT_SEED", "register", "run"]
 
-VARIANTS: list[tuple[str, str]] = [
-    ("original", ORIGINAL),
-    ("zero-width noise", "\u200b".join(ORIGINAL[:60]) + ORIGINAL[60:].replace(" ", " \u200d\u2060")),
-    ("look-alike letters", ORIGINAL.replace("a", "\u0430").replace("e", "\u0435").replace("o", "\u03bf")),
-    ("case and spacing", "  ".join(ORIGINAL.upper().split(" "))),
-    ("new task id", ORIGINAL.replace("1042", "77310")),
-    ("fill changed", ORIGINAL.split("Task")[0] + "Task 5: prove that the square root of 2 is irrational."),
-    (
-        "different prompt",
-        "Can you suggest a three-day itinerary for Lisbon for someone who loves food and architecture?",
-    ),
-]
+#: About 25,000 requests over three simulated days: 20 s on two idle cores, about a minute on busy ones.
+DEFAULT_SCALE = 0.5
+#: A flagged cluster's shared budget in the demo, in estimated tokens per minute. The library default
+#: (``Policy.cluster_limit``: 2,000 tokens/min, about one busy honest account) is sized for real campaigns
+#: of 150k to 28.8M exchanges; a simulated campaign sends about a thousand requests in three days, 1/50 or
+#: less of the smallest real one, so the demo scales the budget down by 50 to let it bite as it would on
+#: real volumes. ``--cluster-budget 2000`` replays with the library default.
+DEFAULT_CLUSTER_BUDGET = 40.0
+#: Burst of the demo's cluster bucket: above the largest single request's estimated cost, so a throttled
+#: cluster still gets a request through now and then instead of none at all.
+DEMO_CLUSTER_BURST = 4000.0
+DEFAULT_SEED = 7
+DEFAULT_REPORT = "guardrail-demo-report.html"
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0.0 < value <= 1000.0):
+        raise argparse.ArgumentTypeError(f"scale must be in (0, 1000], got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _storage(text: str) -> str:
+    if "://" not in text:
+        raise argparse.ArgumentTypeError(f"not a storage URI (memory:// or redis://host:port): {text!r}")
+    return text
 
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "demo", help="show prompt fingerprints resisting cheap evasion, and template assignment"
+        "demo",
+        help="replay simulated traffic (honest users and distillation campaigns) through guardrail",
+        description=(
+            "Start the toy model app behind the guardrail middleware in-process, replay simulated traffic "
+            "through it, print what guardrail did and write a self-contained HTML report."
+        ),
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="template similarity threshold (0-1)")
+    parser.add_argument(
+        "--scale", type=_scale, default=DEFAULT_SCALE, help=f"traffic volume (default {DEFAULT_SCALE})"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"simulation seed (default {DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--storage",
+        type=_storage,
+        default="memory://",
+        help="state store: memory:// (default) or redis://host:port/db",
+    )
+    parser.add_argument(
+        "--cluster-budget",
+        type=_positive,
+        default=DEFAULT_CLUSTER_BUDGET,
+        metavar="TOKENS_PER_MIN",
+        help=f"a flagged cluster's shared budget (default {DEFAULT_CLUSTER_BUDGET:g})",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(DEFAULT_REPORT), help=f"HTML report path ({DEFAULT_REPORT})"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the report data as JSON here")
+    parser.add_argument("--open", action="store_true", help="open the report in a browser when done")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
+async def _replay_and_report(
+    sim: Simulation, app: ASGIApp, description: str, storage: str, policy: Policy, progress: TextIO
+) -> ReportData:
+    """Replay, build the report while the store is still open, then drop the run's state (one event loop:
+    the async Redis clients belong to it)."""
+    run = await replay(sim, app, storage=storage, guard_options={"policy": policy}, progress_stream=progress)
+    try:
+        return build_report(run, app_description=description, storage=storage)
+    finally:
+        await close_run(run)
+
+
 def run(args: argparse.Namespace) -> int:
-    threshold: float = getattr(args, "threshold", 0.5)
-    if not 0.0 < threshold < 1.0:
-        print(f"error: --threshold must be between 0 and 1, got {threshold}")
-        return 2
-    fingerprinter = Fingerprinter()
-    templates = TemplateIndex(threshold=threshold, capacity=1000)
-    fingerprints = fingerprinter.fingerprint_many(text for _, text in VARIANTS)
-    base = fingerprints[0]
-    print("guardrail demo: prompt fingerprints (MinHash, 128 values, 5-byte shingles of normalised text)\n")
-    base_segments = set(fingerprinter.segments(ORIGINAL))
-    print(f"{'variant':<20} {'similarity':>10}  {'shared lines':>12}  {'template':<22} {'new':<5}")
-    for (name, text), fp in zip(VARIANTS, fingerprints, strict=True):
-        match = templates.assign(fp)
-        new = "yes" if match.new else "no"
-        shared = len(base_segments.intersection(fingerprinter.segments(text)))
-        lines = f"{shared}/{len(base_segments)}"
-        print(f"{name:<20} {base.similarity(fp):>10.2f}  {lines:>12}  {match.template_id:<22} {new:<5}")
-    print(f"\n{len(templates)} templates from {len(VARIANTS)} prompts (threshold {threshold}).")
-    print("similarity: estimated Jaccard similarity to the original's shingles (1.00 = identical);")
-    print("shared lines: the original's normalised, id-masked sentences found again (the wrapper of a")
-    print("template recurs even when its fill changes).")
+    scale: float = args.scale
+    storage: str = args.storage
+    out: Path = args.out
+    sim = simulate(scale=scale, seed=args.seed)
+    totals = sim.labels["totals"]
+    app, description = load_model_app()
+    print(
+        f"guardrail demo: {totals['requests']:,} simulated requests from {totals['accounts']:,} accounts "
+        f"({totals['campaign_accounts']:,} in distillation campaigns) over 3 days, "
+        f"replayed through Guardrail + {description}, state in {storage}, flagged clusters share "
+        f"{args.cluster_budget:g} tokens/min each",
+        flush=True,
+    )
+    progress: TextIO = io.StringIO() if args.no_progress else sys.stderr
+    policy = Policy(cluster_limit=Limit(rate=args.cluster_budget / 60.0, burst=DEMO_CLUSTER_BURST))
+    try:
+        data = asyncio.run(_replay_and_report(sim, app, description, storage, policy, progress))
+    except (StorageError, ConnectionError, OSError, ValueError) as exc:
+        print(f"error: the demo could not run on {storage}: {exc}", file=sys.stderr)
+        return 1
+    data.setdefault("source", {})["cluster budget (tokens/min)"] = args.cluster_budget
+    print()
+    print(summary_text(data))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_html(data), encoding="utf-8")
+        if args.json is not None:
+            args.json.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write the report: {exc}", file=sys.stderr)
+        return 1
+    uri = out.resolve().as_uri()
+    print(f"\nHTML report: {out.resolve()}")
+    if args.open:
+        webbrowser.open(uri)
     return 0

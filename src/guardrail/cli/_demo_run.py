@@ -152,7 +152,12 @@ def _build_guard(storage: str, events: JsonEvents, options: Mapping[str, Any]) -
     afterwards by ``close_run``), so a demo never mixes with a deployment's or another run's state."""
     if storage.split("://", 1)[0].lower() == "memory":
         return AsyncGuard(storage, secret=DEMO_SECRET, keep_samples=True, on_event=events, **options)
-    from guardrail.engine.redis_store import RedisEngineStore
+    try:
+        from guardrail.engine.redis_store import RedisEngineStore
+    except ImportError as exc:
+        raise ValueError(
+            f"{storage} needs the redis package (pip install 'guardrail[redis]'): {exc}"
+        ) from exc
 
     run_id = uuid.uuid4().hex[:12]
     store = RedisEngineStore(storage, prefix=f"guardrail-demo-{run_id}")

@@ -27,7 +27,7 @@ import xxhash
 from guardrail._hashing import hash_identifier
 from guardrail.elicitation import elicitation_score
 from guardrail.extract import NoPrompt, Prompt, estimate_tokens, extract
-from guardrail.fingerprint.normalize import normalize
+from guardrail.fingerprint.normalize import normalize_bytes
 
 from .store import Observation
 
@@ -40,13 +40,6 @@ _K2 = np.uint64(0xC2B2AE3D27D4EB4F)
 _S31 = np.uint64(31)
 _S27 = np.uint64(27)
 _S30 = np.uint64(30)
-_WORD_CACHE_MAX = 200_000
-_word_cache: dict[bytes, int] = {}
-# ASCII fast path: lower case and digits folded to "#" by one bytes.translate (ids and counters then differ
-# only in their letters, which breaks at most the three shingles around them).
-_ASCII_FOLD = bytes.maketrans(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", b"abcdefghijklmnopqrstuvwxyz##########"
-)
 #: Characters of the system text plus latest user turn that are read (a template sits at the start or the
 #: end; reading a capped window bounds the cost of a megabyte prompt).
 MAX_TEXT_CHARS = 8_000
@@ -58,22 +51,18 @@ _UNSPACED = "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\u
 _TOKEN = re.compile(f"[{_UNSPACED}]|[^\\s{_UNSPACED}]+")
 
 
-def _word_hash(word: bytes) -> int:
-    h = _word_cache.get(word)
-    if h is None:
-        if len(_word_cache) >= _WORD_CACHE_MAX:
-            _word_cache.clear()
-        h = xxhash.xxh3_64_intdigest(word)
-        _word_cache[word] = h
-    return h
-
-
 def _words(text: str) -> list[bytes]:
-    """Normalised words: ``normalize`` (homoglyphs, zero-width, case, ids) for non-ASCII text; for ASCII,
-    where only case and digits can vary, one translate."""
-    if text.isascii():
-        return text.encode("ascii").translate(_ASCII_FOLD).split()
-    return [w.encode("utf-8", "surrogatepass") for w in _TOKEN.findall(normalize(text))]
+    """The words of ``normalize(text)`` (homoglyphs, zero-width, case, whole ids masked) as UTF-8.
+
+    One tokenisation for every text: an ASCII prompt and the same prompt with one typographic quote added
+    give the same words around its numbers and ids (a per-path tokenisation would let one character
+    change every shingle near a number). Text that is still non-ASCII after normalising is cut with
+    ``_TOKEN``, which only differs from a whitespace split on scripts written without spaces.
+    """
+    data = normalize_bytes(text)
+    if data.isascii():
+        return data.split()
+    return [w.encode("utf-8", "surrogatepass") for w in _TOKEN.findall(data.decode("utf-8", "surrogatepass"))]
 
 
 def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
@@ -86,7 +75,7 @@ def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
         return ()
     if len(words) < 3:
         return (xxhash.xxh3_64_intdigest(b" ".join(words)),)
-    a = np.fromiter(map(_word_hash, words), dtype=np.uint64, count=len(words))
+    a = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
     with np.errstate(over="ignore"):
         h = a[:-2] * _K1 + a[1:-1] * _K2 + a[2:]
         h ^= h >> _S30

@@ -196,8 +196,15 @@ class AsyncGuard(_Base):
 
     def __init__(self, storage: str | EngineStore = "memory://", **kwargs: Any) -> None:
         super().__init__(storage, **kwargs)
+        # Re-clustering task and lock per event loop: a task lives and dies with its loop, and an
+        # asyncio.Lock binds to the loop it is first awaited in. A guard used from a second loop (or after
+        # its first loop closed, as with repeated ``asyncio.run``) starts a task there; the store's lock
+        # keeps two loops of one process from re-clustering in the same interval.
+        # (Plain dicts pruned of closed loops: a task refers to its loop, so weak keys would never drop.)
+        self._tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        self._alocks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
-        self._alock: asyncio.Lock | None = None
+        self._task_loop: asyncio.AbstractEventLoop | None = None
 
     async def check(self, facts: RequestFacts) -> Decision:
         core = self.core
@@ -212,9 +219,22 @@ class AsyncGuard(_Base):
         if prepared.offline:
             if core.due(prepared.obs.ts, observed.accounts):
                 await self.recluster(prepared.obs.ts)
-        elif self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
+        else:
+            loop = asyncio.get_running_loop()
+            task = self._task
+            if loop is not self._task_loop or task is None or task.done():
+                self._ensure_task(loop)
         return decision
+
+    def _ensure_task(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start this loop's re-clustering task unless it runs (off the fast path: once per loop)."""
+        for old in [old for old in self._tasks if old.is_closed()]:
+            del self._tasks[old]
+            self._alocks.pop(old, None)
+        task = self._tasks.get(loop)
+        if task is None or task.done():
+            task = self._tasks[loop] = loop.create_task(self._loop())
+        self._task, self._task_loop = task, loop
 
     async def settle(self, decision: Decision, output_tokens: int) -> None:
         requests, ts = self.core.settle_requests(decision, output_tokens)
@@ -222,9 +242,11 @@ class AsyncGuard(_Base):
             await self.limiter.asettle(requests, now=ts)
 
     async def recluster(self, now: float | None = None) -> ClusterTable:
-        if self._alock is None:
-            self._alock = asyncio.Lock()
-        async with self._alock:
+        loop = asyncio.get_running_loop()
+        lock = self._alocks.get(loop)
+        if lock is None:
+            lock = self._alocks[loop] = asyncio.Lock()
+        async with lock:
             ts = self.core.clock() if now is None else now
             profiles = await self.store.aprofiles()
             base = (await self.store.atable()).version
@@ -252,12 +274,17 @@ class AsyncGuard(_Base):
             wait = max(self.recluster_interval, 2.0 * (time.monotonic() - started))
 
     async def aclose(self) -> None:
-        task = self._task
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self._task = None
+        """Stop every re-clustering task (this loop's awaited; another live loop's cancelled there)."""
+        current = asyncio.get_running_loop()
+        for loop, task in list(self._tasks.items()):
+            if loop is current:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(task.cancel)
+        self._tasks.clear()
+        self._task = self._task_loop = None
         await self.store.aclose()
 
     async def __aenter__(self) -> AsyncGuard:

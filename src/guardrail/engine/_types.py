@@ -32,11 +32,11 @@ class RequestFacts:
     when the caller has already extracted it; otherwise it is extracted from ``body``.
     """
 
-    account: str
+    account: str = field(repr=False)
     ip: str | None = None
     path: str = "/v1/chat/completions"
-    body: bytes | Mapping[str, Any] | None = None
-    prompt: Prompt | None = None
+    body: bytes | Mapping[str, Any] | None = field(default=None, repr=False)
+    prompt: Prompt | None = field(default=None, repr=False)
     ts: float | None = None
     hints: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 

@@ -74,7 +74,7 @@ local function bitfield(ops, out)
 end
 
 -- 1. sketch: read every cell, estimate = min + 1, then raise each cell to max(cell, estimate); a cell
--- shared by two segments takes the later segment's value, as the memory store's vectorised update does.
+-- shared by two segments ends at the largest of their values, as in the memory store's update.
 -- A cell is one u53: epoch * scale + value (no counter reaches scale = 4 * sketch_width between
 -- halvings; the epoch is kept modulo 2^53 / scale, at least 2^25 halvings).
 local parts = {}
@@ -125,11 +125,7 @@ if n > 0 then
       if final[off] == nil then
         order[#order + 1] = off
       end
-      if est > values[k + r] then
-        final[off] = est
-      else
-        final[off] = values[k + r]
-      end
+      final[off] = math.max(final[off] or values[k + r], est)
     end
     k = k + depth
     -- 2. parts: segments counted at least min_count times, smallest hashes first (segments arrive sorted)
