@@ -3,7 +3,8 @@
     GUARDRAIL_ACCOUNT_RPM=20 uvicorn integrations.fastapi_app:app          # from the repository root
 
 Routes: ``POST /v1/chat/completions`` (``stream`` or not), ``/v1/responses``, ``/v1/messages`` (``stream``
-or not), ``GET /v1/models`` and ``/health`` (not inspected). ``GUARDRAIL_STORAGE`` (storage URI, default
+or not), ``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent`` (Gemini),
+``GET /v1/models`` and ``/health`` (not inspected). ``GUARDRAIL_STORAGE`` (storage URI, default
 ``memory://``) and ``GUARDRAIL_ACCOUNT_RPM`` (requests per minute per account) come from the environment.
 """
 
@@ -62,6 +63,17 @@ def build_model_app() -> FastAPI:
         if body.get("stream"):
             return StreamingResponse(toymodel.message_stream(body), media_type="text/event-stream")
         return JSONResponse(toymodel.message(body))
+
+    @api.post("/v1beta/models/{model_action}")
+    async def gemini(model_action: str, request: Request) -> Response:
+        model, _, action = model_action.partition(":")
+        body = await _body(request)
+        if body is None or action not in ("generateContent", "streamGenerateContent"):
+            return JSONResponse(toymodel.gemini_error("expected a JSON object and :generateContent"), 400)
+        if action == "streamGenerateContent":
+            stream = toymodel.generate_content_stream(body, model)
+            return StreamingResponse(stream, media_type="text/event-stream")
+        return JSONResponse(toymodel.generate_content(body, model))
 
     return api
 

@@ -59,6 +59,16 @@ def build_model_app() -> Flask:
             return Response(toymodel.message_stream(body), mimetype="text/event-stream")
         return jsonify(toymodel.message(body))
 
+    @api.post("/v1beta/models/<model_action>")
+    def gemini(model_action: str) -> Any:
+        model, _, action = model_action.partition(":")
+        body = _body()
+        if body is None or action not in ("generateContent", "streamGenerateContent"):
+            return jsonify(toymodel.gemini_error("expected a JSON object and :generateContent")), 400
+        if action == "streamGenerateContent":
+            return Response(toymodel.generate_content_stream(body, model), mimetype="text/event-stream")
+        return jsonify(toymodel.generate_content(body, model))
+
     return api
 
 

@@ -73,6 +73,12 @@ def prompt_of(body: Mapping[str, Any]) -> str:
         for message in reversed(messages):
             if isinstance(message, Mapping) and message.get("role") == "user":
                 return _text(message.get("content"))
+    contents = body.get("contents")  # Gemini generateContent
+    if isinstance(contents, list):
+        for item in reversed(contents):
+            if isinstance(item, Mapping) and item.get("role", "user") == "user":
+                parts = item.get("parts")
+                return _text(parts if isinstance(parts, list) else [])
     value = body.get("input", body.get("prompt"))
     if isinstance(value, str):
         return value
@@ -256,6 +262,49 @@ def message_stream(body: Mapping[str, Any]) -> Iterator[str]:
         "message_delta",
     )
     yield _sse({"type": "message_stop"}, "message_stop")
+
+
+# -- Gemini generateContent -------------------------------------------------------------------------
+
+
+def _gemini_chunk(
+    text: str, model: str, prompt_tokens: int, output_tokens: int, final: bool
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    if final:
+        candidate["finishReason"] = "STOP"
+    return {
+        "candidates": [candidate],
+        "usageMetadata": {
+            "promptTokenCount": prompt_tokens,
+            "candidatesTokenCount": output_tokens,
+            "totalTokenCount": prompt_tokens + output_tokens,
+        },
+        "modelVersion": model,
+    }
+
+
+def generate_content(body: Mapping[str, Any], model: str) -> dict[str, Any]:
+    prompt = prompt_of(body)
+    text = reply(prompt)
+    return _gemini_chunk(text, model, count_tokens(prompt), count_tokens(text), final=True)
+
+
+def generate_content_stream(body: Mapping[str, Any], model: str) -> Iterator[str]:
+    """``streamGenerateContent?alt=sse``: one GenerateContentResponse per event, usage on every chunk."""
+    prompt = prompt_of(body)
+    text = reply(prompt)
+    pieces = list(_pieces(text))
+    sent = ""
+    for i, piece in enumerate(pieces):
+        sent += piece
+        yield _sse(
+            _gemini_chunk(piece, model, count_tokens(prompt), count_tokens(sent), i == len(pieces) - 1)
+        )
+
+
+def gemini_error(message_text: str) -> dict[str, Any]:
+    return {"error": {"code": 400, "message": message_text, "status": "INVALID_ARGUMENT"}}
 
 
 # -- errors ----------------------------------------------------------------------------------------
