@@ -9,14 +9,14 @@ from collections.abc import Sequence
 
 from guardrail import __version__
 
-# Subcommand name -> module (imported lazily, so ``guardrail --help`` stays fast).
-_COMMANDS: dict[str, str] = {
-    "demo": "guardrail.cli._demo",
-    "analyze": "guardrail.cli._analyze",
-    "simulate": "guardrail.cli._simulate",
-    "explain": "guardrail.cli._explain",
-    "proxy": "guardrail.cli._proxy",
-}
+# One module per subcommand, in the order ``--help`` lists them; each adds its own subparser.
+_COMMANDS: tuple[str, ...] = (
+    "guardrail.cli._demo",
+    "guardrail.cli._analyze",
+    "guardrail.cli._simulate",
+    "guardrail.cli._explain",
+    "guardrail.cli._proxy",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"guardrail {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in _COMMANDS.items():
+    for module_name in _COMMANDS:
         module = importlib.import_module(module_name)
         module.register(sub)
     return parser
