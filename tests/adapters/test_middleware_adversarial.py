@@ -254,7 +254,8 @@ async def test_an_outside_cancellation_during_the_check_still_propagates() -> No
 
 class LeakyGuard:
     async def check(self, facts: Any) -> Any:
-        raise RuntimeError(f"store rejected {facts!r}")  # an exception carrying the request
+        # an exception quoting the raw credential (RequestFacts' own repr hides it, a guard's message may not)
+        raise RuntimeError(f"store rejected account={facts.account!r} {facts!r}")
 
     async def settle(self, decision: Any, tokens: int) -> None:
         pass

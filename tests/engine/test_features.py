@@ -105,3 +105,25 @@ def test_a_non_ascii_character_changes_only_the_shingles_around_it(words: list[s
     marked = text + " tail" + extra
     # Only the last word (the one carrying the extra character) may differ.
     assert _words(marked)[:-1] == [*_words(text), b"tail"][:-1]
+
+
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.lists(st.text("0123456789", min_size=0, max_size=4), min_size=3, max_size=5).map(".".join),
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_ipv4_fast_path_agrees_with_ipaddress(ip: str) -> None:
+    import ipaddress
+
+    from guardrail.engine._features import _ipv4_range
+
+    fast = _ipv4_range(ip)
+    try:
+        slow = str(ipaddress.ip_network(f"{ipaddress.IPv4Address(ip)}/24", strict=False))
+    except ValueError:
+        slow = None
+    assert fast is None or fast == slow
+    if fast is None and slow is not None:
+        assert address_range(ip) == slow

@@ -8,7 +8,16 @@ import uuid
 
 import pytest
 
-from guardrail.engine import Action, AsyncGuard, Event, Guard, Policy, RequestFacts, analysis_report
+from guardrail.engine import (
+    Action,
+    AsyncGuard,
+    Decision,
+    Event,
+    Guard,
+    Policy,
+    RequestFacts,
+    analysis_report,
+)
 from guardrail.extract import Prompt, Turn
 from guardrail.limiter import Limit
 
@@ -228,3 +237,43 @@ def test_async_recluster_task_follows_the_running_loop() -> None:
     second = asyncio.run(use())
     assert first in runs and second in runs
     asyncio.run(guard.aclose())
+
+
+def test_extra_buckets_are_charged_in_the_engine_limiter_call() -> None:
+    from guardrail.engine._core import EXTRA_REASON
+    from guardrail.limiter import BucketRequest
+
+    guard = Guard(recluster_interval=60)
+    calls: list[int] = []
+    consume = guard.limiter.consume_many
+
+    def counted(requests: list[BucketRequest], *, now: float | None = None) -> object:
+        calls.append(len(requests))
+        return consume(requests, now=now)
+
+    guard.limiter.consume_many = counted  # type: ignore[method-assign,assignment]
+    quota = (BucketRequest("gr:rpm:test-a", Limit(rate=1 / 60, burst=2), 1.0),)
+    facts = RequestFacts(account="a", body=body("", "hi there friend"))
+    decisions = [guard.check(facts, extra=quota) for _ in range(3)]
+    assert [d.action for d in decisions] == [Action.ALLOW, Action.ALLOW, Action.THROTTLE]
+    assert calls == [1, 1, 1]  # one limiter call per request, quota included
+    assert EXTRA_REASON in decisions[2].reasons and decisions[2].retry_after > 0
+    assert decisions[0].ticket.buckets == ()  # type: ignore[attr-defined]  # not settled later
+    # Without extra, nothing changes: the plain allow, no limiter call.
+    assert guard.check(facts).action is Action.ALLOW and calls == [1, 1, 1]
+    guard.close()
+
+
+def test_extra_buckets_follow_observe_only_and_async() -> None:
+    from guardrail.limiter import BucketRequest
+
+    quota = (BucketRequest("gr:rpm:test-b", Limit(rate=1 / 60, burst=1), 1.0),)
+    facts = RequestFacts(account="b", body=body("", "hi there friend"))
+
+    async def go() -> list[Decision]:
+        async with AsyncGuard(policy=Policy(observe_only=True)) as guard:
+            return [await guard.check(facts, extra=quota) for _ in range(2)]
+
+    first, second = asyncio.run(go())
+    assert first.action is Action.ALLOW and second.action is Action.ALLOW
+    assert second.would_action is Action.THROTTLE

@@ -20,9 +20,12 @@ from ._policy import Policy
 from ._types import Action, Decision, Event, RequestFacts
 from .store import AccountProfile, ClusterTable, ClusterVerdict, Observation, Observed, TemplateStats
 
-__all__ = ["Core", "Prepared", "Ticket", "prepare"]
+__all__ = ["EXTRA_REASON", "Core", "Prepared", "Ticket", "prepare"]
 
 _ALLOW_REASONS: tuple[str, ...] = ()
+#: The reason given when a caller's extra bucket (``check(..., extra=...)``) refused the request; the same
+#: words as the adapter's ``account_rpm`` quota, which is what such buckets are for.
+EXTRA_REASON = "account over its request quota"
 #: Raw ids kept for an offline report at most (beyond it, later accounts are reported by their hash).
 _MAX_RAW_IDS = 1_000_000
 
@@ -169,7 +172,10 @@ class Core:
         reasons: list[str],
         charged: list[BucketRequest],
         result: MultiResult | None,
+        extra: int = 0,
     ) -> Decision:
+        """The decision for one observed request. ``result`` answers ``charged`` followed by ``extra``
+        caller buckets (``check(..., extra=...)``), charged all or none in the same limiter call."""
         if result is None and verdict is None and not reasons:
             # The plain allow (nearly every request): no bucket charged, nothing to settle.
             return Decision(
@@ -186,7 +192,10 @@ class Core:
             if not result.allowed:
                 would = Action.THROTTLE if action is not Action.BLOCK else Action.BLOCK
                 retry = result.retry_after
-                if action is Action.ALLOW:
+                refused = [i for i, r in enumerate(result.results) if not r.allowed]
+                if extra and any(i >= len(result.results) - extra for i in refused):
+                    reasons.append(EXTRA_REASON)
+                if action is Action.ALLOW and any(i < len(result.results) - extra for i in refused):
                     reasons.append("account over its own limit")
         final = Action.ALLOW if self.policy.observe_only else would
         evidence: Mapping[str, Any]

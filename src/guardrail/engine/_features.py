@@ -76,13 +76,15 @@ def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
     if len(words) < 3:
         return (xxhash.xxh3_64_intdigest(b" ".join(words)),)
     a = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
-    with np.errstate(over="ignore"):
-        h = a[:-2] * _K1 + a[1:-1] * _K2 + a[2:]
-        h ^= h >> _S30
-        h *= _MIX1
-        h ^= h >> _S27
-        h *= _MIX2
-        h ^= h >> _S31
+    # Unsigned array arithmetic wraps modulo 2**64 silently (NumPy warns on overflow for scalars only).
+    h = a[:-2] * _K1
+    h += a[1:-1] * _K2
+    h += a[2:]
+    h ^= h >> _S30
+    h *= _MIX1
+    h ^= h >> _S27
+    h *= _MIX2
+    h ^= h >> _S31
     h.sort()
     keep = np.empty(len(h), dtype=bool)
     keep[0] = True
@@ -95,8 +97,22 @@ def has_conversation(prompt: Prompt) -> bool:
     return any(t.role == "assistant" for t in prompt.turns)
 
 
+def _ipv4_range(ip: str) -> str | None:
+    """The /24 of a plain dotted quad without ``ipaddress`` (most traffic); ``None``: take the slow path."""
+    quad = ip.split(".")
+    if len(quad) != 4:
+        return None
+    for q in quad:
+        if not (q.isascii() and q.isdigit()) or len(q) > 3 or (len(q) > 1 and q[0] == "0") or int(q) > 255:
+            return None
+    return f"{quad[0]}.{quad[1]}.{quad[2]}.0/24"
+
+
 @lru_cache(maxsize=65_536)
 def _range_of(ip: str) -> str | None:
+    fast = _ipv4_range(ip)
+    if fast is not None:
+        return fast
     try:
         addr = ipaddress.ip_address(ip.strip().split("%", 1)[0])
     except ValueError:
@@ -112,6 +128,13 @@ def address_range(ip: str | None) -> str | None:
     if not ip or not isinstance(ip, str):
         return None
     return _range_of(ip)
+
+
+@lru_cache(maxsize=65_536)
+def _hashed_range(ip: str, secret: bytes) -> str | None:
+    """The keyed hash of ``address_range(ip)`` (cached: a client keeps its address for many requests)."""
+    rng = _range_of(ip)
+    return hash_identifier(rng, secret, namespace="range") if rng is not None else None
 
 
 def prompt_of(
@@ -146,8 +169,7 @@ def observation(
 
     ``account`` must already be the keyed hash. The address range is hashed with the same secret.
     """
-    rng = address_range(ip)
-    prefix = hash_identifier(rng, secret, namespace="range") if rng is not None else None
+    prefix = _hashed_range(ip, secret) if ip and isinstance(ip, str) else None
     if prompt is None:
         return Observation(account=account, ts=ts, segments=(), prefix=prefix), ""
     text = f"{prompt.system}\n{prompt.user}" if prompt.system else prompt.user

@@ -63,11 +63,18 @@ def update_profile(p: AccountProfile, obs: Observation, parts: Sequence[int]) ->
     if obs.elicitation is not None:
         p.elicitation_sum += min(1.0, max(0.0, obs.elicitation))
         p.elicitation_n += 1
-    p.hours[int(obs.ts // 3600) % 24] += 1
-    p.first_seen = min(p.first_seen, obs.ts)
-    p.last_seen = max(p.last_seen, obs.ts)
+    ts = obs.ts
+    p.hours[int(ts // 3600) % 24] += 1
+    if ts < p.first_seen:
+        p.first_seen = ts
+    if ts > p.last_seen:
+        p.last_seen = ts
+    counts = p.parts
     for part in parts:
-        space_saving_add(p.parts, part, TOP_PARTS)
+        if part in counts:  # the common case, inline (this runs for every part of every request)
+            counts[part] += 1
+        else:
+            space_saving_add(counts, part, TOP_PARTS)
     if obs.prefix is not None:
         space_saving_add(p.prefixes, obs.prefix, TOP_PREFIXES)
 
@@ -121,21 +128,25 @@ class MemoryEngineStore:
             else:
                 profiles.move_to_end(obs.account)
             update_profile(p, obs, parts)
-            ah = _account_hash(obs.account)
-            templates = self._templates
-            for part in parts:
-                t = templates.get(part)
-                if t is None:
-                    t = _Template(obs.ts)
-                    templates[part] = t
-                    if len(templates) > s.max_templates:
-                        templates.popitem(last=False)
-                else:
-                    templates.move_to_end(part)
-                t.requests += 1
-                t.first = min(t.first, obs.ts)
-                t.last = max(t.last, obs.ts)
-                t.hll.add(ah)
+            if parts:
+                ah = _account_hash(obs.account)
+                ts = obs.ts
+                templates = self._templates
+                for part in parts:
+                    t = templates.get(part)
+                    if t is None:
+                        t = _Template(ts)
+                        templates[part] = t
+                        if len(templates) > s.max_templates:
+                            templates.popitem(last=False)
+                    else:
+                        templates.move_to_end(part)
+                    t.requests += 1
+                    if ts < t.first:
+                        t.first = ts
+                    if ts > t.last:
+                        t.last = ts
+                    t.hll.add(ah)
             table = self._table
             cid = table.assignment.get(obs.account)
             cluster = table.clusters.get(cid) if cid is not None else None

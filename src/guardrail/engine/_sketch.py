@@ -73,17 +73,19 @@ class CountMinSketch:
         if not values:
             return []
         a = np.array(values, dtype=np.uint64)
-        idx = ((a[None, :] >> self._shifts) & self._mask).astype(np.intp) + self._offsets
+        idx = ((a >> self._shifts) & self._mask).astype(np.intp)
+        idx += self._offsets
         view = self._view
         cur = view[idx]
-        est = cur.min(axis=0) + np.uint32(1)
+        est = np.minimum.reduce(cur, axis=0)
+        est += np.uint32(1)
         # Each cell ends at max(its value, every estimate written to it). A fancy assignment with repeated
         # indexes keeps one of the writes, NumPy does not promise which; cells shared by two segments are
         # rare (a few hundred of millions of cells), so assign, then raise any cell a smaller write won
         # with ``np.maximum.at`` (unbuffered, order-free), at a fraction of its cost on every call.
         view[idx] = np.maximum(cur, est)
         short = view[idx] < est
-        if short.any():
+        if np.count_nonzero(short):
             np.maximum.at(view, idx[short], np.broadcast_to(est, idx.shape)[short])
         self._since += len(values)
         if self._since >= self._width:
