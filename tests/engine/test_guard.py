@@ -7,6 +7,8 @@ import json
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guardrail.engine import (
     Action,
@@ -258,9 +260,14 @@ def test_extra_buckets_are_charged_in_the_engine_limiter_call() -> None:
     assert [d.action for d in decisions] == [Action.ALLOW, Action.ALLOW, Action.THROTTLE]
     assert calls == [1, 1, 1]  # one limiter call per request, quota included
     assert EXTRA_REASON in decisions[2].reasons and decisions[2].retry_after > 0
+    assert "account over its own limit" not in decisions[2].reasons
     assert decisions[0].ticket.buckets == ()  # type: ignore[attr-defined]  # not settled later
+    first, last = decisions[0].extra, decisions[2].extra
+    assert first is not None and first.allowed and first.remaining == 1.0
+    assert last is not None and not last.allowed and len(last.results) == 1
     # Without extra, nothing changes: the plain allow, no limiter call.
-    assert guard.check(facts).action is Action.ALLOW and calls == [1, 1, 1]
+    plain = guard.check(facts)
+    assert plain.action is Action.ALLOW and plain.extra is None and calls == [1, 1, 1]
     guard.close()
 
 
@@ -277,3 +284,16 @@ def test_extra_buckets_follow_observe_only_and_async() -> None:
     first, second = asyncio.run(go())
     assert first.action is Action.ALLOW and second.action is Action.ALLOW
     assert second.would_action is Action.THROTTLE
+
+
+@given(st.integers(min_value=1, max_value=6), st.integers(min_value=1, max_value=10))
+@settings(max_examples=20, deadline=None)
+def test_extra_bucket_admits_exactly_its_burst(burst: int, n: int) -> None:
+    from guardrail.limiter import BucketRequest
+
+    quota = (BucketRequest(f"gr:rpm:{uuid.uuid4().hex}", Limit(rate=1e-6, burst=float(burst)), 1.0),)
+    facts = RequestFacts(account="p", body=body("", "hi there friend"), ts=1_800_000_000.0)
+    guard = Guard()
+    actions = [guard.check(facts, extra=quota).action for _ in range(n)]
+    assert actions == [Action.ALLOW] * min(n, burst) + [Action.THROTTLE] * max(0, n - burst)
+    guard.close()

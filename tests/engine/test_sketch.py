@@ -81,3 +81,12 @@ def test_add_many_raises_a_shared_cell_to_the_largest_estimate(values: list[int]
                 want[c] = max(want[c], e)
         if sketch._since:  # no halving happened in this batch
             assert list(sketch._view) == want
+
+
+@given(st.lists(u64, max_size=80), st.integers(min_value=0, max_value=70))
+@settings(max_examples=80, deadline=None)
+def test_distinct_sorted_is_the_smallest_distinct_values(values: list[int], limit: int) -> None:
+    from guardrail.engine._sketch import distinct_sorted
+
+    assert distinct_sorted(values, limit) == sorted(set(values))[:limit]
+    assert distinct_sorted(tuple(sorted(set(values))), limit) == sorted(set(values))[:limit]

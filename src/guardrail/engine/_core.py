@@ -64,6 +64,14 @@ def prepare(
 _NO_TICKET = Ticket((), 0, None)
 
 
+def _extra_result(result: MultiResult | None, extra: int) -> MultiResult | None:
+    """The caller's buckets' share of ``result`` (they come last in the limiter call)."""
+    if result is None or extra <= 0:
+        return None
+    mine = result.results[-extra:]
+    return MultiResult(all(r.allowed for r in mine), mine)
+
+
 class Core:
     """Shared state and logic of a guard (one per ``Guard``)."""
 
@@ -225,6 +233,7 @@ class Core:
             reasons=tuple(reasons) if reasons else _ALLOW_REASONS,
             evidence=evidence,
             ticket=ticket,
+            extra=_extra_result(result, extra),
         )
         if would is not Action.ALLOW and self.on_event is not None:
             self.emit(

@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
-from ._sketch import CountMinSketch, HyperLogLog
+from ._sketch import CountMinSketch, HyperLogLog, distinct_sorted
 from .store import (
     TOP_PARTS,
     TOP_PREFIXES,
@@ -79,11 +79,11 @@ def update_profile(p: AccountProfile, obs: Observation, parts: Sequence[int]) ->
         space_saving_add(p.prefixes, obs.prefix, TOP_PREFIXES)
 
 
-def select_parts(counts: Sequence[tuple[int, int]], settings: StoreSettings) -> tuple[int, ...]:
-    """The parts of a request: segments counted at least ``part_min_count`` times, smallest hashes first."""
+def select_parts(segments: Sequence[int], counts: Sequence[int], settings: StoreSettings) -> tuple[int, ...]:
+    """The parts of a request: segments counted at least ``part_min_count`` times, smallest hashes first
+    (``segments`` sorted ascending, ``counts`` their new estimates)."""
     need = settings.part_min_count
-    chosen = [seg for seg, n in counts if n >= need]
-    chosen.sort()
+    chosen = [seg for seg, n in zip(segments, counts, strict=True) if n >= need]
     return tuple(chosen[: settings.max_parts])
 
 
@@ -114,10 +114,9 @@ class MemoryEngineStore:
     # -- hot path -------------------------------------------------------------------------------------
     def observe(self, obs: Observation) -> Observed:
         s = self.settings
-        segs = sorted(set(obs.segments))[: s.max_segments]
+        segs = distinct_sorted(obs.segments, s.max_segments)
         with self._lock:
-            counts = list(zip(segs, self._sketch.add_many(segs), strict=True))
-            parts = select_parts(counts, s)
+            parts = select_parts(segs, self._sketch.add_many(segs), s)
             profiles = self._profiles
             p = profiles.get(obs.account)
             if p is None:

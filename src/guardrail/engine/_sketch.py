@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["CountMinSketch", "HyperLogLog", "cell_indexes"]
+__all__ = ["CountMinSketch", "HyperLogLog", "cell_indexes", "distinct_sorted"]
 
 _MASK64 = (1 << 64) - 1
+
+
+def distinct_sorted(segments: Sequence[int], limit: int) -> list[int]:
+    """The ``limit`` smallest distinct segments, ascending (the order both stores update the sketch in).
+
+    Shingles arrive sorted and distinct already: sorting a sorted list is one linear pass, and the set is
+    built only to check, which is cheaper than always sorting the set's hash order.
+    """
+    out = sorted(segments)
+    if len(set(out)) != len(out):
+        out = sorted(set(out))
+    return out[:limit]
 
 
 def cell_indexes(value: int, width_bits: int, depth: int) -> list[int]:

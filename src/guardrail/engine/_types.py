@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from guardrail.extract import Prompt
+from guardrail.limiter import MultiResult
 
 __all__ = ["Action", "Decision", "Event", "RequestFacts"]
 
@@ -60,6 +61,10 @@ class Decision:
     reasons: tuple[str, ...]
     evidence: Mapping[str, Any]
     ticket: object
+    #: The answer for the caller's ``check(..., extra=...)`` buckets alone (``None`` when none were
+    #: charged): ``allowed`` when each of them admitted; they were charged only if ``action`` allowed
+    #: under every bucket. An adapter reads its quota's headers from it.
+    extra: MultiResult | None = None
 
     @property
     def allowed(self) -> bool:

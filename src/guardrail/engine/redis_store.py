@@ -47,7 +47,7 @@ from guardrail.limiter import RedisStore, StorageError, storage_from_uri
 from guardrail.limiter._redis import BACKEND_ERRORS
 from guardrail.limiter._uri import DEFAULT_TIMEOUT
 
-from ._sketch import cell_indexes
+from ._sketch import cell_indexes, distinct_sorted
 from .store import (
     HOURS,
     TOP_PARTS,
@@ -349,7 +349,7 @@ class RedisEngineStore:
         if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
             raise ValueError(f"Observation.ts must be a finite number, got {ts!r}")
         s = self.settings
-        segs = sorted(set(obs.segments))[: s.max_segments]
+        segs = distinct_sorted(obs.segments, s.max_segments)
         if segs and (segs[0] < 0 or segs[-1] >= _MAX_SEGMENT):
             raise ValueError("Observation.segments must be unsigned 64-bit hashes")
         account = obs.account
