@@ -106,6 +106,20 @@ def test_text_output(log: Any, capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert report["flagged_accounts"] and not any(a.startswith("camp-") for a in report["flagged_accounts"])
 
 
+def test_html_output_is_the_self_contained_report(
+    log: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    plain, _, _, bad = log
+    out_path = tmp_path / "report.html"
+    assert _run([str(plain), "--format", "html", "-q", "-o", str(out_path)]) == 0
+    html = out_path.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") or html.lower().startswith("<!doctype html>")
+    assert "<svg" in html and "<table" in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from a network
+    assert "https://" not in html
+    assert any(account in html for account in bad)  # the flagged accounts are listed
+
+
 def test_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run([str(tmp_path / "nope.jsonl")]) == 2
     assert "cannot open" in capsys.readouterr().err

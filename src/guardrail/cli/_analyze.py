@@ -3,7 +3,8 @@
 Streams in bounded memory (the engine's state is bounded; the log is read line by line, plain or gzip),
 shows progress on stderr when it is a terminal, reports a malformed line with its number and goes on.
 ``--format json`` prints one object with ``flagged_accounts`` and ``clusters`` (each with ``accounts``,
-``score`` and ``evidence``), plus ``templates`` and ``figures``.
+``score`` and ``evidence``), plus ``templates`` and ``figures``; ``--format html`` renders the same
+structure as the self-contained report ``guardrail demo`` writes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("log", help="path to the log (.jsonl or .jsonl.gz; '-' for stdin)")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "html"),
+        default="text",
+        help="output format (html: the self-contained report of `guardrail demo`)",
+    )
     parser.add_argument("--output", "-o", default="-", help="write the report here (default: stdout)")
     parser.add_argument("--top", type=int, default=20, help="clusters shown in text output (default 20)")
     parser.add_argument(
@@ -144,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "json":
             json.dump(report, out, indent=1, sort_keys=False)
             out.write("\n")
+        elif args.format == "html":
+            from guardrail.report import render_html
+
+            out.write(render_html(report))
         else:
             out.write(render_text(report, top=args.top))
     finally:
