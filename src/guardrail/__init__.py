@@ -38,6 +38,7 @@ from guardrail.limiter import (
     TokenBucket,
     storage_from_uri,
 )
+from guardrail.report import JsonEvents, Metrics, explain_account, render_html
 from guardrail.simulate import Simulation, simulate
 
 __version__ = "0.1.0"
@@ -58,10 +59,12 @@ __all__ = [
     "GuardrailEvent",
     "GuardrailFromEnv",
     "GuardrailWSGI",
+    "JsonEvents",
     "LSHIndex",
     "Limit",
     "Limiter",
     "LinkageSettings",
+    "Metrics",
     "MultiResult",
     "NoPrompt",
     "Policy",
@@ -79,8 +82,10 @@ __all__ = [
     "analysis_report",
     "elicitation_score",
     "estimate_tokens",
+    "explain_account",
     "extract",
     "normalize",
+    "render_html",
     "simulate",
     "storage_from_uri",
 ]
