@@ -132,6 +132,19 @@ def test_parts_are_recurring_segments_smallest_first(make_store: Callable[..., E
 
 
 @backends
+def test_template_count_tracks_the_parts_with_statistics(make_store: Callable[..., EngineStore]) -> None:
+    store = make_store()
+    count = getattr(store, "template_count")  # noqa: B009 - optional capability, read by Metrics
+    assert count() == 0
+    for i, account in enumerate("abc"):
+        store.observe(obs(account, float(i), (1, 2, 3, 4, 5)))
+    parts = store.observe(obs("d", 3.0, (1, 2, 3, 4, 5))).parts
+    assert parts and count() == len(store.templates(tuple(sorted(H(i) for i in (1, 2, 3, 4, 5)))))
+    store.clear()
+    assert count() == 0
+
+
+@backends
 def test_only_the_smallest_max_segments_are_counted(make_store: Callable[..., EngineStore]) -> None:
     store = make_store()
     segs = tuple(range(20))

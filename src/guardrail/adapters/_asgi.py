@@ -224,8 +224,14 @@ class Guardrail:
     ) -> tuple[Decision, MultiResult | None, Refusal | None]:
         """The engine's decision, the request quota's, and the refusal to send if any."""
         core = self.core
+        facts = core.facts(account, ip, path, body)
+        if core.quota_in_check and core.quota is not None:
+            # One limiter call: the quota's bucket rides with the engine's, all or none (a refused
+            # request charged nothing, so there is nothing to refund).
+            decision = await self.guard.check(facts, extra=core.quota.request(account))
+            return decision, decision.extra, core.verdict(decision, provider, decision.extra)
         quota: MultiResult | None = None
-        decision = await self.guard.check(core.facts(account, ip, path, body))
+        decision = await self.guard.check(facts)
         if core.quota is not None and applies(decision):
             quota = await core.quota.aconsume(account)
             if not quota.allowed:

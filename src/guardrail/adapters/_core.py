@@ -17,7 +17,7 @@ from ..engine import Action, Decision, RequestFacts
 from ..limiter import Limiter, MultiResult
 from ._events import GuardrailEvent, OnEvent, emit, log_failure, logger
 from ._identity import Identify, RequestView, TrustedProxies, api_key
-from ._quota import RequestQuota
+from ._quota import RequestQuota, carries_extra
 from ._refusal import Headers, Refusal, rate_limit_headers, refusal
 from ._routes import Provider, RouteTable
 
@@ -50,6 +50,7 @@ class Core:
         "on_event",
         "on_oversize",
         "quota",
+        "quota_in_check",
         "refuse_unread",
         "routes",
         "secret",
@@ -109,6 +110,9 @@ class Core:
             secret = secret.encode("utf-8")
         self.secret: bytes = secret if secret else default_secret()
         self.quota: RequestQuota | None = None
+        #: Whether the quota's bucket rides in the guard's own limiter call (``check(..., extra=...)``)
+        #: rather than a second call of its own.
+        self.quota_in_check = False
 
     def attach_quota(self, account_rpm: float | None, guard: object) -> None:
         """Enforce ``account_rpm`` on the guard's limiter (its store and failure policy), if any."""
@@ -118,6 +122,7 @@ class Core:
         if not isinstance(limiter, Limiter):
             limiter = Limiter("memory://")
         self.quota = RequestQuota(account_rpm, limiter, self.secret)
+        self.quota_in_check = carries_extra(guard) and limiter is getattr(guard, "limiter", None)
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -166,17 +171,26 @@ class Core:
             return None
         if decision.action == Action.BLOCK:
             return refusal(provider, 403)
-        by_quota = quota is not None and not quota.allowed
+        if quota is not None and not quota.allowed:
+            # The quota's own figures: ``decision.limit`` etc. describe the tightest bucket overall,
+            # which may be an engine bucket detection tightened.
+            return refusal(
+                provider,
+                429,
+                retry_after=decision.retry_after,
+                limit=quota.limit,
+                reset_after=quota.reset_after,
+                unit="requests",
+            )
         # The engine's buckets (an account's or a flagged cluster's shared one) would tell a client when
         # detection changed its limits: their figures are shown only when explicitly exposed.
-        shown = by_quota or self.expose_engine_limits
         return refusal(
             provider,
             429,
             retry_after=decision.retry_after,
-            limit=decision.limit if shown else None,
+            limit=decision.limit if self.expose_engine_limits else None,
             reset_after=decision.reset_after,
-            unit="requests" if by_quota else "tokens",
+            unit="tokens",
         )
 
     def allow_headers(self, decision: Decision, quota: MultiResult | None = None) -> Headers:

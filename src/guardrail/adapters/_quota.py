@@ -3,9 +3,12 @@
 The engine's buckets are weighted by LLM tokens and governed by detection; an operator often also wants a
 blunt per-account request cap that clients can read in ``x-ratelimit-*-requests`` headers. It runs on the
 guard's own limiter (same store, same failure policy) with one bucket per account, burst = one minute's
-worth. It is consulted only when the engine allowed the request, so detection still sees all traffic.
-With Redis it is one more limiter call per request: leave ``account_rpm`` unset (or use the engine's
-token-weighted ``Policy(account_limit=...)``) to keep the hot path at the engine's round trips.
+worth, and is charged only when the engine lets the request through, so detection still sees all traffic.
+
+With the engine's ``Guard`` / ``AsyncGuard`` the quota's bucket rides in the engine's own limiter call
+(``check(facts, extra=...)``): charged all or none with the engine's buckets, no extra round trip, and
+a refused request charged nothing. Any other guard (a test double, a wrapper) keeps the two-call path:
+the engine decides, then the quota is consumed on its own and folded in with ``merge``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import dataclasses
 import math
 
 from .._hashing import hash_identifier
-from ..engine import Action, Decision
+from ..engine import Action, AsyncGuard, Decision, Guard
+from ..engine._core import EXTRA_REASON
 from ..limiter import BucketRequest, Limit, Limiter, MultiResult
 
-REASON = "account over its request quota"
+#: The reason given when the quota refused a request: the engine's own for a refused extra bucket.
+REASON = EXTRA_REASON
 
 
 class RequestQuota:
@@ -47,13 +52,19 @@ class RequestQuota:
         return await self.limiter.aconsume_many(self.request(account))
 
 
+def carries_extra(guard: object) -> bool:
+    """Whether ``guard.check`` takes ``extra=`` buckets into its single limiter call: the engine's own
+    ``Guard`` / ``AsyncGuard`` (subclasses included) do; duck-typed guards are not assumed to."""
+    return isinstance(guard, (Guard, AsyncGuard))
+
+
 def applies(decision: Decision) -> bool:
     """The quota is consulted only for requests the engine let through."""
     return decision.action == Action.ALLOW
 
 
 def merge(decision: Decision, result: MultiResult, observe_only: bool) -> Decision:
-    """The engine's decision with the quota's verdict folded in (a refusal is a throttle)."""
+    """(Two-call path.) The engine's decision with the quota's verdict folded in (a refusal is a throttle)."""
     if result.allowed:
         return decision
     return dataclasses.replace(
@@ -65,4 +76,5 @@ def merge(decision: Decision, result: MultiResult, observe_only: bool) -> Decisi
         remaining=result.remaining,
         reset_after=result.reset_after,
         reasons=(*decision.reasons, REASON),
+        extra=result,
     )

@@ -200,8 +200,14 @@ class GuardrailWSGI:
             return _respond(start_response, refusal(provider, code))
 
         try:
-            decision = self.guard.check(core.facts(account, ip, path, body if inspected else None))
-            if core.quota is not None and applies(decision):
+            facts = core.facts(account, ip, path, body if inspected else None)
+            if core.quota_in_check and core.quota is not None:
+                # One limiter call, the quota's bucket with the engine's (see the ASGI twin).
+                decision = self.guard.check(facts, extra=core.quota.request(account))
+                quota = decision.extra
+            else:
+                decision = self.guard.check(facts)
+            if not core.quota_in_check and core.quota is not None and applies(decision):
                 quota = core.quota.consume(account)
                 if not quota.allowed:
                     if not core.observe_only:

@@ -111,6 +111,11 @@ class MemoryEngineStore:
         self._lock_owner: tuple[str, float] | None = None
         self._acct_hash: dict[str, int] = {}
 
+    def template_count(self) -> int:
+        """How many template parts are tracked now (for the ``guardrail_templates_tracked`` gauge)."""
+        with self._lock:
+            return len(self._templates)
+
     # -- hot path -------------------------------------------------------------------------------------
     def observe(self, obs: Observation) -> Observed:
         s = self.settings

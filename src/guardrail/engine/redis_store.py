@@ -540,6 +540,11 @@ class RedisEngineStore:
         cached = self._table
         return cached if cached is not None and cached.version == v else None
 
+    def template_count(self) -> int:
+        """How many template parts are tracked now (``ZCARD`` of the eviction set; off the hot path)."""
+        with self._errors():
+            return int(self._sync().zcard(self._kp + b"tpls"))
+
     def table(self) -> ClusterTable:
         with self._errors():
             version = self._sync().get(self._k_ver)
