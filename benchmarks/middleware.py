@@ -12,7 +12,10 @@ Traffic: realistic ~2 KB chat bodies (a system prompt plus a varied user turn), 
    httpx async load loop: requests/s ratio and added p99.
 3. Redis round trips on the hot path: a private redis-server on a free port; round trips counted on the
    client's connection (and ``INFO commandstats`` deltas) divided by requests, for the limiter alone on
-   Redis and for the engine's state on Redis too, each with and without the ``account_rpm`` quota.
+   Redis and for the engine's state on Redis too, each with and without the ``account_rpm`` quota; the
+   quota carried in the engine's own limiter call (``check(..., extra=...)``) and, for comparison in the
+   same run, the two-call path duck-typed guards take; and with the engine charging a plain per-account
+   bucket on every request (``Policy(account_limit=...)``), where the one call saves a round trip.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from guardrail.adapters import Guardrail  # noqa: E402
-from guardrail.engine import AsyncGuard  # noqa: E402
+from guardrail.engine import AsyncGuard, Policy  # noqa: E402
+from guardrail.limiter import Limit  # noqa: E402
 
 SYSTEM = (
     "You are a meticulous assistant for a customer-support team. Answer with empathy, cite the policy "
@@ -415,13 +419,39 @@ def _commandstats(port: int) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
 
-async def _count_round_trips(port: int, n: int, rpm: float | None, engine_on_redis: bool) -> dict[str, float]:
+def _middleware(app: Any) -> Guardrail:
+    """The ``Guardrail`` instance inside a built Starlette app."""
+    if app.middleware_stack is None:
+        app.middleware_stack = app.build_middleware_stack()
+    layer = app.middleware_stack
+    while not isinstance(layer, Guardrail):
+        layer = layer.app
+    return layer
+
+
+async def _count_round_trips(
+    port: int,
+    n: int,
+    rpm: float | None,
+    engine_on_redis: bool,
+    *,
+    one_call: bool = True,
+    account_limit: bool = False,
+) -> dict[str, float]:
+    """``one_call=False`` forces the two-call quota path (the engine's call, then the quota's own), the
+    one duck-typed guards take, for a same-run comparison; ``account_limit`` gives the engine a plain
+    (never-refusing) per-account bucket, so its own limiter call is made on every request."""
     uri = f"redis://127.0.0.1:{port}/0"
-    guard = AsyncGuard(uri) if engine_on_redis else AsyncGuard("memory://", limiter=uri)
+    kwargs: dict[str, Any] = {}
+    if account_limit:
+        kwargs["policy"] = Policy(account_limit=Limit(rate=1e9, burst=1e12))
+    guard = AsyncGuard(uri, **kwargs) if engine_on_redis else AsyncGuard("memory://", limiter=uri, **kwargs)
     options: dict[str, Any] = {"guard": guard}
     if rpm is not None:
         options["account_rpm"] = rpm
     app = guarded_app(**options)
+    middleware = _middleware(app)
+    middleware.core.quota_in_check = one_call and middleware.core.quota_in_check
     for i in range(20):  # script loading (SCRIPT LOAD / EVAL fallback) happens once, outside the count
         await _drive(app, body(i), KEYS[i % 200])
     before = _commandstats(port)
@@ -463,6 +493,12 @@ def redis_round_trips(n: int) -> dict[str, Any] | None:
         limiter_quota = asyncio.run(_count_round_trips(port, n, 1e9, False))
         engine = asyncio.run(_count_round_trips(port, n, None, True))
         engine_quota = asyncio.run(_count_round_trips(port, n, 1e9, True))
+        engine_quota_two = asyncio.run(_count_round_trips(port, n, 1e9, True, one_call=False))
+        charged = asyncio.run(_count_round_trips(port, n, None, True, account_limit=True))
+        charged_quota = asyncio.run(_count_round_trips(port, n, 1e9, True, account_limit=True))
+        charged_quota_two = asyncio.run(
+            _count_round_trips(port, n, 1e9, True, one_call=False, account_limit=True)
+        )
     finally:
         proc.kill()
         proc.wait(timeout=5)
@@ -472,6 +508,10 @@ def redis_round_trips(n: int) -> dict[str, Any] | None:
         "limiter_on_redis_with_account_rpm": limiter_quota,
         "engine_and_limiter_on_redis": engine,
         "engine_and_limiter_on_redis_with_account_rpm": engine_quota,
+        "engine_and_limiter_on_redis_with_account_rpm_two_calls": engine_quota_two,
+        "engine_with_account_limit": charged,
+        "engine_with_account_limit_and_account_rpm": charged_quota,
+        "engine_with_account_limit_and_account_rpm_two_calls": charged_quota_two,
     }
 
 

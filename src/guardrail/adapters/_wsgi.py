@@ -193,27 +193,13 @@ class GuardrailWSGI:
             code = 408 if status == "timeout" else 400
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)
             return _respond(start_response, refusal(provider, code))
-        quota: MultiResult | None = None
         if not inspected and core.refuse_unread:
             code = 413 if status == "too_large" else 400
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)
             return _respond(start_response, refusal(provider, code))
 
         try:
-            facts = core.facts(account, ip, path, body if inspected else None)
-            if core.quota_in_check and core.quota is not None:
-                # One limiter call, the quota's bucket with the engine's (see the ASGI twin).
-                decision = self.guard.check(facts, extra=core.quota.request(account))
-                quota = decision.extra
-            else:
-                decision = self.guard.check(facts)
-            if not core.quota_in_check and core.quota is not None and applies(decision):
-                quota = core.quota.consume(account)
-                if not quota.allowed:
-                    if not core.observe_only:
-                        self.guard.settle(decision, 0)  # nothing will be generated: refund
-                    decision = merge(decision, quota, core.observe_only)
-            refused = core.verdict(decision, provider, quota)
+            decision, quota, refused = self._decide(account, ip, path, body if inspected else None, provider)
         except Exception as exc:
             error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
             core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=error)
@@ -251,6 +237,26 @@ class GuardrailWSGI:
             watcher.finish()
             raise
         return _WatchedIterable(result, watcher)
+
+    def _decide(
+        self, account: str, ip: str | None, path: str, body: bytes | None, provider: Provider
+    ) -> tuple[Decision, MultiResult | None, Refusal | None]:
+        """The engine's decision, the request quota's, and the refusal to send if any (see the ASGI twin)."""
+        core = self.core
+        facts = core.facts(account, ip, path, body)
+        if core.quota_in_check and core.quota is not None:
+            # One limiter call: the quota's bucket rides with the engine's, all or none.
+            decision = self.guard.check(facts, extra=core.quota.request(account))
+            return decision, decision.extra, core.verdict(decision, provider, decision.extra)
+        quota: MultiResult | None = None
+        decision = self.guard.check(facts)
+        if core.quota is not None and applies(decision):
+            quota = core.quota.consume(account)
+            if not quota.allowed:
+                if not core.observe_only:
+                    self.guard.settle(decision, 0)  # nothing will be generated: refund
+                decision = merge(decision, quota, core.observe_only)
+        return decision, quota, core.verdict(decision, provider, quota)
 
 
 def _headers(environ: WSGIEnvironment) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import xxhash
 
 from guardrail._hashing import hash_identifier
@@ -33,13 +34,25 @@ from .store import Observation
 
 __all__ = ["address_range", "has_conversation", "observation", "prompt_of", "shingles"]
 
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_K1 = np.uint64(0x9E3779B97F4A7C15)
-_K2 = np.uint64(0xC2B2AE3D27D4EB4F)
-_S31 = np.uint64(31)
-_S27 = np.uint64(27)
-_S30 = np.uint64(30)
+
+
+def _const(value: int) -> npt.NDArray[np.uint64]:
+    """A read-only 0-d uint64 array: as a ufunc operand it costs less per call than a NumPy scalar."""
+    array: npt.NDArray[np.uint64] = np.array(value, dtype=np.uint64)
+    array.setflags(write=False)
+    return array
+
+
+_MIX1_INT = 0xBF58476D1CE4E5B9
+_MIX2_INT = 0x94D049BB133111EB
+_K1_INT = 0x9E3779B97F4A7C15
+_K2_INT = 0xC2B2AE3D27D4EB4F
+_MIX1, _MIX2, _K1, _K2 = (_const(c) for c in (_MIX1_INT, _MIX2_INT, _K1_INT, _K2_INT))
+_S31, _S27, _S30 = (_const(c) for c in (31, 27, 30))
+_M64 = (1 << 64) - 1
+#: Up to this many words a text's shingles are mixed in plain Python: NumPy's fixed cost per call (some
+#: fifteen calls) exceeds the work for a short prompt. Both paths give the same hashes.
+_SMALL_WORDS = 10
 #: Characters of the system text plus latest user turn that are read (a template sits at the start or the
 #: end; reading a capped window bounds the cost of a megabyte prompt).
 MAX_TEXT_CHARS = 8_000
@@ -49,6 +62,9 @@ MAX_TEXT_CHARS = 8_000
 # that three-word shingles are character trigrams there; any other run of non-space characters is a word.
 _UNSPACED = "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(f"[{_UNSPACED}]|[^\\s{_UNSPACED}]+")
+#: Where ``_TOKEN`` and ``bytes.split`` cut differently: an unspaced-script character, or a Unicode
+#: whitespace other than the six ASCII ones ``bytes.split`` knows (the separators 0x1c-0x1f, NEL, ...).
+_SPLIT_DIFFERS = re.compile(f"[{_UNSPACED}]|[^\\S \\t\\n\\r\\x0b\\x0c]")
 
 
 def _words(text: str) -> list[bytes]:
@@ -62,7 +78,11 @@ def _words(text: str) -> list[bytes]:
     data = normalize_bytes(text)
     if data.isascii():
         return data.split()
-    return [w.encode("utf-8", "surrogatepass") for w in _TOKEN.findall(data.decode("utf-8", "surrogatepass"))]
+    decoded = data.decode("utf-8", "surrogatepass")
+    if _SPLIT_DIFFERS.search(decoded) is None:
+        # No character the two cuts treat differently: the byte split gives the same words, in C.
+        return data.split()
+    return [w.encode("utf-8", "surrogatepass") for w in _TOKEN.findall(decoded)]
 
 
 def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
@@ -75,6 +95,8 @@ def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
         return ()
     if len(words) < 3:
         return (xxhash.xxh3_64_intdigest(b" ".join(words)),)
+    if len(words) <= _SMALL_WORDS:
+        return _small_shingles(words, limit)
     a = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
     # Unsigned array arithmetic wraps modulo 2**64 silently (NumPy warns on overflow for scalars only).
     h = a[:-2] * _K1
@@ -86,10 +108,29 @@ def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
     h *= _MIX2
     h ^= h >> _S31
     h.sort()
+    top: list[int] = h[:limit].tolist()
+    if limit >= 0 and len(set(top)) == len(top):
+        # No repeat among the smallest ``limit``: they are the ``limit`` smallest distinct (the usual case).
+        return tuple(top)
     keep = np.empty(len(h), dtype=bool)
     keep[0] = True
     np.not_equal(h[1:], h[:-1], out=keep[1:])
     return tuple(h[keep][:limit].tolist())
+
+
+def _small_shingles(words: list[bytes], limit: int) -> tuple[int, ...]:
+    """:func:`shingles` of three words or more, mixed with Python integers (the same bits)."""
+    a = list(map(xxhash.xxh3_64_intdigest, words))
+    found = set()
+    for x, y, z in zip(a, a[1:], a[2:]):
+        h = (x * _K1_INT + y * _K2_INT + z) & _M64
+        h ^= h >> 30
+        h = (h * _MIX1_INT) & _M64
+        h ^= h >> 27
+        h = (h * _MIX2_INT) & _M64
+        h ^= h >> 31
+        found.add(h)
+    return tuple(sorted(found)[:limit])
 
 
 def has_conversation(prompt: Prompt) -> bool:

@@ -15,6 +15,8 @@ import numpy as np
 __all__ = ["CountMinSketch", "HyperLogLog", "cell_indexes", "distinct_sorted"]
 
 _MASK64 = (1 << 64) - 1
+#: Up to this many values, :meth:`CountMinSketch.add_many` counts in plain Python (see there).
+_SMALL = 16
 
 
 def distinct_sorted(segments: Sequence[int], limit: int) -> list[int]:
@@ -82,28 +84,67 @@ class CountMinSketch:
         return low
 
     def add_many(self, values: list[int]) -> list[int]:
-        """:meth:`add` for several distinct values at once (vectorised); halving is checked afterwards."""
+        """:meth:`add` for several distinct values at once; halving is checked afterwards.
+
+        Every estimate is read from the sketch as it was before the call, then each cell is raised to the
+        largest estimate written to it (order-free, so the Redis script's counts are the same). A few
+        values are counted in plain Python: below about a dozen, NumPy's fixed cost per call (some ten
+        calls of about a microsecond) exceeds the whole work.
+        """
         if not values:
             return []
+        if len(values) <= _SMALL and self._depth == 3:
+            out = self._add_small3(values)
+        else:
+            out = self._add_vector(values)
+        self._since += len(values)
+        if self._since >= self._width:
+            self._view >>= np.uint32(1)
+            self._since = 0
+        return out
+
+    def _add_small3(self, values: list[int]) -> list[int]:
+        """:meth:`add_many` for a depth of 3 (the default), unrolled."""
+        cells = self._cells
+        bits = self._bits
+        width = self._width
+        mask = width - 1
+        s0, s1, s2 = 64 - bits, 64 - 2 * bits, 64 - 3 * bits
+        w2 = 2 * width
+        out: list[int] = []
+        writes: list[tuple[int, int, int, int]] = []
+        for value in values:
+            value &= _MASK64
+            i0 = (value >> s0) & mask
+            i1 = width + ((value >> s1) & mask)
+            i2 = w2 + ((value >> s2) & mask)
+            c0, c1, c2 = cells[i0], cells[i1], cells[i2]
+            low = c0 if c0 < c1 else c1
+            if c2 < low:
+                low = c2
+            low += 1
+            out.append(low)
+            writes.append((i0, i1, i2, low))
+        for i0, i1, i2, low in writes:
+            if cells[i0] < low:
+                cells[i0] = low
+            if cells[i1] < low:
+                cells[i1] = low
+            if cells[i2] < low:
+                cells[i2] = low
+        return out
+
+    def _add_vector(self, values: list[int]) -> list[int]:
+        """:meth:`add_many` with NumPy (many values)."""
         a = np.array(values, dtype=np.uint64)
         idx = ((a >> self._shifts) & self._mask).astype(np.intp)
         idx += self._offsets
         view = self._view
-        cur = view[idx]
-        est = np.minimum.reduce(cur, axis=0)
+        est = np.minimum.reduce(view[idx], axis=0)
         est += np.uint32(1)
-        # Each cell ends at max(its value, every estimate written to it). A fancy assignment with repeated
-        # indexes keeps one of the writes, NumPy does not promise which; cells shared by two segments are
-        # rare (a few hundred of millions of cells), so assign, then raise any cell a smaller write won
-        # with ``np.maximum.at`` (unbuffered, order-free), at a fraction of its cost on every call.
-        view[idx] = np.maximum(cur, est)
-        short = view[idx] < est
-        if np.count_nonzero(short):
-            np.maximum.at(view, idx[short], np.broadcast_to(est, idx.shape)[short])
-        self._since += len(values)
-        if self._since >= self._width:
-            view >>= np.uint32(1)
-            self._since = 0
+        # Each cell ends at max(its value, every estimate written to it): ``np.maximum.at`` is unbuffered
+        # (a cell shared by two values gets the larger write, whichever comes first) and order-free.
+        np.maximum.at(view, idx, np.broadcast_to(est, idx.shape))
         out: list[int] = est.tolist()
         return out
 
