@@ -3,6 +3,7 @@ do not change what a template looks like."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -127,3 +128,58 @@ def test_ipv4_fast_path_agrees_with_ipaddress(ip: str) -> None:
     assert fast is None or fast == slow
     if fast is None and slow is not None:
         assert address_range(ip) == slow
+
+
+_MIXED = st.text(
+    st.one_of(
+        st.sampled_from(list("ab c\t\n\x1c\x1f\x85\u00a0\u2028\u3000\u2019\u00e9\u043e\u4e2d\u0e01\u200b#-1")),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=60,
+)
+
+
+@given(_MIXED)
+@settings(max_examples=300, deadline=None)
+def test_byte_split_shortcut_cuts_words_like_the_unicode_tokeniser(text: str) -> None:
+    from guardrail.engine._features import _TOKEN, _words
+    from guardrail.fingerprint.normalize import normalize_bytes
+
+    data = normalize_bytes(text)
+    if data.isascii():
+        expected = data.split()
+    else:
+        decoded = data.decode("utf-8", "surrogatepass")
+        expected = [w.encode("utf-8", "surrogatepass") for w in _TOKEN.findall(decoded)]
+    assert _words(text) == expected
+
+
+@given(
+    st.lists(st.sampled_from(["alpha", "beta", "x9", "Gamma:", "d-7", "\u4e2d", "alpha", "beta"]), max_size=14),
+    st.integers(min_value=0, max_value=70),
+)
+@settings(max_examples=200, deadline=None)
+def test_short_text_python_shingles_equal_the_numpy_ones(words: list[str], limit: int) -> None:
+    # Repeated words give repeated trigrams: both paths must keep the ``limit`` smallest *distinct* hashes.
+    import guardrail.engine._features as features
+
+    text = " ".join(words)
+    fast = features.shingles(text, limit)
+    saved = features._SMALL_WORDS
+    features._SMALL_WORDS = -1  # every text through NumPy
+    try:
+        assert features.shingles(text, limit) == fast
+    finally:
+        features._SMALL_WORDS = saved
+
+
+@pytest.mark.parametrize("fill_words", [20, 300])
+def test_shingles_of_a_long_repetitive_text_are_the_smallest_distinct(fill_words: int) -> None:
+    # Repeats among the 64 smallest hashes (certain with 20 fill words: fewer than 64 distinct trigrams
+    # in 600 and more) take the full de-duplication; checked against every distinct trigram hash.
+    from guardrail.engine._features import _small_shingles, _words
+
+    fill = [f"w{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(fill_words)]  # no digits: ids are masked
+    text = " ".join(["one two three"] * 200 + fill)
+    every = _small_shingles(_words(text), 10**6)
+    assert shingles(text) == every[:64]

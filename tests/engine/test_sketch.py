@@ -90,3 +90,42 @@ def test_distinct_sorted_is_the_smallest_distinct_values(values: list[int], limi
 
     assert distinct_sorted(values, limit) == sorted(set(values))[:limit]
     assert distinct_sorted(tuple(sorted(set(values))), limit) == sorted(set(values))[:limit]
+
+
+@given(
+    st.lists(st.lists(u64, min_size=1, max_size=40, unique=True), min_size=1, max_size=8),
+    st.sampled_from([4, 8, 1 << 12]),
+)
+@settings(max_examples=80, deadline=None)
+def test_small_and_vector_paths_count_alike(batches: list[list[int]], width: int) -> None:
+    # Narrow sketches make values share cells, where the two paths could diverge; both must end with the
+    # same counters and return the same estimates (the Redis script mirrors them).
+    small = CountMinSketch(width, 3)
+    vector = CountMinSketch(width, 3)
+    for batch in batches:
+        values = sorted(batch)
+        assert small._add_small3(values) == vector._add_vector(values)
+        assert small._cells == vector._cells
+
+
+@given(st.lists(st.lists(u64, min_size=1, max_size=30, unique=True), min_size=1, max_size=6))
+@settings(max_examples=40, deadline=None)
+def test_add_many_halves_after_width_insertions_on_either_path(batches: list[list[int]]) -> None:
+    a = CountMinSketch(16, 3)
+    b = CountMinSketch(16, 3)
+    for batch in batches:
+        values = sorted(batch)
+        assert a.add_many(values) == b.add_many(values)
+    assert a._cells == b._cells
+    assert max(a._cells) <= sum(len(x) for x in batches)
+
+
+@given(st.lists(u64, max_size=200))
+@settings(max_examples=40, deadline=None)
+def test_hyperloglog_position_is_add(values: list[int]) -> None:
+    a, b = HyperLogLog(), HyperLogLog()
+    for v in values:
+        a.add(v)
+        b.add_position(*HyperLogLog.position(v))
+    assert a.count() == b.count()
+    assert a._regs == b._regs

@@ -133,7 +133,7 @@ class MemoryEngineStore:
                 profiles.move_to_end(obs.account)
             update_profile(p, obs, parts)
             if parts:
-                ah = _account_hash(obs.account)
+                reg, rank = HyperLogLog.position(_account_hash(obs.account))
                 ts = obs.ts
                 templates = self._templates
                 for part in parts:
@@ -150,7 +150,7 @@ class MemoryEngineStore:
                         t.first = ts
                     if ts > t.last:
                         t.last = ts
-                    t.hll.add(ah)
+                    t.hll.add_position(reg, rank)
             table = self._table
             cid = table.assignment.get(obs.account)
             cluster = table.clusters.get(cid) if cid is not None else None
