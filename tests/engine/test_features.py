@@ -132,7 +132,9 @@ def test_ipv4_fast_path_agrees_with_ipaddress(ip: str) -> None:
 
 _MIXED = st.text(
     st.one_of(
-        st.sampled_from(list("ab c\t\n\x1c\x1f\x85\u00a0\u2028\u3000\u2019\u00e9\u043e\u4e2d\u0e01\u200b#-1")),
+        st.sampled_from(
+            list("ab c\t\n\x1c\x1f\x85\u00a0\u2028\u3000\u2019\u00e9\u043e\u4e2d\u0e01\u200b#-1")
+        ),
         st.characters(codec="utf-8"),
     ),
     max_size=60,
@@ -155,7 +157,9 @@ def test_byte_split_shortcut_cuts_words_like_the_unicode_tokeniser(text: str) ->
 
 
 @given(
-    st.lists(st.sampled_from(["alpha", "beta", "x9", "Gamma:", "d-7", "\u4e2d", "alpha", "beta"]), max_size=14),
+    st.lists(
+        st.sampled_from(["alpha", "beta", "x9", "Gamma:", "d-7", "\u4e2d", "alpha", "beta"]), max_size=14
+    ),
     st.integers(min_value=0, max_value=70),
 )
 @settings(max_examples=200, deadline=None)

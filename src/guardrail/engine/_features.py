@@ -35,7 +35,6 @@ from .store import Observation
 __all__ = ["address_range", "has_conversation", "observation", "prompt_of", "shingles"]
 
 
-
 def _const(value: int) -> npt.NDArray[np.uint64]:
     """A read-only 0-d uint64 array: as a ufunc operand it costs less per call than a NumPy scalar."""
     array: npt.NDArray[np.uint64] = np.array(value, dtype=np.uint64)
