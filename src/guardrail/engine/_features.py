@@ -120,8 +120,8 @@ def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
 def _small_shingles(words: list[bytes], limit: int) -> tuple[int, ...]:
     """:func:`shingles` of three words or more, mixed with Python integers (the same bits)."""
     a = list(map(xxhash.xxh3_64_intdigest, words))
-    found = set()
-    for x, y, z in zip(a, a[1:], a[2:]):
+    found: set[int] = set()
+    for x, y, z in zip(a, a[1:], a[2:], strict=False):  # shorter tails end the trigrams
         h = (x * _K1_INT + y * _K2_INT + z) & _M64
         h ^= h >> 30
         h = (h * _MIX1_INT) & _M64

@@ -82,9 +82,18 @@ def update_profile(p: AccountProfile, obs: Observation, parts: Sequence[int]) ->
 def select_parts(segments: Sequence[int], counts: Sequence[int], settings: StoreSettings) -> tuple[int, ...]:
     """The parts of a request: segments counted at least ``part_min_count`` times, smallest hashes first
     (``segments`` sorted ascending, ``counts`` their new estimates)."""
+    if len(segments) != len(counts):
+        raise ValueError(f"{len(segments)} segments but {len(counts)} counts")
     need = settings.part_min_count
-    chosen = [seg for seg, n in zip(segments, counts, strict=True) if n >= need]
-    return tuple(chosen[: settings.max_parts])
+    most = settings.max_parts
+    chosen: list[int] = []
+    # Stops at ``max_parts``: a templated prompt has most of its segments counted often enough.
+    for seg, n in zip(segments, counts, strict=True):
+        if n >= need:
+            chosen.append(seg)
+            if len(chosen) == most:
+                break
+    return tuple(chosen)
 
 
 class _Template:
