@@ -190,3 +190,20 @@ def test_ascii_word_starts_match_the_regex_definition(text: str) -> None:
 
     fast = {w[:4] for w in set(text.translate(el._ASCII_NON_WORD).split())}
     assert fast == set(el._WORD_START.findall(text))
+
+
+def test_score_is_identical_across_hash_seeds() -> None:
+    """Float products over an unordered set would differ in the last bits between processes."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from guardrail.elicitation import elicitation_score as s;"
+        "print(repr(s('Think step by step, show your reasoning, justify each step and explain why.')))"
+    )
+    outs = set()
+    for seed in ("0", "1", "2", "3", "4", "5"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        outs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout)
+    assert len(outs) == 1, outs

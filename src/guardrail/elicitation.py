@@ -722,6 +722,6 @@ def elicitation_score(text: str) -> float:
     if "<" in norm and _TAG_RE.search(norm) is not None:
         found.add("tags")
     miss = 1.0
-    for kind in found:
+    for kind in sorted(found):  # a fixed order: the same float in every process, whatever PYTHONHASHSEED
         miss *= 1.0 - _WEIGHTS.get(kind, 0.0)
     return 1.0 - miss

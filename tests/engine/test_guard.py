@@ -297,3 +297,30 @@ def test_extra_bucket_admits_exactly_its_burst(burst: int, n: int) -> None:
     actions = [guard.check(facts, extra=quota).action for _ in range(n)]
     assert actions == [Action.ALLOW] * min(n, burst) + [Action.THROTTLE] * max(0, n - burst)
     guard.close()
+
+
+def test_a_guard_closes_the_limiter_it_built_but_not_one_it_was_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from guardrail.engine import AsyncGuard
+    from guardrail.limiter import Limiter
+
+    closed: list[str] = []
+    monkeypatch.setattr(Limiter, "close", lambda self: closed.append("sync"))
+
+    async def aclose(self: Limiter) -> None:
+        closed.append("async")
+
+    monkeypatch.setattr(Limiter, "aclose", aclose)
+    Guard("memory://", limiter="memory://").close()
+    assert closed == ["sync"]
+    theirs = Limiter("memory://")
+    Guard("memory://", limiter=theirs).close()
+    assert closed == ["sync"]
+
+    async def run() -> None:
+        await AsyncGuard("memory://").aclose()
+        await AsyncGuard("memory://", limiter=theirs).aclose()
+
+    asyncio.run(run())
+    assert closed == ["sync", "async"]

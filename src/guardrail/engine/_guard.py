@@ -81,6 +81,8 @@ class _Base:
             limiter = (
                 storage if isinstance(storage, str) and not storage.startswith("memory") else "memory://"
             )
+        # A limiter built here from a URI is ours to close; one handed in belongs to the caller.
+        self._owns_limiter = isinstance(limiter, str)
         self.limiter = Limiter(limiter) if isinstance(limiter, str) else limiter
         self.core = Core(
             policy=policy or Policy(),
@@ -206,6 +208,8 @@ class Guard(_Base):
         if thread is not None:
             thread.join(timeout=5.0)
         self.store.close()
+        if self._owns_limiter:
+            self.limiter.close()
 
     def __enter__(self) -> Guard:
         return self
@@ -315,6 +319,8 @@ class AsyncGuard(_Base):
         self._tasks.clear()
         self._task = self._task_loop = None
         await self.store.aclose()
+        if self._owns_limiter:
+            await self.limiter.aclose()
 
     async def __aenter__(self) -> AsyncGuard:
         return self
