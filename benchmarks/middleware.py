@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "adapters"))  # shared launchers: adapters_support
 
+from adapters_support import free_port, start_redis_server  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
@@ -216,12 +217,6 @@ async def in_process(n: int, rounds: int) -> dict[str, float]:
 
 
 # -- 2. over real uvicorn --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Uvicorn:
@@ -476,19 +471,8 @@ def redis_round_trips(n: int) -> dict[str, Any] | None:
     if shutil.which("redis-server") is None:
         return None
     port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_redis_server(port)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         limiter_only = asyncio.run(_count_round_trips(port, n, None, False))
         limiter_quota = asyncio.run(_count_round_trips(port, n, 1e9, False))
         engine = asyncio.run(_count_round_trips(port, n, None, True))

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.responses import Response
 
-from guardrail.adapters import Guardrail, settings_from_env
+from guardrail.adapters import Guardrail
 
 from . import toymodel
 
@@ -25,8 +25,11 @@ def build_model_app() -> FastAPI:
     """The unprotected toy model (guardrail is added by :func:`create_app`)."""
     api = FastAPI(title="guardrail toy model", docs_url=None, redoc_url=None, openapi_url=None)
 
-    async def _body(request: Request) -> Any:
-        return toymodel.parse(await request.body())
+    def _reply(route: str, raw: bytes, model_action: str = "") -> Response:
+        status, payload = toymodel.answer(route, raw, model_action)
+        if isinstance(payload, dict):
+            return JSONResponse(payload, status_code=status)
+        return StreamingResponse(payload, media_type="text/event-stream")
 
     @api.get("/health")
     async def health() -> dict[str, str]:
@@ -41,39 +44,19 @@ def build_model_app() -> FastAPI:
 
     @api.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        body = await _body(request)
-        if body is None:
-            return JSONResponse(toymodel.openai_error("body must be a JSON object"), status_code=400)
-        if body.get("stream"):
-            return StreamingResponse(toymodel.chat_completion_stream(body), media_type="text/event-stream")
-        return JSONResponse(toymodel.chat_completion(body))
+        return _reply("chat", await request.body())
 
     @api.post("/v1/responses")
     async def responses(request: Request) -> Response:
-        body = await _body(request)
-        if body is None:
-            return JSONResponse(toymodel.openai_error("body must be a JSON object"), status_code=400)
-        return JSONResponse(toymodel.response(body))
+        return _reply("responses", await request.body())
 
     @api.post("/v1/messages")
     async def messages(request: Request) -> Response:
-        body = await _body(request)
-        if body is None:
-            return JSONResponse(toymodel.anthropic_error("body must be a JSON object"), status_code=400)
-        if body.get("stream"):
-            return StreamingResponse(toymodel.message_stream(body), media_type="text/event-stream")
-        return JSONResponse(toymodel.message(body))
+        return _reply("messages", await request.body())
 
     @api.post("/v1beta/models/{model_action}")
     async def gemini(model_action: str, request: Request) -> Response:
-        model, _, action = model_action.partition(":")
-        body = await _body(request)
-        if body is None or action not in ("generateContent", "streamGenerateContent"):
-            return JSONResponse(toymodel.gemini_error("expected a JSON object and :generateContent"), 400)
-        if action == "streamGenerateContent":
-            stream = toymodel.generate_content_stream(body, model)
-            return StreamingResponse(stream, media_type="text/event-stream")
-        return JSONResponse(toymodel.generate_content(body, model))
+        return _reply("gemini", await request.body(), model_action)
 
     return api
 
@@ -81,11 +64,7 @@ def build_model_app() -> FastAPI:
 def create_app(**options: Any) -> FastAPI:
     """The toy model behind ``Guardrail``; ``options`` override the ``GUARDRAIL_*`` environment."""
     api = build_model_app()
-    settings = settings_from_env()
-    if "guard" in options:
-        settings.pop("storage", None)  # a given guard brings its own storage
-    settings.update(options)
-    api.add_middleware(Guardrail, **settings)
+    api.add_middleware(Guardrail, **toymodel.middleware_settings(options))
     return api
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from guardrail.adapters import GuardrailWSGI, settings_from_env
+from guardrail.adapters import GuardrailWSGI
 
 from . import toymodel
 
@@ -20,8 +20,11 @@ def build_model_app() -> Flask:
     """The unprotected toy model (guardrail is added by :func:`create_app`)."""
     api = Flask("guardrail_toy_model")
 
-    def _body() -> Any:
-        return toymodel.parse(request.get_data(cache=False))
+    def _reply(route: str, model_action: str = "") -> Any:
+        status, payload = toymodel.answer(route, request.get_data(cache=False), model_action)
+        if isinstance(payload, dict):
+            return jsonify(payload), status
+        return Response(payload, mimetype="text/event-stream")
 
     @api.get("/health")
     def health() -> Any:
@@ -36,38 +39,19 @@ def build_model_app() -> Flask:
 
     @api.post("/v1/chat/completions")
     def chat() -> Any:
-        body = _body()
-        if body is None:
-            return jsonify(toymodel.openai_error("body must be a JSON object")), 400
-        if body.get("stream"):
-            return Response(toymodel.chat_completion_stream(body), mimetype="text/event-stream")
-        return jsonify(toymodel.chat_completion(body))
+        return _reply("chat")
 
     @api.post("/v1/responses")
     def responses() -> Any:
-        body = _body()
-        if body is None:
-            return jsonify(toymodel.openai_error("body must be a JSON object")), 400
-        return jsonify(toymodel.response(body))
+        return _reply("responses")
 
     @api.post("/v1/messages")
     def messages() -> Any:
-        body = _body()
-        if body is None:
-            return jsonify(toymodel.anthropic_error("body must be a JSON object")), 400
-        if body.get("stream"):
-            return Response(toymodel.message_stream(body), mimetype="text/event-stream")
-        return jsonify(toymodel.message(body))
+        return _reply("messages")
 
     @api.post("/v1beta/models/<model_action>")
     def gemini(model_action: str) -> Any:
-        model, _, action = model_action.partition(":")
-        body = _body()
-        if body is None or action not in ("generateContent", "streamGenerateContent"):
-            return jsonify(toymodel.gemini_error("expected a JSON object and :generateContent")), 400
-        if action == "streamGenerateContent":
-            return Response(toymodel.generate_content_stream(body, model), mimetype="text/event-stream")
-        return jsonify(toymodel.generate_content(body, model))
+        return _reply("gemini", model_action)
 
     return api
 
@@ -75,11 +59,7 @@ def build_model_app() -> Flask:
 def create_app(**options: Any) -> Flask:
     """The toy model behind ``GuardrailWSGI``; ``options`` override the ``GUARDRAIL_*`` environment."""
     api = build_model_app()
-    settings = settings_from_env()
-    if "guard" in options:
-        settings.pop("storage", None)  # a given guard brings its own storage
-    settings.update(options)
-    api.wsgi_app = GuardrailWSGI(api.wsgi_app, **settings)  # type: ignore[method-assign]
+    api.wsgi_app = GuardrailWSGI(api.wsgi_app, **toymodel.middleware_settings(options))  # type: ignore[method-assign]
     return api
 
 

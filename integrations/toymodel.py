@@ -3,7 +3,8 @@
 It answers with a few paragraphs of prose (80+ words) that vary with the prompt yet are deterministic for a
 given prompt (seeded by its SHA-256), with a code block when asked for code. Enough to exercise the whole
 path (bodies, streaming, usage) without a GPU. Framework-neutral: functions take the parsed JSON body and
-return a JSON-able dict, or an iterator of server-sent-event strings.
+return a JSON-able dict, or an iterator of server-sent-event strings; ``answer`` serves one route from the
+raw body, so the FastAPI and Flask apps are thin wrappers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from guardrail.adapters import settings_from_env
 
 MODEL = "toy-1"
 
@@ -325,3 +328,42 @@ def parse(raw: bytes) -> Mapping[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+# -- one route, framework-neutral ------------------------------------------------------------------
+
+ROUTES = ("chat", "responses", "messages", "gemini")
+_ERRORS = {"chat": openai_error, "responses": openai_error, "messages": anthropic_error}
+
+
+def answer(route: str, raw: bytes, model_action: str = "") -> tuple[int, dict[str, Any] | Iterator[str]]:
+    """The reply to one POST: ``(status, JSON object)``, or ``(200, server-sent events)`` when streamed.
+
+    ``route`` is one of ``ROUTES``; ``model_action`` is Gemini's ``{model}:{action}`` path segment. The
+    FastAPI and Flask apps only wrap the result in their own response types, so both answer alike.
+    """
+    body = parse(raw)
+    if route == "gemini":
+        model, _, action = model_action.partition(":")
+        if body is None or action not in ("generateContent", "streamGenerateContent"):
+            return 400, gemini_error("expected a JSON object and :generateContent")
+        if action == "streamGenerateContent":
+            return 200, generate_content_stream(body, model)
+        return 200, generate_content(body, model)
+    if body is None:
+        return 400, _ERRORS[route]("body must be a JSON object")
+    if route == "responses":
+        return 200, response(body)
+    stream = bool(body.get("stream"))
+    if route == "chat":
+        return 200, chat_completion_stream(body) if stream else chat_completion(body)
+    return 200, message_stream(body) if stream else message(body)
+
+
+def middleware_settings(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``GUARDRAIL_*`` environment's middleware options, overridden by ``options``."""
+    settings = settings_from_env()
+    if "guard" in options:
+        settings.pop("storage", None)  # a given guard brings its own storage
+    settings.update(options)
+    return settings

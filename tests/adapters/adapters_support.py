@@ -1,4 +1,4 @@
-"""Test support for the adapter tests: scripted guards with the engine's Decision.
+"""Test support for the adapter tests (and benchmarks/middleware.py): scripted guards, local servers.
 
 ``ScriptedGuard`` / ``AsyncScriptedGuard`` are small duck-typed guards (the adapters accept any object with
 ``check`` / ``settle``): a per-account request budget, a block list, a switch to raise like a broken
@@ -7,9 +7,39 @@ store, and a record of what they saw, so the middleware's behaviour can be asser
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 import time
 from typing import Any
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_redis_server(port: int) -> subprocess.Popen[bytes]:
+    """A throwaway ``redis-server`` (no persistence) on ``port``, returned once it accepts connections.
+
+    The caller kills it; a disposable server lets a test or benchmark kill Redis mid-run or read its
+    command statistics without disturbing the shared one.
+    """
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc
 
 
 class ScriptedGuard:

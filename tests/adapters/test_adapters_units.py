@@ -306,3 +306,40 @@ def test_adapters_all_is_complete() -> None:
     }
     assert public <= set(adapters.__all__)
     assert all(hasattr(adapters, name) for name in adapters.__all__)
+
+
+def test_proxy_workers_get_the_single_worker_options() -> None:
+    """``guardrail proxy --workers N`` hands its options over as ``GUARDRAIL_*``: they must read back."""
+    import argparse
+
+    from guardrail.cli import _proxy
+
+    parser = argparse.ArgumentParser()
+    _proxy.register(parser.add_subparsers())
+    for extra in (
+        [],
+        [
+            "--account-rpm",
+            "7.5",
+            "--trusted-proxies",
+            "10.0.0.0/8",
+            "--max-body-bytes",
+            "100",
+            "--observe-only",
+            "--proxy-header",
+            "forwarded",
+        ],
+    ):
+        args = parser.parse_args(["proxy", "--upstream", "http://127.0.0.1:1", *extra])
+        assert settings_from_env(_proxy._environment(args)) == _proxy._options(args)
+
+
+@given(st.integers(min_value=0, max_value=10_000), st.floats(min_value=0.0, max_value=0.999))
+def test_remaining_count_ignores_float_noise_but_not_fractions(whole: int, fraction: float) -> None:
+    # A bucket at a whole count can come back from float timestamps a hair below it (49 as
+    # 48.9999999999994 around 2026's epoch seconds): the header shows 49; a genuine fraction rounds down.
+    limit = 10_000
+    noisy = dict(rate_limit_headers(limit, whole - 6e-13, 1.0))
+    assert noisy[b"x-ratelimit-remaining-requests"] == str(whole).encode()
+    partial = dict(rate_limit_headers(limit, whole + fraction, 1.0))
+    assert partial[b"x-ratelimit-remaining-requests"] == str(min(limit, whole)).encode()

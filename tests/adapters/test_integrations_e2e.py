@@ -22,17 +22,12 @@ import anthropic
 import httpx
 import openai
 import pytest
+from adapters_support import free_port, start_redis_server
 from integrations import toymodel
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 MESSAGES = [{"role": "user", "content": "Explain how tides work."}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -387,19 +382,8 @@ def test_redis_killed_mid_run_keeps_serving() -> None:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed")
     port = free_port()
-    redis_proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    redis_proc = start_redis_server(port)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         s = uvicorn_e2e({"E2E_RPM": "1000", "E2E_STORAGE": f"redis://127.0.0.1:{port}/0"})
         try:
             client = oa(s, "sk-r")

@@ -139,3 +139,18 @@ def test_cli_explains_from_redis(
     finally:
         store.clear()
         guard.close()
+
+
+def test_elicitation_is_the_mean_over_scored_requests(
+    replayed: tuple[Guard, dict[str, dict[str, object]]],
+) -> None:
+    """The profile's elicitation reads as the engine's linkage reads it: sum / scored requests."""
+    guard, labels = replayed
+    by_id = {p.account: p for p in guard.store.profiles()}
+    for account in labels:
+        profile = by_id.get(guard.account_id(account))
+        if profile is None:
+            continue
+        shown = explain_account(guard.store, account, secret=SECRET)["profile"]["elicitation"]
+        expected = profile.elicitation_sum / profile.elicitation_n if profile.elicitation_n else 0.0
+        assert shown == pytest.approx(expected, abs=1e-3)

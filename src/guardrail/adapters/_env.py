@@ -5,7 +5,7 @@ options, and uvicorn workers each build their own app: the environment is the on
 
 ==============================  ==================================================  ===================
 ``GUARDRAIL_STORAGE``           storage URI                                         ``memory://``
-``GUARDRAIL_ACCOUNT_RPM``       requests per minute per account                     engine default
+``GUARDRAIL_ACCOUNT_RPM``       requests per minute per account                     none (no quota)
 ``GUARDRAIL_OBSERVE_ONLY``      ``1`` / ``true``: decide and record, never refuse   off
 ``GUARDRAIL_TRUSTED_PROXIES``   comma-separated proxy IPs / CIDRs                   none
 ``GUARDRAIL_PROXY_HEADER``      ``x-forwarded-for`` or ``forwarded``                ``x-forwarded-for``

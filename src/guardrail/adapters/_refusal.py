@@ -139,6 +139,10 @@ def _duration(seconds: float) -> str:
     return f"{secs}s"
 
 
+#: Float noise tolerated when a bucket's level is shown as a whole count (far below one request).
+_COUNT_NOISE = 1e-6
+
+
 def rate_limit_headers(
     limit: float, remaining: float | None, reset_after: float | None, unit: str = "requests"
 ) -> Headers:
@@ -154,7 +158,12 @@ def rate_limit_headers(
     if not math.isfinite(limit) or limit < 0:
         return []
     quota = int(limit)
-    left = quota if remaining is None or not math.isfinite(remaining) else max(0, min(quota, int(remaining)))
+    if remaining is None or not math.isfinite(remaining):
+        left = quota
+    else:
+        # A token bucket's level comes from float timestamps near 1.8e9 s: a whole 49 may arrive as
+        # 48.9999999999994. Shown to clients as a count, it must not lose a request to that noise.
+        left = max(0, min(quota, int(remaining + _COUNT_NOISE)))
     name = f'"{unit}"'
     policy = f"{name};q={quota}"
     current = f"{name};r={left}"

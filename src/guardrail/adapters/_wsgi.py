@@ -19,7 +19,7 @@ from ..engine import Decision, Guard
 from ..limiter import MultiResult
 from ._body import parse_length
 from ._build import resolve_guard
-from ._core import DEFAULT_CHECK_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
+from ._core import DEFAULT_BODY_TIMEOUT, DEFAULT_CHECK_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
 from ._events import OnEvent, log_failure, logger
 from ._identity import Identify
 from ._quota import applies, merge
@@ -120,7 +120,7 @@ class GuardrailWSGI:
         trusted_proxies: Iterable[str] | str = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         on_oversize: str = "refuse",
-        body_timeout: float = 30.0,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
         rate_limit_headers: bool = True,
         on_event: OnEvent | None = None,
         secret: str | bytes | None = None,

@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     policy = Policy(cluster_limit=Limit(rate=args.cluster_budget / 60.0, burst=DEMO_CLUSTER_BURST))
     try:
         data = asyncio.run(_replay_and_report(sim, app, description, storage, policy, progress))
-    except (StorageError, ConnectionError, OSError, ValueError) as exc:
+    except (StorageError, OSError, ValueError) as exc:  # ConnectionError is an OSError
         print(f"error: the demo could not run on {storage}: {exc}", file=sys.stderr)
         return 1
     data.setdefault("source", {})["cluster budget (tokens/min)"] = args.cluster_budget
@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render_html(data), encoding="utf-8")
         if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
     except OSError as exc:
         print(f"error: cannot write the report: {exc}", file=sys.stderr)

@@ -9,7 +9,6 @@ account is *flagged* when it ends the run in a cluster whose verdict is not "all
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +17,7 @@ from guardrail.cli._demo_run import DemoRun, median_or_none, percentile, populat
 from guardrail.engine import AccountProfile, analysis_report
 from guardrail.report import ClusterRow, ReportData, TemplateRow, redact
 from guardrail.report._schema import SCHEMA
+from guardrail.report._text import utc_now_iso
 
 __all__ = ["build_report", "short_cluster"]
 
@@ -160,7 +160,8 @@ def build_report(run: DemoRun, *, app_description: str, storage: str) -> ReportD
         "replay wall time (s)": round(run.wall_seconds, 1),
     }
 
-    raw_of = {guard.account_id(raw): raw for raw in labels}
+    # hashed id -> raw: the engine keeps it (keep_samples), as analysis_report(raw_ids=True) reads it
+    raw_of = guard.core.raw_ids
     profiles = list(guard.store.profiles())
     table = guard.store.table()
     part_cluster = {part: short_cluster(cid) for part, cid in table.parts.items()}
@@ -186,7 +187,7 @@ def build_report(run: DemoRun, *, app_description: str, storage: str) -> ReportD
     return ReportData(
         schema=SCHEMA,
         title="guardrail demo",
-        generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        generated_at=utc_now_iso(),
         source={
             "kind": "demo",
             "scale": sim.scale,

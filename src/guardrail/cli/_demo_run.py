@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from guardrail._types import ASGIApp, Message, Receive, Scope, Send
 from guardrail.adapters import Guardrail
-from guardrail.engine import AsyncGuard, Cluster, Decision, RequestFacts
+from guardrail.engine import AsyncGuard, Decision, RequestFacts
 from guardrail.limiter import Limiter
 from guardrail.report import JsonEvents, Progress
 from guardrail.report._tally import Tally
@@ -213,7 +213,6 @@ async def replay(
     total = int(labels["totals"]["requests"])
     if limit is not None:
         total = min(total, limit)
-    refused = {"throttled": 0, "blocked": 0}
     started = time.perf_counter()
     source = records() if records is not None else sim.records()
     with Progress(total, label="replay", stream=progress_stream, live=live_progress) as bar:
@@ -232,10 +231,6 @@ async def replay(
             run.added_ms.append((elapsed - (timed.ns - inside_before)) / 1e6)
             run.statuses[status] += 1
             action = _REFUSED.get(status, "allow")
-            if action == "throttle":
-                refused["throttled"] += 1
-            elif action == "block":
-                refused["blocked"] += 1
             tally.add(ts=ts, account=account, action=action)
             decided = guard.last
             if (
@@ -245,7 +240,7 @@ async def replay(
             ):
                 run.limited_after[account] = run.sent[account]
             run.sent[account] += 1
-            bar.update(1, **refused)
+            bar.update(1, throttled=run.statuses[429], blocked=run.statuses[403])
     await inner.recluster(run.last_ts)
     run.wall_seconds = time.perf_counter() - started
     return run
@@ -265,9 +260,3 @@ def percentile(values: list[float], q: float) -> float | None:
     ordered = sorted(values)
     k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[k]
-
-
-def cluster_members(run: DemoRun) -> tuple[dict[str, str], list[Cluster]]:
-    """Raw (simulated) account id per hashed id, and the guard's final clusters."""
-    raw_of = {run.guard.account_id(raw): raw for raw in run.sim.labels["accounts"]}
-    return raw_of, run.guard.clusters

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         result = explain_account(storage, args.account, hashed=args.hashed, prefix=args.prefix)
-    except (ValueError, OSError, ConnectionError) as exc:
+    except (ValueError, OSError) as exc:  # ConnectionError is an OSError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # a store error (guardrail.limiter.StorageError) or the backend's own

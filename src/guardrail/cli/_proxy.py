@@ -164,10 +164,19 @@ async def _error(send: Send, status: int, text: str, kind: str, code: str) -> No
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def build_app(args: argparse.Namespace) -> Any:
-    """The proxy wrapped in ``Guardrail``, from parsed arguments."""
-    from ..adapters import Guardrail
+#: The ``GUARDRAIL_*`` variable (read by ``settings_from_env``) carrying each option to worker processes.
+_ENV_NAMES = {
+    "storage": "GUARDRAIL_STORAGE",
+    "observe_only": "GUARDRAIL_OBSERVE_ONLY",
+    "account_rpm": "GUARDRAIL_ACCOUNT_RPM",
+    "trusted_proxies": "GUARDRAIL_TRUSTED_PROXIES",
+    "proxy_header": "GUARDRAIL_PROXY_HEADER",
+    "max_body_bytes": "GUARDRAIL_MAX_BODY_BYTES",
+}
 
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``Guardrail`` keyword arguments the command line sets (one mapping for both launch modes)."""
     options: dict[str, Any] = {"storage": args.storage, "observe_only": args.observe_only}
     if args.account_rpm is not None:
         options["account_rpm"] = args.account_rpm
@@ -177,7 +186,22 @@ def build_app(args: argparse.Namespace) -> Any:
         options["proxy_header"] = args.proxy_header
     if args.max_body_bytes is not None:
         options["max_body_bytes"] = args.max_body_bytes
-    return Guardrail(ProxyApp(args.upstream, timeout=args.timeout), **options)
+    return options
+
+
+def _environment(args: argparse.Namespace) -> dict[str, str]:
+    """The same options as ``GUARDRAIL_*`` variables, for worker processes that build their own app."""
+    return {
+        _ENV_NAMES[name]: ("1" if value else "0") if isinstance(value, bool) else str(value)
+        for name, value in _options(args).items()
+    }
+
+
+def build_app(args: argparse.Namespace) -> Any:
+    """The proxy wrapped in ``Guardrail``, from parsed arguments."""
+    from ..adapters import Guardrail
+
+    return Guardrail(ProxyApp(args.upstream, timeout=args.timeout), **_options(args))
 
 
 def register(subparsers: Any) -> None:
@@ -228,15 +252,7 @@ def run(args: argparse.Namespace) -> int:
     # Worker processes import the app themselves: hand the options over through the environment.
     os.environ["GUARDRAIL_UPSTREAM"] = args.upstream
     os.environ["GUARDRAIL_UPSTREAM_TIMEOUT"] = str(args.timeout)
-    os.environ["GUARDRAIL_STORAGE"] = args.storage
-    os.environ["GUARDRAIL_OBSERVE_ONLY"] = "1" if args.observe_only else "0"
-    if args.account_rpm is not None:
-        os.environ["GUARDRAIL_ACCOUNT_RPM"] = str(args.account_rpm)
-    if args.trusted_proxies:
-        os.environ["GUARDRAIL_TRUSTED_PROXIES"] = args.trusted_proxies
-    os.environ["GUARDRAIL_PROXY_HEADER"] = args.proxy_header
-    if args.max_body_bytes is not None:
-        os.environ["GUARDRAIL_MAX_BODY_BYTES"] = str(args.max_body_bytes)
+    os.environ.update(_environment(args))
     uvicorn.run("guardrail.cli._proxy:app_from_env", factory=True, workers=args.workers, **common)
     return 0
 

@@ -5,7 +5,6 @@ calls (sync or async) around these steps.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -136,9 +135,7 @@ class Core:
             if part not in self.samples and len(self.samples) < 50_000:
                 self.samples[part] = prepared.text
 
-    def buckets(
-        self, prepared: Prepared, observed: Observed
-    ) -> tuple[ClusterVerdict | None, Action, list[str]]:
+    def buckets(self, observed: Observed) -> tuple[ClusterVerdict | None, Action, list[str]]:
         """The cluster that governs this request, its action, and the reasons (server-side)."""
         verdict = observed.cluster
         reasons: list[str] = []
@@ -366,7 +363,3 @@ class Core:
             hook(event)
         except Exception:  # a broken hook must never break the request path
             return
-
-
-def now_or(ts: float | None) -> float:
-    return time.time() if ts is None else ts

@@ -222,7 +222,8 @@ def observation(
         elic = elicitation_score(text)
         if not math.isfinite(elic):
             elic = 0.0
-    tokens = estimate_tokens(prompt.text) if len(prompt.text) < 400_000 else len(prompt.text) // 4
+    whole = prompt.text  # a property that joins every turn: build it once
+    tokens = estimate_tokens(whole) if len(whole) < 400_000 else len(whole) // 4
     obs = Observation(
         account=account,
         ts=ts,

@@ -139,7 +139,7 @@ class Guard(_Base):
         core = self.core
         observed = self.store.observe(prepared.obs)
         core.remember_sample(prepared, observed)
-        verdict, action, reasons = core.buckets(prepared, observed)
+        verdict, action, reasons = core.buckets(observed)
         charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
         now = prepared.obs.ts if prepared.offline else None
         asked = _with_extra(charged, extra, action)
@@ -241,7 +241,7 @@ class AsyncGuard(_Base):
         prepared = core.prepare(facts)
         observed = await self.store.aobserve(prepared.obs)
         core.remember_sample(prepared, observed)
-        verdict, action, reasons = core.buckets(prepared, observed)
+        verdict, action, reasons = core.buckets(observed)
         charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
         now = prepared.obs.ts if prepared.offline else None
         asked = _with_extra(charged, extra, action)

@@ -118,7 +118,6 @@ class MemoryEngineStore:
         self._templates: OrderedDict[int, _Template] = OrderedDict()
         self._table = _EMPTY
         self._lock_owner: tuple[str, float] | None = None
-        self._acct_hash: dict[str, int] = {}
 
     def template_count(self) -> int:
         """How many template parts are tracked now (for the ``guardrail_templates_tracked`` gauge)."""

@@ -35,7 +35,6 @@ __all__ = [
     "parse_ts",
     "prepare_chunk",
     "prepared_stream",
-    "read_log",
 ]
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -139,17 +138,6 @@ def open_log(path: str) -> IO[bytes]:
 class BadLine:
     number: int
     reason: str
-
-
-def read_log(stream: IO[bytes]) -> Iterator[tuple[int, RequestFacts | BadLine]]:
-    """Yield ``(line_number, facts or BadLine)`` for every non-blank line, in bounded memory."""
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, parse_line(line)
-        except LogError as err:
-            yield number, BadLine(number, str(err))
 
 
 # -- parallel preparation (guardrail analyze --jobs) ------------------------------------------------

@@ -35,15 +35,7 @@ def chat(body: Mapping[str, Any], max_chars: int, model_hint: str | None = None)
     for msg in messages:
         if not isinstance(msg, dict):
             continue
-        role = msg.get("role")
-        if not isinstance(role, str):
-            continue
-        mapped = _CHAT_ROLES.get(role, "tool")
-        text = parts_text(msg.get("content"))
-        if mapped == _SYSTEM:
-            b.add_system(text)
-        else:
-            b.add_turn(mapped, text)
+        _message(b, msg)
     limit = as_count(body.get("max_completion_tokens"))
     if limit is None:
         limit = as_count(body.get("max_tokens"))
@@ -78,18 +70,23 @@ def responses(body: Mapping[str, Any], max_chars: int, model_hint: str | None = 
     )
 
 
+def _message(b: Builder, msg: Mapping[str, Any]) -> None:
+    """One ``{"role", "content"}`` message (chat ``messages[]`` and responses ``input[]`` alike)."""
+    role = msg.get("role")
+    if not isinstance(role, str):
+        return
+    mapped = _CHAT_ROLES.get(role, "tool")
+    text = parts_text(msg.get("content"))
+    if mapped == _SYSTEM:
+        b.add_system(text)
+    else:
+        b.add_turn(mapped, text)
+
+
 def _response_item(b: Builder, item: Mapping[str, Any]) -> None:
     kind = item.get("type")
     if kind is None or kind == "message":
-        role = item.get("role")
-        if not isinstance(role, str):
-            return
-        mapped = _CHAT_ROLES.get(role, "tool")
-        text = parts_text(item.get("content"))
-        if mapped == _SYSTEM:
-            b.add_system(text)
-        else:
-            b.add_turn(mapped, text)
+        _message(b, item)
     elif isinstance(kind, str) and kind.endswith("_call_output"):
         # function_call_output, custom_tool_call_output, ...: tool results fed back to the model.
         b.add_turn("tool", parts_text(item.get("output")))

@@ -141,7 +141,7 @@ class Fingerprinter:
         """Fingerprints of several texts, in order; short texts share vectorised passes, cheaper per text
         than a loop."""
         p = self._params
-        if p.scheme != SCHEMES["oph"]:
+        if p.scheme != _OPH:
             return signatures([self.shingle_hashes(text) for text in texts], p)
         result: list[Fingerprint] = []
         chunk: list[bytes] = []

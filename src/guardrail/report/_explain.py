@@ -51,16 +51,23 @@ def explain_account(
     """
     if not isinstance(account, str) or not account:
         raise ValueError("account must be a non-empty string (an API key, an account id or its hash)")
-    if isinstance(store, str):
-        from guardrail.engine import open_store
-
-        options: dict[str, Any] = {} if prefix is None else {"prefix": prefix}
-        store = open_store(store, None, **options)
     key = default_secret() if secret is None else secret
     key_bytes = key.encode("utf-8") if isinstance(key, str) else key
     is_hash = bool(_DIGEST.match(account)) if hashed is None else hashed
     hid = account if is_hash else hash_identifier(account, key_bytes, namespace="account")
+    if not isinstance(store, str):
+        return _explain(store, hid)
+    from guardrail.engine import open_store
 
+    options: dict[str, Any] = {} if prefix is None else {"prefix": prefix}
+    opened = open_store(store, None, **options)
+    try:
+        return _explain(opened, hid)
+    finally:  # a store this call opened is this call's to close (its connection pool)
+        opened.close()
+
+
+def _explain(store: Any, hid: str) -> dict[str, Any]:
     table = store.table()
     cluster_id = table.assignment.get(hid)
     verdict = table.clusters.get(cluster_id) if cluster_id is not None else None
@@ -102,7 +109,10 @@ def explain_account(
             "tokens": int(profile.tokens),
             "templated_share": round(profile.templated / requests, 3) if requests else 0.0,
             "conversation_share": round(profile.conversations / requests, 3) if requests else 0.0,
-            "elicitation": round(profile.elicitation_sum / requests, 3) if requests else 0.0,
+            # mean over the scored requests, as the engine's linkage reads it (not over all requests)
+            "elicitation": (
+                round(profile.elicitation_sum / profile.elicitation_n, 3) if profile.elicitation_n else 0.0
+            ),
             "active_hours": sum(1 for h in profile.hours if h),
             "address_ranges": len(profile.prefixes),
         }
@@ -111,16 +121,16 @@ def explain_account(
         flagged_parts: Mapping[int, str] = table.parts
         for part, n in parts:
             st = stats.get(part)
+            flagged_by = flagged_parts.get(part)
             row: dict[str, Any] = {
                 "template": f"{part:016x}",
                 "requests_from_account": n,
                 "share_of_account": round(profile.share(part), 3),
                 "accounts": getattr(st, "accounts", None),
                 "requests": getattr(st, "requests", None),
-                "flagged_cluster": flagged_parts.get(part),
+                "flagged_cluster": flagged_by,
             }
             out["templates"].append(row)
-            flagged_by = flagged_parts.get(part)
             if flagged_by is not None and (verdict is None or flagged_by != verdict.cluster):
                 out["reasons"].append(
                     f"{row['share_of_account']:.0%} of its requests use template {part:016x}, which "
