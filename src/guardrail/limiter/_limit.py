@@ -28,10 +28,12 @@ class Limit:
     rate: float
     burst: float
     #: for the Redis scripts, computed once per limit: microseconds per token (``1e6 / rate``), and the
-    #: tolerance (``burst x interval``, microseconds) as bytes and as a RESP bulk string ready to send. The
+    #: tolerance (``burst x interval``, microseconds) as a float (packed as a double for the multi-bucket
+    #: script), as bytes and as a RESP bulk string ready to send (for the single-bucket script). The
     #: client does this arithmetic (in the same double precision the script would), so the script adds
     #: and compares, and a limit is encoded once rather than once per request.
     interval_us: float = field(init=False, repr=False, compare=False)
+    tolerance_us: float = field(init=False, repr=False, compare=False)
     tolerance_wire: bytes = field(init=False, repr=False, compare=False)
     resp: bytes = field(init=False, repr=False, compare=False)
 
@@ -41,8 +43,10 @@ class Limit:
         object.__setattr__(self, "rate", rate)
         object.__setattr__(self, "burst", burst)
         interval = 1_000_000 / rate
-        tolerance = repr(burst * interval).encode()
+        tolerance_us = burst * interval
+        tolerance = repr(tolerance_us).encode()
         object.__setattr__(self, "interval_us", interval)
+        object.__setattr__(self, "tolerance_us", tolerance_us)
         object.__setattr__(self, "tolerance_wire", tolerance)
         object.__setattr__(self, "resp", b"$%d\r\n%b\r\n" % (len(tolerance), tolerance))
 

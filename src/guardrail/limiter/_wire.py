@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import struct
 from collections.abc import Sequence
 
 from . import _gcra
@@ -71,42 +72,70 @@ def step(mode: str, limit: Limit, cost: float) -> bytes:
     return b"%r" % (cost * limit.interval_us)
 
 
+_NAN = float("nan")  # "now" for the multi-bucket script: read the server's clock
+#: per bucket count: (the struct of the multi-bucket script's numbers, its format, the format as a RESP
+#: bulk string, the RESP length prefix of the packed numbers)
+_LAYOUTS: dict[int, tuple[struct.Struct, bytes, bytes, bytes]] = {}
+
+
+def _layout(n: int) -> tuple[struct.Struct, bytes, bytes, bytes]:
+    found = _LAYOUTS.get(n)
+    if found is None:
+        fmt = b">" + b"d" * (2 * n + 1)
+        packer = struct.Struct(fmt)
+        found = _LAYOUTS[n] = (packer, fmt, bulk(fmt), b"$%d\r\n" % packer.size)
+    return found
+
+
+def numbers_many(mode: str, requests: Sequence[BucketRequest], now: float | None) -> list[float]:
+    """The multi-bucket script's numbers: now in microseconds (NaN: the server's clock), then each
+    bucket's step (cost x interval, microseconds; a consume or peek above the burst can never fit, and
+    says so with a step no tolerance reaches) and tolerance."""
+    nums = [_NAN if now is None else float(round(float(now) * _gcra.MICROS))]
+    settle = mode == _gcra.SETTLE
+    for r in requests:
+        lim = r.limit
+        cost = r.cost
+        nums += (1e308 if cost > lim.burst and not settle else cost * lim.interval_us, lim.tolerance_us)
+    return nums
+
+
 def argv_many(
     mode: str, keys: Sequence[bytes], requests: Sequence[BucketRequest], now: float | None
 ) -> list[bytes]:
     """The multi-bucket script's ARGV as a list, for ``execute_command`` (Cluster and the generic path)."""
-    args = [mode_code(mode, keys), encode_now(now)]
-    for r in requests:
-        args += (step(mode, r.limit, r.cost), r.limit.tolerance_wire)
-    return args
+    packer, fmt, _, _ = _layout(len(keys))
+    return [
+        fmt,
+        mode_code(mode, keys),
+        packer.pack(*numbers_many(mode, requests, now)),
+    ]
 
 
 def pack_many(
     head: bytes, mode: str, keys: Sequence[bytes], requests: Sequence[BucketRequest], now: float | None
 ) -> bytes:
-    """The whole multi-bucket EVALSHA in Redis's wire format: limits come pre-encoded (``Limit.resp``)."""
+    """The whole multi-bucket EVALSHA in Redis's wire format: ``head`` is the store's constant
+    ``EVALSHA <sha>``, the layout of the numbers is encoded once per bucket count."""
     n = len(keys)
-    parts = [b"*%d\r\n%b$%d\r\n%d\r\n" % (3 * n + 5, head, len(str(n)), n)]
+    packer, _, fmt, size = _layout(n)
+    parts = [b"*%d\r\n%b$%d\r\n%d\r\n" % (n + 6, head, len(str(n)), n)]
     parts += [b"$%d\r\n%b\r\n" % (len(k), k) for k in keys]
-    parts.append(
-        b"$1\r\n%b\r\n%b" % (mode_code(mode, keys), NOW_SERVER if now is None else bulk(encode_now(now)))
-    )
-    settle = mode == _gcra.SETTLE
-    for r in requests:
-        lim = r.limit
-        cost = r.cost
-        step = b"1e308" if cost > lim.burst and not settle else b"%r" % (cost * lim.interval_us)
-        parts.append(b"$%d\r\n%b\r\n%b" % (len(step), step, lim.resp))
+    parts.append(b"%b$1\r\n%b\r\n%b" % (fmt, mode_code(mode, keys), size))
+    parts.append(packer.pack(*numbers_many(mode, requests, now)))
+    parts.append(b"\r\n")
     return b"".join(parts)
 
 
-def parse_many(mode: str, requests: Sequence[BucketRequest], reply: bytes) -> MultiResult:
+def parse_many(mode: str, requests: Sequence[BucketRequest], reply: Sequence[int | bytes]) -> MultiResult:
     """Turn the script's integers (per bucket: ahead when it allows, -1 - ahead when it refuses) into
     results."""
     new = tuple.__new__  # BucketResult's own __new__ is Python-level; this is its fast path
     results = []
     allowed = True
-    for value, r in zip(map(int, reply.split()), requests, strict=True):
+    for value, r in zip(reply, requests, strict=True):
+        if value.__class__ is not int:
+            value = int(value)
         lim = r.limit
         if value >= 0:  # _gcra.from_ahead for an allowed bucket, inlined: the common case
             ahead = value / _MICROS

@@ -5,17 +5,22 @@
 -- _gcra.from_ahead.
 --
 -- KEYS[i]      bucket i; its value is the theoretical arrival time (TAT) in microseconds since the epoch
--- ARGV[1]      mode: "c" (consume) | "p" (peek) | "s" (settle); upper case when a key is named twice
+-- ARGV[1]      the struct format of ARGV[3]: ">" and one "d" per number (2n + 1 of them)
+-- ARGV[2]      mode: "c" (consume) | "p" (peek) | "s" (settle); upper case when a key is named twice
 --              (the second naming then sees the first one's TAT: it is charged twice)
--- ARGV[2]      now in microseconds, or "" to read the server's clock (TIME): app clocks are never trusted
--- ARGV[2i+1]   for bucket i, step: cost x interval, microseconds, where interval = 1e6 / rate (signed for
---              settle; 1e308 for a consume or peek whose cost exceeds the burst: it never fits)
--- ARGV[2i+2]   for bucket i, tolerance: burst x interval, microseconds (the whole bucket as time)
---              (the client computes both with the same double arithmetic the script would use)
--- Reply        one string of space-separated integers, one per bucket: ahead = TAT - now after the
---              decision (microseconds; how far the bucket is from full) when the bucket allows, and
---              -1 - ahead when it refuses (for settle: when it is in debt). The decision is allowed iff
---              every bucket allows.
+-- ARGV[3]      the numbers, as big-endian IEEE doubles (one struct.unpack instead of a string-to-number
+--              conversion per argument, the largest share of this script's own work):
+--              [1]    now in microseconds, or NaN to read the server's clock (TIME): app clocks are never
+--                     trusted
+--              [2i]   for bucket i, step: cost x interval, microseconds, where interval = 1e6 / rate (signed
+--                     for settle; 1e308 for a consume or peek whose cost exceeds the burst: it never fits)
+--              [2i+1] for bucket i, tolerance: burst x interval, microseconds (the whole bucket as time)
+--              (the client computes both in double precision, so they arrive bit for bit)
+-- Reply        an array of integers, one per bucket: ahead = TAT - now after the decision (microseconds;
+--              how far the bucket is from full) when the bucket allows, and -1 - ahead when it refuses (for
+--              settle: when it is in debt). The decision is allowed iff every bucket allows. When some
+--              value is too large for a 64-bit integer reply (a debt of ~300,000 years), every value comes
+--              as a decimal string instead.
 -- Expiry       a full bucket equals a missing key, so keys expire: at the end of the 10-second slot (of
 --              the server's clock) that holds TAT + 1 s. The extra second keeps a nearly full bucket alive
 --              across a round trip when callers pass their own "now" (tests, offline replay). Because the
@@ -24,66 +29,65 @@
 --              Redis applies in place: a SET with an expiry costs about twice as much. A debt of more than
 --              ~30 years is kept ~30 years.
 -- Cost         this script is priced against a bare INCRBY: the client sends each bucket's step and
---              tolerance ready to add, integers are formatted with %d (%.0f only beyond 64 bits; INCRBY only
---              below 2^53, where doubles are exact), per-bucket state lives in arrays, and a full bucket
+--              tolerance ready to add, as doubles, the reply is integers (no formatting), integers written
+--              are formatted with %d (%.0f only beyond 64 bits; INCRBY only below 2^53, where doubles are
+--              exact), the state lives in the tables the script gets anyway (the new TATs overwrite the
+--              steps they came from, the stored TATs the strings they were read from), and a full bucket
 --              that was not stored is not deleted. A decision naming a key twice always SETs the expiry
 --              (its key may have been deleted by the first naming), which is rare enough not to matter.
 -- Needs Redis >= 5 (effects replication by default, so writes may follow TIME).
 local EPSILON = 0.001 -- one nanosecond, in microseconds: rounding must not refuse an exact fit
-local BIG = 9e18 -- beyond this, %d (a C long) overflows
-local call, tonumber, ceil, format = redis.call, tonumber, math.ceil, string.format
-local mode = ARGV[1]
-local now
-if ARGV[2] == "" then
+local BIG = 9e18 -- beyond this, %d (a C long) and an integer reply overflow
+local call, ceil, format = redis.call, math.ceil, string.format
+local v = { struct.unpack(ARGV[1], ARGV[3]) } -- now, then step and tolerance per bucket
+local mode = ARGV[2]
+local now = v[1]
+if now ~= now then -- NaN: the server's clock
   local t = call("TIME")
   now = t[1] * 1000000 + t[2]
-else
-  now = tonumber(ARGV[2])
 end
 
 local n = #KEYS
-local stored = call("MGET", unpack(KEYS))
+local stored = call("MGET", unpack(KEYS)) -- then: the TAT each bucket had before its step (false: none)
 local settle = mode == "s" or mode == "S"
 local seen = nil -- key -> index of its latest naming, only when a key is named twice
 if mode == "C" or mode == "P" or mode == "S" then
   seen = {}
 end
-local old = {} -- the TAT each bucket had before this step (false: not stored)
-local new = {} -- the TAT to store (nil: unchanged)
 local out = {}
 local all_ok = true
 local big = false
 
 for i = 1, n do
-  local step = tonumber(ARGV[2 * i + 1])
-  local tolerance = ARGV[2 * i + 2] + EPSILON
+  local k = i + i -- v[k]: this bucket's step, then the TAT to store (false: unchanged)
   local tat
   local j = seen and seen[KEYS[i]]
   if j then
-    tat = new[j] or old[j] -- the key's TAT after its previous naming
+    tat = v[j + j] or stored[j] -- the key's TAT after its previous naming
   else
     tat = tonumber(stored[i]) or false
   end
-  old[i] = tat
+  stored[i] = tat
   if not tat or tat < now then
     tat = now
   end
-  local new_tat = tat + step
+  local new_tat = tat + v[k]
   local ok = true
   if settle then
     if new_tat < now then
       new_tat = now
     end
     new_tat = ceil(new_tat - EPSILON)
-    ok = new_tat - now <= tolerance
+    ok = new_tat - now <= v[k + 1] + EPSILON
     tat = new_tat
-    new[i] = new_tat
-  elseif new_tat - now <= tolerance then
+    v[k] = new_tat
+  elseif new_tat - now <= v[k + 1] + EPSILON then
     new_tat = ceil(new_tat - EPSILON)
     tat = new_tat
-    new[i] = new_tat
+    v[k] = new_tat
   else
     ok = false
+    v[k] = false
   end
   if seen then
     seen[KEYS[i]] = i
@@ -102,8 +106,8 @@ end
 
 if settle or ((mode == "c" or mode == "C") and all_ok) then
   for i = 1, n do
-    local tat = new[i]
-    local was = old[i]
+    local tat = v[i + i]
+    local was = stored[i]
     if tat > now then
       local slot = ceil((tat + 1000000) / 10000000)
       if was and not seen and slot == ceil((was + 1000000) / 10000000) and tat < 9e15 and was % 1 == 0 then
@@ -119,4 +123,9 @@ if settle or ((mode == "c" or mode == "C") and all_ok) then
     end
   end
 end
-return format(string.rep(big and "%.0f " or "%d ", n), unpack(out))
+if big then
+  for i = 1, n do
+    out[i] = format("%.0f", out[i])
+  end
+end
+return out
