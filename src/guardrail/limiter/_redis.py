@@ -27,14 +27,16 @@ request may see fewer tokens than it should (a spurious refusal, never an over-a
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
+import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from . import _gcra, _wire
 from ._limit import BucketRequest, Limit
@@ -72,6 +74,31 @@ def _direct_pool(client: Any, cluster: bool) -> Any:
     return pool
 
 
+def _keeps_connections(pool: Any) -> bool:
+    """May the store keep connections it borrowed from ``pool`` (see ``_Client.idle``)? Not when the pool
+    must see each connection come back: client-side caching and RESP3 (push messages, maintenance
+    notifications handled on release), a Sentinel-managed pool (it checks on release that a connection
+    still points at the current master)."""
+    if getattr(pool, "cache", None) is not None or hasattr(pool, "service_name"):
+        return False
+    kwargs = getattr(pool, "connection_kwargs", None)
+    return isinstance(kwargs, dict) and kwargs.get("protocol") in (None, 2, "2")
+
+
+#: every sync client that keeps connections, so that a forked child forgets its parent's sockets
+_KEEPERS: weakref.WeakSet[_Client] = weakref.WeakSet()
+
+
+def _forget_parent_connections() -> None:
+    for entry in list(_KEEPERS):
+        if entry.idle is not None:
+            entry.idle.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_connections)
+
+
 def _pool_args(pool: Any) -> tuple[str, ...]:
     """Arguments for ``pool.get_connection``: redis-py < 5.3 requires a command name, later versions
     deprecate passing one."""
@@ -83,16 +110,29 @@ def _pool_args(pool: Any) -> tuple[str, ...]:
 
 
 class _Client:
-    """A redis-py client, and the pool to borrow from for hand-packed commands (None: execute_command)."""
+    """A redis-py client, and the pool to borrow from for hand-packed commands (None: execute_command).
 
-    __slots__ = ("client", "get_args", "lock", "pool", "ready")
+    ``idle`` (sync clients on a plain pool): connections borrowed from the pool and kept between calls.
+    The pool's ``get_connection`` / ``release`` cost about 10 us per call (locks, bookkeeping, metrics
+    hooks), more than a tenth of a loopback round trip; a kept connection costs a ``deque`` pop and
+    append, and the same liveness check the pool makes (``can_read``: a socket the server closed is
+    reconnected, one holding unexpected data is reset). A connection goes back to the pool (and is
+    closed) on any failure other than a Redis error reply, which leaves it clean. The pool still creates
+    every connection, so its ``max_connections`` still applies; closing the client closes them too.
+    """
 
-    def __init__(self, client: Any, *, cluster: bool, ready: bool = True) -> None:
+    __slots__ = ("__weakref__", "client", "get_args", "idle", "lock", "pool", "ready")
+
+    def __init__(self, client: Any, *, cluster: bool, ready: bool = True, keep: bool = False) -> None:
         self.client = client
         self.pool = _direct_pool(client, cluster)
         self.get_args = _pool_args(self.pool) if self.pool is not None else ()
         self.ready = ready  # an asyncio cluster client must be initialised before its first command
         self.lock: asyncio.Lock | None = None
+        self.idle: collections.deque[Any] | None = None
+        if keep and self.pool is not None and _keeps_connections(self.pool):
+            self.idle = collections.deque()
+            _KEEPERS.add(self)
 
 
 class RedisStore:
@@ -141,7 +181,7 @@ class RedisStore:
         if entry is None:
             with self._lock:
                 if self._client is None:
-                    self._client = _Client(self._make_client(), cluster=self.cluster)
+                    self._client = _Client(self._make_client(), cluster=self.cluster, keep=True)
                 entry = self._client
         return entry
 
@@ -195,18 +235,34 @@ class RedisStore:
         the failure policy and never the caller's request path.
         """
         try:
+            idle = entry.idle
+            if idle is not None:
+                try:
+                    conn = idle.pop()
+                except IndexError:
+                    conn = entry.pool.get_connection(*entry.get_args)
+                else:
+                    try:
+                        if conn.can_read():  # unexpected data: start afresh (send reconnects)
+                            conn.disconnect()
+                    except (OSError, RedisError):  # closed by the server: reconnect
+                        conn.disconnect()
+                try:
+                    reply = self._send(conn, packed, sha)
+                except ResponseError:
+                    idle.append(conn)  # a Redis error reply, read in full: the connection is clean
+                    raise
+                except BaseException:
+                    conn.disconnect()
+                    entry.pool.release(conn)
+                    raise
+                idle.append(conn)
+                return reply
             pool = entry.pool
             if pool is not None:
                 conn = pool.get_connection(*entry.get_args)
                 try:
-                    try:
-                        conn.send_packed_command((packed,))
-                        return conn.read_response()
-                    except NoScriptError:
-                        conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", _wire.source(sha)))
-                        conn.read_response()
-                    conn.send_packed_command((packed,))
-                    return conn.read_response()
+                    return self._send(conn, packed, sha)
                 finally:
                     pool.release(conn)
             client = entry.client
@@ -220,6 +276,18 @@ class RedisStore:
             raise
         except Exception as err:
             raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
+
+    @staticmethod
+    def _send(conn: Any, packed: bytes, sha: bytes) -> Any:
+        """One hand-packed EVALSHA on ``conn``; on NOSCRIPT, load the script on it and retry once."""
+        try:
+            conn.send_packed_command((packed,))
+            return conn.read_response()
+        except NoScriptError:
+            conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", _wire.source(sha)))
+            conn.read_response()
+        conn.send_packed_command((packed,))
+        return conn.read_response()
 
     async def _acall(
         self, entry: _Client, packed: bytes, sha: bytes, keys: Sequence[bytes], args: Any
