@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from typing import ClassVar
 
 import pytest
@@ -279,4 +280,58 @@ def test_single_bucket_path_matches_memory(
         assert got.remaining == pytest.approx(want.remaining, abs=slack)
         assert got.reset_after == pytest.approx(want.reset_after, abs=step * 1e-6 + 1e-9)
         assert got.retry_after == pytest.approx(want.retry_after, abs=step * 1e-6 + 1e-9)
+    store.close()
+
+
+def exact_gcra(
+    tat: Fraction | None, now: Fraction, rate: int, burst: int, cost: int, settle: bool
+) -> tuple[bool, Fraction | None, Fraction]:
+    """The textbook GCRA in exact rational arithmetic: (allowed, TAT after, remaining)."""
+    t = now if tat is None or tat < now else tat
+    new = t + Fraction(cost, rate)
+    if settle:
+        new = max(new, now)
+        return new - now <= Fraction(burst, rate), new, max(Fraction(0), burst - (new - now) * rate)
+    if new - now <= Fraction(burst, rate):
+        return True, new, max(Fraction(0), burst - (new - now) * rate)
+    return False, tat, max(Fraction(0), burst - (t - now) * rate)
+
+
+@given(
+    # rates dividing 10^6 and whole-millisecond clocks: every exact answer is whole microseconds, which
+    # the Redis scripts represent exactly, so every store must give the exact answer
+    rate=st.sampled_from([1, 2, 3, 4, 5, 8, 10, 20, 25, 40, 50]),
+    burst=st.integers(1, 1_000),
+    ops=st.lists(
+        st.tuples(st.integers(-30, 60), st.integers(0, 3_000), st.booleans()), min_size=1, max_size=15
+    ),
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_remaining_carries_no_float_noise(
+    make_store: Callable[[], Store], rate: int, burst: int, ops: list[tuple[int, int, bool]]
+) -> None:
+    """``remaining`` is the exact answer rounded to the nearest double (to within one ulp of the burst),
+    not the exact answer plus the noise of subtracting two absolute instants (48.9999999999994 for 49).
+    The clock starts at 10^4 s, like a machine's monotonic clock a few hours after boot."""
+    store = make_store()
+    lim = Limit(float(rate), float(burst))
+    start_ms = 10_000_000
+    ms = start_ms
+    tat: Fraction | None = None
+    # a third of 10^6 us is not whole: rate 3 is exact only in memory (Redis rounds the TAT up a us)
+    exact_store = rate != 3 or isinstance(store, MemoryStore)
+    for cost, gap_ms, settle in ops:
+        ms += gap_ms
+        now = Fraction(ms, 1000)
+        if settle:
+            got = store.decide("settle", [BucketRequest("n", lim, float(cost))], now=ms / 1000).results[0]
+        else:
+            got = store.consume_one("n", lim, float(abs(cost)), now=ms / 1000)
+        allowed, tat, remaining = exact_gcra(tat, now, rate, burst, cost if settle else abs(cost), settle)
+        if not exact_store:
+            break
+        assert got.allowed == allowed
+        assert abs(got.remaining - float(remaining)) <= math.ulp(float(burst)), (got, float(remaining))
+        # on the 1e-9 grid: the answer has no digits beyond the ninth decimal
+        assert got.remaining == round(got.remaining, 9)
     store.close()

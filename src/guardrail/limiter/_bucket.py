@@ -77,9 +77,16 @@ class TokenBucket:
     def consume(self, key: str, cost: float = 1.0, *, now: float | None = None) -> BucketResult:
         """Take ``cost`` tokens from ``key``'s bucket if they are there; never raises on store trouble.
         The result's ``key`` is the bucket's key in the store (``name:key`` for a named bucket)."""
-        key, cost = self._checked(key, cost)
-        if self._direct is not None:
-            return self._direct(key, self.limit, cost, now)
+        # _checked, inlined: this is the hot path of the in-process store
+        if cost.__class__ is not float or not 0.0 <= cost < math.inf:
+            cost = check_cost(cost)
+        if key.__class__ is not str or not key:
+            check_key(key)
+        if self._prefix:
+            key = self._prefix + key
+        direct = self._direct
+        if direct is not None:
+            return direct(key, self.limit, cost, now)
         return self.limiter.consume_checked(key, self.limit, cost, now)
 
     async def aconsume(self, key: str, cost: float = 1.0, *, now: float | None = None) -> BucketResult:

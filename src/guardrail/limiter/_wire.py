@@ -16,6 +16,7 @@ import struct
 from collections.abc import Sequence
 
 from . import _gcra
+from ._gcra import left
 from ._limit import BucketRequest, Limit
 from ._result import STORE, BucketResult, MultiResult
 
@@ -139,14 +140,13 @@ def parse_many(mode: str, requests: Sequence[BucketRequest], reply: Sequence[int
         lim = r.limit
         if value >= 0:  # _gcra.from_ahead for an allowed bucket, inlined: the common case
             ahead = value / _MICROS
-            remaining = lim.burst - ahead * lim.rate
-            result = (r.key, True, remaining if remaining > 0.0 else 0.0, 0.0, ahead, lim.burst, STORE)
+            result = (r.key, True, left(lim.burst, ahead * lim.rate), 0.0, ahead, lim.burst, STORE)
         else:
             allowed = False
-            left, retry, reset = _gcra.from_ahead(
+            rest, retry, reset = _gcra.from_ahead(
                 mode, False, (-1 - value) / _MICROS, lim.rate, lim.burst, r.cost
             )
-            result = (r.key, False, left, retry, reset, lim.burst, STORE)
+            result = (r.key, False, rest, retry, reset, lim.burst, STORE)
         results.append(new(BucketResult, result))
     return MultiResult(allowed, tuple(results))
 
@@ -156,13 +156,12 @@ def parse_one(key: str, limit: Limit, cost: float, reply: int | bytes) -> Bucket
     value = reply if reply.__class__ is int else int(reply)
     if value >= 0:  # _gcra.from_ahead for an allowed bucket, inlined
         ahead = value / _MICROS
-        left = limit.burst - ahead * limit.rate
-        result = (key, True, left if left > 0.0 else 0.0, 0.0, ahead, limit.burst, STORE)
+        result = (key, True, left(limit.burst, ahead * limit.rate), 0.0, ahead, limit.burst, STORE)
     else:
-        left, retry, reset = _gcra.from_ahead(
+        rest, retry, reset = _gcra.from_ahead(
             _gcra.CONSUME, False, (-1 - value) / _MICROS, limit.rate, limit.burst, cost
         )
-        result = (key, False, left, retry, reset, limit.burst, STORE)
+        result = (key, False, rest, retry, reset, limit.burst, STORE)
     return tuple.__new__(BucketResult, result)
 
 
