@@ -195,3 +195,40 @@ def test_public_names() -> None:
     assert lim_pkg.DEFAULT_TIMEOUT == _uri.DEFAULT_TIMEOUT and math.isfinite(lim_pkg.DEFAULT_TIMEOUT)
     assert lim_pkg.SCHEMES is _uri.SCHEMES and "redis+cluster" in lim_pkg.SCHEMES
     assert {"BACKEND_ERRORS", "DEFAULT_TIMEOUT", "SCHEMES"} <= set(lim_pkg.__all__)
+
+
+def test_kept_connections_survive_the_server_closing_them(
+    redis_url: str, raw: redis.Redis, prefix: str
+) -> None:
+    """The sync store keeps the connections it borrows from the pool: one the server closed (CLIENT KILL,
+    a restart, an idle timeout) is reconnected before use, like the pool itself does, and the answer
+    still comes from Redis; a connection that failed mid-call goes back to the pool, closed."""
+    store = redis_store(redis_url, prefix)
+    try:
+        lim = Limit(rate=1.0, burst=10.0)
+        assert store.consume_one("k", lim, 1.0).source == "store"
+        entry = store._sync()
+        assert entry.idle is not None and len(entry.idle) == 1
+        conn = entry.idle[0]
+        assert raw.client_kill_filter(addr=f"127.0.0.1:{conn._sock.getsockname()[1]}") == 1
+        for _ in range(3):
+            answer = store.decide("consume", [BucketRequest("k", lim, 1.0), BucketRequest("j", lim, 1.0)])
+            assert answer.allowed and answer.source == "store"
+        assert store.consume_one("k", lim, 1.0).remaining == pytest.approx(5.0, abs=0.01)
+        assert len(entry.idle) == 1
+
+        class Broken(Exception):
+            pass
+
+        def fail(*_: object) -> None:
+            raise Broken
+
+        kept = entry.idle[0]
+        kept.send_packed_command = fail
+        with pytest.raises(lim_pkg.StorageError):
+            store.consume_one("k", lim, 1.0)
+        assert len(entry.idle) == 0 and kept._sock is None  # closed, and back in the pool
+        del kept.send_packed_command
+        assert store.consume_one("k", lim, 1.0).source == "store"
+    finally:
+        store.close()
