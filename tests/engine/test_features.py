@@ -187,3 +187,77 @@ def test_shingles_of_a_long_repetitive_text_are_the_smallest_distinct(fill_words
     text = " ".join(["one two three"] * 200 + fill)
     every = _small_shingles(_words(text), 10**6)
     assert shingles(text) == every[:64]
+
+
+_WORDY = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "alpha ",
+                "beta ",
+                "x9 ",
+                "Gamma: ",
+                "d-7",
+                "\u4e2d",
+                " ",
+                "\n",
+                "\u0301",
+                "\u200b",
+                "\u043e",
+                "\ufb01",
+            ]
+        ),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=40,
+).map("".join)
+
+
+@given(_WORDY, _WORDY, st.integers(min_value=0, max_value=70), st.integers(min_value=0, max_value=4))
+@settings(max_examples=400, deadline=None)
+def test_cached_system_part_gives_the_same_shingles_as_the_whole_text(
+    system: str, user: str, limit: int, min_words: int
+) -> None:
+    # Marks, invisible characters and unspaced scripts at either side of the break; a system text of a
+    # few words takes the cached path (min_words), and every call after the first hits the cache.
+    import guardrail.engine._features as features
+
+    features._system_parts.clear()
+    whole = f"{system}\n{user}" if system else user
+    expected = shingles(whole, limit)
+    assert features.joined_shingles(system, user, limit, min_words=min_words) == expected
+    assert features.joined_shingles(system, user, limit, min_words=min_words) == expected
+    assert features.joined_shingles(system, user + " tail word", limit, min_words=min_words) == shingles(
+        f"{whole} tail word", limit
+    )
+
+
+def test_observation_with_a_repeated_system_prompt_matches_the_uncached_shingles() -> None:
+    system = WRAPPER * 3
+    for i in range(5):
+        user = f"question {i}: why is the sky blue on day {i}?"
+        obs, _ = observation("acct", 1.0, _prompt(system, user), None, b"k" * 32)
+        assert obs.segments == shingles(f"{system}\n{user}")
+
+
+def test_elicitation_sampling_follows_the_user_turn_not_a_shared_system_prompt() -> None:
+    # One application, one long system prompt: about a quarter of its requests are scored, whatever the key.
+    system = WRAPPER * 6
+    for secret in (b"a" * 32, b"b" * 32, b"c" * 32):
+        scored = sum(
+            observation("acct", 1.0, _prompt(system, f"question number {i}?"), None, secret)[0].elicitation
+            is not None
+            for i in range(400)
+        )
+        assert 60 <= scored <= 140
+
+
+def test_system_cache_is_bounded_and_keeps_no_text() -> None:
+    import guardrail.engine._features as features
+
+    features._system_parts.clear()
+    for i in range(features._SYSTEM_CACHE_SIZE + 50):
+        system = f"{WRAPPER} variant {chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)}"
+        features.joined_shingles(system, "the question", min_words=0)
+    assert len(features._system_parts) == features._SYSTEM_CACHE_SIZE
+    assert all(isinstance(k[0], bytes) and len(k[0]) == 16 for k in features._system_parts)

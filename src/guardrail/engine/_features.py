@@ -13,6 +13,7 @@ the whole conversation every turn must not look like a template shared with itse
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import math
@@ -32,7 +33,7 @@ from guardrail.fingerprint.normalize import normalize_bytes
 
 from .store import Observation
 
-__all__ = ["address_range", "has_conversation", "observation", "prompt_of", "shingles"]
+__all__ = ["address_range", "has_conversation", "joined_shingles", "observation", "prompt_of", "shingles"]
 
 
 def _const(value: int) -> npt.NDArray[np.uint64]:
@@ -97,6 +98,11 @@ def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
     if len(words) <= _SMALL_WORDS:
         return _small_shingles(words, limit)
     a = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
+    return _smallest_distinct(_mix(a), limit)
+
+
+def _mix(a: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """The trigram hashes of a sequence of word hashes (at least three), unsorted."""
     # Unsigned array arithmetic wraps modulo 2**64 silently (NumPy warns on overflow for scalars only).
     h = a[:-2] * _K1
     h += a[1:-1] * _K2
@@ -106,6 +112,11 @@ def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
     h ^= h >> _S27
     h *= _MIX2
     h ^= h >> _S31
+    return h
+
+
+def _smallest_distinct(h: npt.NDArray[np.uint64], limit: int) -> tuple[int, ...]:
+    """The ``limit`` smallest distinct values of ``h`` ascending (``h`` is sorted in place)."""
     h.sort()
     top: list[int] = h[:limit].tolist()
     if limit >= 0 and len(set(top)) == len(top):
@@ -115,6 +126,73 @@ def shingles(text: str, limit: int = 64) -> tuple[int, ...]:
     keep[0] = True
     np.not_equal(h[1:], h[:-1], out=keep[1:])
     return tuple(h[keep][:limit].tolist())
+
+
+#: System texts of at least this many words have their share of the work cached (see ``joined_shingles``).
+CACHE_MIN_WORDS = 24
+_SYSTEM_CACHE_SIZE = 512
+
+
+class _SystemPart:
+    """What a request's shingles need from a system text: its last two word hashes and the ``limit``
+    smallest distinct hashes of its own trigrams (none beyond those can be among the request's smallest)."""
+
+    __slots__ = ("smallest", "tail", "words")
+
+    def __init__(self, words: list[bytes], limit: int) -> None:
+        a = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
+        self.words = len(words)
+        self.tail = a[-2:].copy()
+        self.tail.setflags(write=False)
+        self.smallest = np.array(_smallest_distinct(_mix(a), limit), dtype=np.uint64)
+        self.smallest.setflags(write=False)
+
+
+# Keyed by a 128-bit digest of the system text, not the text: no prompt is kept, even in memory. A plain
+# dict (its get and set are atomic under the GIL, and a lost race only computes an entry twice), emptied of
+# its oldest entry when full: a hit costs one dictionary lookup.
+_system_parts: dict[tuple[bytes, int], _SystemPart | None] = {}
+_MISSING = _SystemPart.__new__(_SystemPart)
+
+
+def _system_part(system: str, limit: int, min_words: int) -> _SystemPart | None:
+    key = (xxhash.xxh3_128_digest(system.encode("utf-8", "surrogatepass")), limit)
+    found = _system_parts.get(key, _MISSING)
+    if found is not _MISSING:
+        return found
+    words = _words(system)
+    part = _SystemPart(words, limit) if len(words) >= max(3, min_words) else None
+    if len(_system_parts) >= _SYSTEM_CACHE_SIZE:
+        with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+            del _system_parts[next(iter(_system_parts))]
+    _system_parts[key] = part
+    return part
+
+
+def joined_shingles(
+    system: str, user: str, limit: int = 64, *, min_words: int = CACHE_MIN_WORDS
+) -> tuple[int, ...]:
+    """``shingles(f"{system}\n{user}", limit)``, with the system text's share computed once per system text.
+
+    Applications send the same system prompt with every request, and it is often most of the text. Its
+    words are cut and hashed once (normalisation never joins words across the line break, so the words of
+    the whole are the system's followed by the user's); a request then hashes only its user turn, the two
+    trigrams that straddle the break, and merges with the system's smallest trigram hashes. The result is
+    the same tuple as the uncached call (a property test holds the two equal).
+    """
+    text = f"{system}\n{user}" if system else user
+    if not system or len(text) > MAX_TEXT_CHARS or limit <= 0:
+        return shingles(text, limit)
+    part = _system_part(system, limit, min_words)
+    if part is None:
+        return shingles(text, limit)
+    words = _words(user)
+    if not words:
+        return tuple(part.smallest.tolist())
+    a = np.empty(len(words) + 2, dtype=np.uint64)
+    a[:2] = part.tail
+    a[2:] = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
+    return _smallest_distinct(np.concatenate((part.smallest, _mix(a))), limit)
 
 
 def _small_shingles(words: list[bytes], limit: int) -> tuple[int, ...]:
@@ -191,8 +269,10 @@ def prompt_of(
 
 def _sampled(text: str, secret: bytes) -> bool:
     """A keyed-random quarter of requests get an elicitation score (the costliest feature; only its mean
-    per account or group is used). Keyed, so a client cannot choose which of its prompts are scored."""
-    digest = hashlib.blake2b(text[:512].encode("utf-8", "surrogatepass"), digest_size=1, key=secret[:64])
+    per account or group is used). Keyed, so a client cannot choose which of its prompts are scored; over
+    the whole read text, since an application's system prompt (the same on every request) may fill the
+    first several hundred characters, and sampling on them alone would score all of its requests or none."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=1, key=secret[:64])
     return digest.digest()[0] & 3 == 0
 
 
@@ -216,7 +296,9 @@ def observation(
     if len(text) > MAX_TEXT_CHARS:
         half = MAX_TEXT_CHARS // 2
         text = text[:half] + "\n" + text[-half:]
-    segs = shingles(text, max_segments)
+        segs = shingles(text, max_segments)
+    else:
+        segs = joined_shingles(prompt.system, prompt.user, max_segments)
     elic: float | None = None
     if text and _sampled(text, secret):
         elic = elicitation_score(text)
