@@ -153,6 +153,11 @@ def memory_bench(seconds: float, rounds: int) -> dict[str, float]:
     )
 
 
+def _redis_py_url(url: str) -> str:
+    """redis-py's spelling of a storage URI (``redis+unix://`` is ``unix://`` there)."""
+    return "unix://" + url.removeprefix("redis+unix://") if url.startswith("redis+unix://") else url
+
+
 def redis_bench(url: str, seconds: float, rounds: int) -> dict[str, float]:
     import limits
     import limits.storage
@@ -162,7 +167,7 @@ def redis_bench(url: str, seconds: float, rounds: int) -> dict[str, float]:
     from guardrail.limiter import BucketRequest, Limit, Limiter, RedisStore, TokenBucket, storage_from_uri
 
     prefix = f"bench:{uuid.uuid4().hex}:"
-    raw = redis.Redis.from_url(url)
+    raw = redis.Redis.from_url(_redis_py_url(url))
     store = storage_from_uri(url)
     assert isinstance(store, RedisStore)
     same = store.client()  # INCRBY with guardrail's own client settings (timeouts, no retries)
@@ -281,7 +286,7 @@ def async_bench(url: str, seconds: float, rounds: int) -> dict[str, float]:
         return make
 
     async def raw() -> tuple[Callable[[str], Awaitable[object]], Callable[[], Awaitable[None]]]:
-        client = redis.asyncio.Redis.from_url(url)
+        client = redis.asyncio.Redis.from_url(_redis_py_url(url))
 
         async def call(k: str) -> object:
             return await client.incrby(prefix + k, 1)
