@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -48,12 +49,52 @@ from guardrail.adapters import Guardrail  # noqa: E402
 from guardrail.engine import AsyncGuard, Policy  # noqa: E402
 from guardrail.limiter import Limit  # noqa: E402
 
-SYSTEM = (
-    "You are a meticulous assistant for a customer-support team. Answer with empathy, cite the policy "
-    "section you rely on, keep answers under two hundred words, and never promise refunds you cannot "
-    "authorise. If the question is ambiguous, ask one clarifying question before answering. "
-) * 4
-TOPICS = ["billing", "shipping", "returns", "warranty", "accounts", "security", "invoices", "delivery"]
+# Honest traffic: 200 applications, one API key each. An application sends its own system prompt with every
+# request (the same one each time) and a user turn that is its end user's own question. Nothing is shared
+# across accounts but common words, so no account looks like part of a campaign: the benchmark measures
+# the cost of inspecting honest requests, and checks that none of them is refused.
+_WORDS = (
+    "the a an of to in for on with about from by as at and or but if when while because so than then "
+    "customer order invoice account payment refund delivery package address password login error screen "
+    "report chart table column value total monthly weekly yesterday today tomorrow please could would "
+    "should explain describe compare summarise translate rewrite improve check review draft email letter "
+    "meeting schedule project budget team manager client supplier contract policy warranty return shipping "
+    "tracking number price discount plan subscription upgrade downgrade cancel renew support ticket issue "
+    "problem question answer example detail reason step option choice difference between after before "
+    "during without within across several many few more less most least better worse simple clear short "
+    "long quick slow new old recent previous next last first second third final draft version update "
+    "change fix bug feature request release note guide manual setting profile notification message chat "
+    "phone app website browser download upload file folder document spreadsheet image photo video audio "
+    "recipe travel hotel flight train ticket weather garden kitchen school homework essay history science"
+).split()
+_PERSONAS = [
+    "a friendly support assistant for an online shop",
+    "a writing helper for a small marketing agency",
+    "a travel planning assistant for a booking site",
+    "an internal helpdesk bot for an accounting firm",
+    "a tutor that helps students with homework",
+    "a cooking assistant for a recipe website",
+    "a project assistant for a construction company",
+    "an onboarding guide for a banking app",
+]
+
+
+def _sentences(rng: random.Random, words: int) -> str:
+    out: list[str] = []
+    while words > 0:
+        n = min(words, rng.randint(8, 18))
+        words -= n
+        sentence = " ".join(rng.choice(_WORDS) for _ in range(n))
+        out.append(sentence[0].upper() + sentence[1:] + rng.choice([".", ".", "?", "!"]))
+    return " ".join(out)
+
+
+def system_prompt(account: int) -> str:
+    """Application ``account``'s own system prompt (about 1 KB), the same on each of its requests."""
+    rng = random.Random(f"system-{account}")
+    return f"You are {_PERSONAS[account % len(_PERSONAS)]} (deployment {account}). " + _sentences(rng, 170)
+
+
 KEYS = [f"sk-bench-{i:04d}" for i in range(200)]
 REPLY = {
     "id": "x",
@@ -64,16 +105,15 @@ REPLY = {
 
 
 def body(i: int) -> bytes:
-    topic = TOPICS[i % len(TOPICS)]
-    user = (
-        f"Order {100000 + i}: my {topic} question is about case {i * 7919 % 100003}. "
-        f"I wrote on day {i % 28 + 1} and have not heard back about the {topic} issue; "
-        "what should I do next? "
-    ) * 3
+    """Request ``i``: account ``i % 200``'s system prompt and an end user's own question (~2 KB in all)."""
+    rng = random.Random(f"user-{i}")
     data = {
         "model": "m",
         "max_tokens": 256,
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}],
+        "messages": [
+            {"role": "system", "content": system_prompt(i % len(KEYS))},
+            {"role": "user", "content": _sentences(rng, 100)},
+        ],
     }
     return json.dumps(data).encode()
 
@@ -276,7 +316,7 @@ wrk.method = "POST"
 request = function()
   n = n + 1
   local i = n %% #bodies + 1
-  local key = "Bearer sk-bench-" .. string.format("%%04d", n %% 200)
+  local key = "Bearer sk-bench-" .. string.format("%%04d", (i - 1) %% 200)
   return wrk.format("POST", "/v1/chat/completions",
     {["Content-Type"] = "application/json", ["Authorization"] = key}, bodies[i])
 end
@@ -309,6 +349,9 @@ def _wrk(url: str, seconds: float, connections: int) -> tuple[float, float]:
         os.unlink(script)
     rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
     p99_line = next(line for line in out.splitlines() if line.strip().startswith("99%"))
+    refused = [line for line in out.splitlines() if "Non-2xx" in line]
+    if refused:  # the traffic is honest: a refusal would measure the refusal path, not the overhead
+        raise RuntimeError(f"{url} refused honest requests: {refused[0].strip()}")
     return rps, _ms(p99_line.split()[1])
 
 
@@ -331,11 +374,13 @@ async def _httpx_load(url: str, seconds: float, connections: int) -> tuple[float
             i = w
             while time.perf_counter() < end:
                 t0 = time.perf_counter()
-                await client.post(
+                r = await client.post(
                     url + "/v1/chat/completions",
                     content=bodies[i % 256],
-                    headers={"authorization": f"Bearer {KEYS[i % 200]}"},
+                    headers={"authorization": f"Bearer {KEYS[i % 256 % len(KEYS)]}"},
                 )
+                if r.status_code != 200:
+                    raise RuntimeError(f"{url} answered {r.status_code} to an honest request")
                 lat.append((time.perf_counter() - t0) * 1e3)
                 i += connections
 
