@@ -128,8 +128,10 @@ class NullGuard:
 
     async def check(self, facts: Any) -> Any:
         from guardrail.engine import Action, Decision
+        from guardrail.engine._types import Ticket
 
-        return Decision(Action.ALLOW, Action.ALLOW, 0.0, None, None, None, (), {}, None)
+        # The engine's own plain allow: no bucket charged, so nothing to settle.
+        return Decision(Action.ALLOW, Action.ALLOW, 0.0, None, None, None, (), {}, Ticket((), 0, None))
 
     async def settle(self, decision: Any, output_tokens: int) -> None:
         return None

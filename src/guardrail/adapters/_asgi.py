@@ -208,7 +208,7 @@ class Guardrail:
             outcome=core.outcome(decision, None) if inspected else "passed_uninspected",
             decision=decision,
         )
-        settler = _Settler(send, core.allow_headers(decision, quota))
+        settler = _Settler(send, core.allow_headers(decision, quota), getattr(decision, "settles", True))
         try:
             await self.app(scope, Replay(receive, read.body, read.more), settler.send)
         finally:
@@ -266,15 +266,17 @@ class Guardrail:
 class _Settler:
     """Per-request response watcher: adds headers, passes chunks on, reads usage for one settle."""
 
-    __slots__ = ("_done", "_extra", "_json", "_json_size", "_send", "_sse", "status")
+    __slots__ = ("_done", "_extra", "_json", "_json_size", "_send", "_sse", "_usage", "status")
 
-    def __init__(self, send: Send, extra: Headers) -> None:
+    def __init__(self, send: Send, extra: Headers, usage: bool = True) -> None:
         self._send = send
         self._extra = extra
+        #: False when the decision has nothing to settle: the response is passed on without being read.
+        self._usage = usage
         self._sse: SSEUsageScanner | None = None
         self._json: list[bytes] | None = None
         self._json_size = 0
-        self._done = False
+        self._done = not usage
         self.status: int | None = None
 
     async def send(self, message: Message) -> None:
@@ -304,7 +306,7 @@ class _Settler:
                 content_type = value.lower()
             elif lkey == b"ratelimit" or lkey == b"x-ratelimit-limit-requests":
                 has_ratelimit = True
-        if 200 <= self.status < 300:
+        if self._usage and 200 <= self.status < 300:
             if content_type.startswith(b"text/event-stream"):
                 self._sse = SSEUsageScanner()
             elif b"json" in content_type:

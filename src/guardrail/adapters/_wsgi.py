@@ -280,7 +280,8 @@ class _Watcher:
         self._sse: SSEUsageScanner | None = None
         self._json: list[bytes] | None = None
         self._json_size = 0
-        self._done = False
+        #: Done from the start when the decision has nothing to settle.
+        self._done = not getattr(decision, "settles", True)
         self.status: int | None = None
 
     def start(self, status_line: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -298,7 +299,9 @@ class _Watcher:
                 has_ratelimit = True
         self._sse = None
         self._json = None
-        if self.status is not None and 200 <= self.status < 300:
+        if self._done:  # nothing to settle (see ``Decision.settles``): the response is not read
+            pass
+        elif self.status is not None and 200 <= self.status < 300:
             if content_type.startswith("text/event-stream"):
                 self._sse = SSEUsageScanner()
             elif "json" in content_type:

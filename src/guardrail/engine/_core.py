@@ -16,7 +16,7 @@ from guardrail.limiter import BucketRequest, MultiResult
 from ._features import observation, prompt_of
 from ._linkage import Cluster, LinkageSettings, cluster_accounts
 from ._policy import Policy
-from ._types import Action, Decision, Event, RequestFacts
+from ._types import Action, Decision, Event, RequestFacts, Ticket
 from .store import AccountProfile, ClusterTable, ClusterVerdict, Observation, Observed, TemplateStats
 
 __all__ = ["EXTRA_REASON", "Core", "Prepared", "Ticket", "prepare"]
@@ -27,15 +27,6 @@ _ALLOW_REASONS: tuple[str, ...] = ()
 EXTRA_REASON = "account over its request quota"
 #: Raw ids kept for an offline report at most (beyond it, later accounts are reported by their hash).
 _MAX_RAW_IDS = 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    """What ``settle`` needs: the buckets charged and the output tokens assumed when charging."""
-
-    buckets: tuple[BucketRequest, ...]
-    assumed_output: int
-    ts: float | None
 
 
 @dataclass(slots=True)

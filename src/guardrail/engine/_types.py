@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from guardrail.extract import Prompt
-from guardrail.limiter import MultiResult
+from guardrail.limiter import BucketRequest, MultiResult
 
 __all__ = ["Action", "Decision", "Event", "RequestFacts"]
 
@@ -49,6 +49,15 @@ class RequestFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class Ticket:
+    """What ``settle`` needs: the buckets charged and the output tokens assumed when charging."""
+
+    buckets: tuple[BucketRequest, ...]
+    assumed_output: int
+    ts: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The engine's answer for one request. ``reasons`` and ``evidence`` are server-side only."""
 
@@ -69,6 +78,14 @@ class Decision:
     @property
     def allowed(self) -> bool:
         return self.action is Action.ALLOW
+
+    @property
+    def settles(self) -> bool:
+        """False when a ``settle`` of this decision would do nothing (the engine charged no bucket, as for
+        nearly every honest request): an adapter then need not read the response's usage at all. True for
+        a ticket the engine did not make (a custom guard's), which is always settled."""
+        t = self.ticket
+        return not isinstance(t, Ticket) or bool(t.buckets)
 
 
 @dataclass(frozen=True, slots=True)
