@@ -150,14 +150,20 @@ class Core:
     def bucket_requests(
         self, prepared: Prepared, verdict: ClusterVerdict | None, action: Action
     ) -> list[BucketRequest]:
-        out: list[BucketRequest] = []
+        """The engine's buckets for a request: its cluster's when throttled, then its own."""
+        own = self.own_buckets(prepared)
         if action is Action.THROTTLE and verdict is not None:
             key = f"{self.namespace}:cluster:{verdict.cluster}"
-            out.append(BucketRequest(key, self.policy.cluster_limit, prepared.cost))
-        if self.policy.account_limit is not None:
-            key = f"{self.namespace}:acct:{prepared.obs.account}"
-            out.append(BucketRequest(key, self.policy.account_limit, prepared.cost))
-        return out
+            return [BucketRequest(key, self.policy.cluster_limit, prepared.cost), *own]
+        return own
+
+    def own_buckets(self, prepared: Prepared) -> list[BucketRequest]:
+        """The buckets known before the store answers (the account's own, ``Policy(account_limit=...)``):
+        what a store sharing the limiter's Redis can charge in the same round trip as ``observe``."""
+        if self.policy.account_limit is None:
+            return []
+        key = f"{self.namespace}:acct:{prepared.obs.account}"
+        return [BucketRequest(key, self.policy.account_limit, prepared.cost)]
 
     def decide(
         self,

@@ -18,7 +18,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from guardrail.limiter import BucketRequest, Limiter, MultiResult
+from guardrail.limiter import BucketRequest, Limiter, MultiResult, StorageError
+from guardrail.limiter._gcra import CONSUME
 
 from ._core import Core, Prepared
 from ._linkage import Cluster, LinkageSettings
@@ -42,18 +43,35 @@ def open_store(
     return engine_store_from_uri(storage, settings=settings, **options)
 
 
-def _with_extra(
-    charged: list[BucketRequest], extra: Sequence[BucketRequest], action: Action
-) -> list[BucketRequest]:
-    """The engine's buckets followed by the caller's (none for a blocked request: it is refused anyway)."""
-    if not extra or action is Action.BLOCK:
-        return charged
+def _extra_list(extra: Sequence[BucketRequest]) -> list[BucketRequest]:
+    """The caller's buckets, checked (one ``BucketRequest`` is taken for a sequence of one)."""
+    if not extra:
+        return []
     if isinstance(extra, BucketRequest):
         extra = (extra,)
     for b in extra:
         if not isinstance(b, BucketRequest):
             raise TypeError(f"extra must hold BucketRequest objects, got {type(b).__name__}")
+    return list(extra)
+
+
+def _with_extra(
+    charged: list[BucketRequest], extra: list[BucketRequest], action: Action
+) -> list[BucketRequest]:
+    """The engine's buckets followed by the caller's (none for a blocked request: it is refused anyway)."""
+    if not extra or action is Action.BLOCK:
+        return charged
     return [*charged, *extra]
+
+
+def _negated(requests: Sequence[BucketRequest]) -> list[BucketRequest]:
+    return [BucketRequest(r.key, r.limit, -r.cost) for r in requests]
+
+
+def _early_stands(action: Action, asked: list[BucketRequest], ahead: list[BucketRequest]) -> bool:
+    """Whether the buckets charged with ``observe`` are exactly the decision's (no cluster bucket joined
+    them and the request is not blocked): then that answer is the decision's, as one call would give."""
+    return action is not Action.BLOCK and len(asked) == len(ahead)
 
 
 class _Base:
@@ -83,7 +101,15 @@ class _Base:
             )
         # A limiter built here from a URI is ours to close; one handed in belongs to the caller.
         self._owns_limiter = isinstance(limiter, str)
-        self.limiter = Limiter(limiter) if isinstance(limiter, str) else limiter
+        shared = getattr(self.store, "limiter_store", None) if isinstance(storage, str) else None
+        if isinstance(limiter, str) and limiter == storage and shared is not None:
+            # The engine's Redis store and the limiter on one server: one client and pool for both, so
+            # that ``observe`` and the buckets known before it go in one round trip (see ``_observe``).
+            self.limiter = Limiter(shared)
+        else:
+            self.limiter = Limiter(limiter) if isinstance(limiter, str) else limiter
+        shares = getattr(self.store, "shares", None)
+        self._together = bool(shares is not None and shares(self.limiter.store))
         self.core = Core(
             policy=policy or Policy(),
             linkage=linkage or LinkageSettings(),
@@ -137,13 +163,36 @@ class Guard(_Base):
         """``check`` after the stateless first half (``core.prepare``), which a replay may run in worker
         processes (``guardrail analyze --jobs``)."""
         core = self.core
-        observed = self.store.observe(prepared.obs)
+        extras = _extra_list(extra)
+        now = prepared.obs.ts if prepared.offline else None
+        ahead = [*core.own_buckets(prepared), *extras]
+        early: MultiResult | None = None
+        limiter = self.limiter
+        if ahead and self._together and limiter.direct():
+            # One round trip: observe, then the buckets known before it (see ``_Base``).
+            try:
+                observed, outcome = self.store.observe_deciding(  # type: ignore[attr-defined]
+                    prepared.obs, CONSUME, ahead, now
+                )
+            except StorageError:
+                limiter.direct_failed()
+                raise
+            early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
+        else:
+            observed = self.store.observe(prepared.obs)
         core.remember_sample(prepared, observed)
         verdict, action, reasons = core.buckets(observed)
         charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
-        now = prepared.obs.ts if prepared.offline else None
-        asked = _with_extra(charged, extra, action)
-        result: MultiResult | None = self.limiter.consume_many(asked, now=now) if asked else None
+        asked = _with_extra(charged, extras, action)
+        result: MultiResult | None
+        if early is not None and _early_stands(action, asked, ahead):
+            result = early
+        else:
+            if early is not None and early.allowed:
+                # A cluster bucket joined (or the request is blocked): give the early charge back, then
+                # decide all of the request's buckets together, all or none, as a single call would.
+                limiter.settle(_negated(ahead), now=now)
+            result = limiter.consume_many(asked, now=now) if asked else None
         decision = core.decide(
             prepared, observed, verdict, action, reasons, charged, result, len(asked) - len(charged)
         )
@@ -239,13 +288,33 @@ class AsyncGuard(_Base):
         tens of microseconds, less than handing it to a thread would cost; every I/O is awaited."""
         core = self.core
         prepared = core.prepare(facts)
-        observed = await self.store.aobserve(prepared.obs)
+        extras = _extra_list(extra)
+        now = prepared.obs.ts if prepared.offline else None
+        ahead = [*core.own_buckets(prepared), *extras]
+        early: MultiResult | None = None
+        limiter = self.limiter
+        if ahead and self._together and limiter.direct():
+            try:
+                observed, outcome = await self.store.aobserve_deciding(  # type: ignore[attr-defined]
+                    prepared.obs, CONSUME, ahead, now
+                )
+            except StorageError:
+                limiter.direct_failed()
+                raise
+            early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
+        else:
+            observed = await self.store.aobserve(prepared.obs)
         core.remember_sample(prepared, observed)
         verdict, action, reasons = core.buckets(observed)
         charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
-        now = prepared.obs.ts if prepared.offline else None
-        asked = _with_extra(charged, extra, action)
-        result = await self.limiter.aconsume_many(asked, now=now) if asked else None
+        asked = _with_extra(charged, extras, action)
+        result: MultiResult | None
+        if early is not None and _early_stands(action, asked, ahead):
+            result = early
+        else:
+            if early is not None and early.allowed:
+                await limiter.asettle(_negated(ahead), now=now)
+            result = await limiter.aconsume_many(asked, now=now) if asked else None
         decision = core.decide(
             prepared, observed, verdict, action, reasons, charged, result, len(asked) - len(charged)
         )

@@ -43,7 +43,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from guardrail.limiter import RedisStore, StorageError, storage_from_uri
+from guardrail.limiter import BucketRequest, MultiResult, RedisStore, StorageError, storage_from_uri
 from guardrail.limiter._redis import BACKEND_ERRORS
 from guardrail.limiter._uri import DEFAULT_TIMEOUT
 
@@ -399,6 +399,43 @@ class RedisEngineStore:
         with self._errors():
             reply = await self._aevalsha(await self._async(), "observe", keys, args)
         return self._observed(account, reply)
+
+    # -- observe and charge in one round trip -----------------------------------------------------------
+
+    @property
+    def limiter_store(self) -> RedisStore:
+        """The limiter store this engine store sends its hot-path scripts through: a guard built from the
+        same URI charges its buckets on it, so :meth:`observe_deciding` can pipeline both."""
+        return self._hot
+
+    def shares(self, store: object) -> bool:
+        """True when ``store`` is this engine store's own limiter store and can share a round trip."""
+        return store is self._hot and self._hot.shares_round_trips
+
+    def observe_deciding(
+        self, obs: Observation, mode: str, requests: Sequence[BucketRequest], now: float | None
+    ) -> tuple[Observed, MultiResult | StorageError]:
+        """``observe`` and a limiter decision on buckets known before it (an account's own buckets), in
+        one round trip. The decision is a StorageError instance when its part failed (the caller's failure
+        policy applies); an ``observe`` failure raises StorageError, as ``observe`` does."""
+        keys, args, account = self._observe_call(obs)
+        source, sha = _script("observe")
+        with self._errors():
+            reply, decision = self._hot.decide_after((source, sha, keys, args), mode, requests, now)
+            if isinstance(reply, Exception):
+                raise reply
+        return self._observed(account, reply), decision
+
+    async def aobserve_deciding(
+        self, obs: Observation, mode: str, requests: Sequence[BucketRequest], now: float | None
+    ) -> tuple[Observed, MultiResult | StorageError]:
+        keys, args, account = self._observe_call(obs)
+        source, sha = _script("observe")
+        with self._errors():
+            reply, decision = await self._hot.adecide_after((source, sha, keys, args), mode, requests, now)
+            if isinstance(reply, Exception):
+                raise reply
+        return self._observed(account, reply), decision
 
     # -- profiles and templates -----------------------------------------------------------------------
 

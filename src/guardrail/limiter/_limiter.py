@@ -106,6 +106,35 @@ class Limiter:
         )
         return MultiResult(allowed, results)
 
+    # -- decisions the caller ran on the store itself ----------------------------------------------------
+
+    def direct(self) -> bool:
+        """May the caller run a decision on :attr:`store` itself (``RedisStore.decide_after``, which shares
+        a round trip with the caller's own script)? False while the breaker keeps the store out of use: then
+        call ``decide`` / ``consume_many``, which answer by the failure policy. After True, hand the
+        outcome to :meth:`direct_outcome` (or a store failure to :meth:`direct_failed`)."""
+        return self.breaker is None or self.breaker.allow()
+
+    def direct_outcome(
+        self,
+        outcome: MultiResult | StorageError,
+        mode: str,
+        requests: Sequence[BucketRequest],
+        now: float | None,
+    ) -> MultiResult:
+        """The answer to a direct decision: the store's, or the failure policy's when it failed."""
+        if isinstance(outcome, StorageError):
+            self.direct_failed()
+            return self._degraded(mode, requests, now)
+        if self.breaker is not None:
+            self.breaker.success()
+        return outcome
+
+    def direct_failed(self) -> None:
+        """A direct decision's store failed before answering."""
+        if self.breaker is not None:
+            self.breaker.failure()
+
     # -- sync ----------------------------------------------------------------------------------------
 
     def decide(self, mode: str, requests: Sequence[BucketRequest], now: float | None = None) -> MultiResult:

@@ -482,6 +482,138 @@ class RedisStore:
             raise StorageError(f"{self._name}: {err}") from err
         return _wire.parse_one(key, limit, cost, reply)
 
+    # -- a caller's script and a decision in one round trip ---------------------------------------------
+
+    @property
+    def shares_round_trips(self) -> bool:
+        """True when :meth:`decide_after` can send two commands in one round trip (not on Cluster, whose
+        keys of different slots live on different nodes, nor through a client that must use
+        ``execute_command``)."""
+        return not self.cluster
+
+    def _pair(
+        self,
+        first: tuple[str | bytes, str, Sequence[bytes], Sequence[Any]],
+        mode: str,
+        requests: Sequence[BucketRequest],
+        now: float | None,
+        conn: Any,
+    ) -> tuple[list[bytes], bytes, list[bytes]]:
+        _, sha, keys, args = first
+        head = list(conn.pack_command("EVALSHA", sha, len(keys), *keys, *args))
+        bkeys = [self._prefix + r.key.encode() for r in requests]
+        return head, _wire.pack_many(self._head, mode, bkeys, requests, now), bkeys
+
+    def decide_after(
+        self,
+        first: tuple[str | bytes, str, Sequence[bytes], Sequence[Any]],
+        mode: str,
+        requests: Sequence[BucketRequest],
+        now: float | None = None,
+    ) -> tuple[Any, MultiResult | StorageError]:
+        """Run the caller's script ``first`` = (source, sha, keys, args), then the bucket decision, on one
+        connection in one round trip (pipelined: the server runs them one after the other, nothing else
+        between the two is promised). Returns the script's reply (a ``ResponseError`` instance when it
+        answered an error) and the decision (a ``StorageError`` instance when its script failed).
+
+        A script that answered NOSCRIPT did not run: it is loaded and sent again alone, so neither runs
+        twice. A socket error or timeout raises StorageError (neither answer is known).
+        """
+        if not self.shares_round_trips or not requests:
+            raise ValueError("decide_after needs a non-Cluster store and at least one bucket")
+        try:
+            entry = self._sync()
+            pool = entry.pool
+            if pool is None:
+                raise ValueError("decide_after needs a client with a connection pool")
+            conn = pool.get_connection(*entry.get_args)
+            try:
+                head, packed, _ = self._pair(first, mode, requests, now, conn)
+                conn.send_packed_command([*head, packed])
+                replies = [self._read(conn), self._read(conn)]
+                pending = [i for i in (0, 1) if isinstance(replies[i], NoScriptError)]
+                if pending:
+                    sources = (first[0], _wire.source(self._sha))
+                    for i in pending:
+                        conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", sources[i]))
+                        conn.read_response()
+                    conn.send_packed_command([b"".join(head) if i == 0 else packed for i in pending])
+                    for i in pending:
+                        replies[i] = self._read(conn)
+            finally:
+                pool.release(conn)
+        except BACKEND_ERRORS as err:
+            raise StorageError(f"{self._name}: {err}") from err
+        except (StorageError, ValueError):
+            raise
+        except Exception as err:
+            raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
+        return replies[0], self._decision(mode, requests, replies[1])
+
+    async def adecide_after(
+        self,
+        first: tuple[str | bytes, str, Sequence[bytes], Sequence[Any]],
+        mode: str,
+        requests: Sequence[BucketRequest],
+        now: float | None = None,
+    ) -> tuple[Any, MultiResult | StorageError]:
+        """:meth:`decide_after` on this event loop's client."""
+        if not self.shares_round_trips or not requests:
+            raise ValueError("decide_after needs a non-Cluster store and at least one bucket")
+        try:
+            entry = await self._aentry()
+            pool = entry.pool
+            if pool is None:
+                raise ValueError("decide_after needs a client with a connection pool")
+            conn = await pool.get_connection(*entry.get_args)
+            try:
+                head, packed, _ = self._pair(first, mode, requests, now, conn)
+                await conn.send_packed_command([*head, packed])
+                replies = [await self._aread(conn), await self._aread(conn)]
+                pending = [i for i in (0, 1) if isinstance(replies[i], NoScriptError)]
+                if pending:
+                    sources = (first[0], _wire.source(self._sha))
+                    for i in pending:
+                        await conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", sources[i]))
+                        await conn.read_response()
+                    await conn.send_packed_command([b"".join(head) if i == 0 else packed for i in pending])
+                    for i in pending:
+                        replies[i] = await self._aread(conn)
+            finally:
+                await pool.release(conn)
+        except BACKEND_ERRORS as err:
+            raise StorageError(f"{self._name}: {err}") from err
+        except (StorageError, ValueError):
+            raise
+        except Exception as err:
+            raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
+        return replies[0], self._decision(mode, requests, replies[1])
+
+    @staticmethod
+    def _read(conn: Any) -> Any:
+        """One reply; an error reply is returned, not raised (the connection stays in step)."""
+        try:
+            return conn.read_response()
+        except ResponseError as err:
+            return err
+
+    @staticmethod
+    async def _aread(conn: Any) -> Any:
+        try:
+            return await conn.read_response()
+        except ResponseError as err:
+            return err
+
+    def _decision(
+        self, mode: str, requests: Sequence[BucketRequest], reply: Any
+    ) -> MultiResult | StorageError:
+        if isinstance(reply, Exception):
+            return StorageError(f"{self._name}: {type(reply).__name__}: {reply}")
+        try:
+            return _wire.parse_many(mode, requests, reply)
+        except (TypeError, ValueError) as err:
+            return StorageError(f"{self._name}: unexpected reply: {err}")
+
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def close(self) -> None:
