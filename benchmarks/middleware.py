@@ -2,14 +2,17 @@
 
     python benchmarks/middleware.py [--requests 4000] [--seconds 4] [--json out.json] [--no-http] [--no-redis]
 
-Traffic: realistic ~2 KB chat bodies (a system prompt plus a varied user turn), 200 API keys, all honest.
+Traffic: realistic ~2 KB chat bodies, 200 API keys, all honest: each key an application with its own
+system prompt, each request an end user's own question (a refusal over HTTP fails the run).
 1. In process: each request driven straight through the ASGI app (no sockets): bare; "middleware" (the
    adapter with a guard that allows instantly: the adapter's own cost); "guarded" (the real engine on the
    memory store). Interleaved rounds so a noisy neighbour hurts all alike. Reports throughput ratios
    (target >= 0.8) and added p50 / p99 latency (target p99 <= 1 ms), p99 both wall-clock and as this
    thread's CPU time (on a shared machine, wall-clock p99 mostly measures the scheduler's preemptions).
 2. Over real uvicorn (one worker each, loopback) with ``wrk`` (Debian package) when installed, else an
-   httpx async load loop: requests/s ratio and added p99.
+   httpx async load loop: requests/s ratio and added p99 at saturation (16 connections; p99 there is
+   mostly the queue); then, with wrk, the three servers at one paced load (2 connections, 40% of the
+   guarded server's best throughput), where p99 is each request's own latency.
 3. Redis round trips on the hot path: a private redis-server on a free port; round trips counted on the
    client's connection (and ``INFO commandstats`` deltas) divided by requests, for the limiter alone on
    Redis and for the engine's state on Redis too, each with and without the ``account_rpm`` quota; the
@@ -322,13 +325,19 @@ request = function()
   return wrk.format("POST", "/v1/chat/completions",
     {["Content-Type"] = "application/json", ["Authorization"] = key}, bodies[i])
 end
+local pace = %d
+if pace > 0 then
+  delay = function() return pace end
+end
 """
 
 
-def _wrk(url: str, seconds: float, connections: int) -> tuple[float, float]:
+def _wrk(url: str, seconds: float, connections: int, pace_ms: int = 0) -> tuple[float, float]:
+    """Requests/s and p99 (ms) from wrk; ``pace_ms`` > 0 waits that long between a connection's requests
+    (a paced load below saturation, where p99 measures the server's added latency, not its queue)."""
     lines = "\n".join(f"bodies[{i + 1}] = {json.dumps(body(i).decode())}" for i in range(256))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(_WRK_SCRIPT % lines)
+        f.write(_WRK_SCRIPT % (lines, pace_ms))
         script = f.name
     try:
         out = subprocess.run(
@@ -410,6 +419,9 @@ def over_http(seconds: float, connections: int, rounds: int) -> dict[str, Any]:
                     results[name].append(_wrk(url, seconds, connections))
                 else:
                     results[name].append(asyncio.run(_httpx_load(url, seconds, connections)))
+        paced: dict[str, Any] = {}
+        if tool == "wrk":  # 40% of the guarded server's best throughput, offered to all three
+            paced = _paced(servers, seconds, rounds, 0.4 * max(x[0] for x in results["guarded"]))
     finally:
         for server in servers.values():
             server.stop()
@@ -421,6 +433,27 @@ def over_http(seconds: float, connections: int, rounds: int) -> dict[str, Any]:
         out[f"{name}_throughput_ratio"] = out[f"{name}_rps"] / out["bare_rps"]
         out[f"{name}_added_p99_ms"] = out[f"{name}_p99_ms"] - out["bare_p99_ms"]
     out["runs"] = results
+    out.update(paced)
+    return out
+
+
+def _paced(servers: dict[str, Uvicorn], seconds: float, rounds: int, rate: float) -> dict[str, Any]:
+    """The same three servers at one offered load, below the guarded one's saturation: p50 and p99 there
+    are the latency each layer adds to a request, where at saturation they mostly measure the queue."""
+    connections = 2  # few in flight: each request's own latency, little queueing behind another
+    pace = max(1, round(connections / rate * 1000))
+    lat: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
+    for r in range(rounds):
+        order = list(servers) if r % 2 == 0 else list(reversed(servers))
+        for name in order:
+            lat[name].append(_wrk(servers[name].url, seconds, connections, pace_ms=pace))
+    out: dict[str, Any] = {"paced_connections": connections, "paced_delay_ms": pace}
+    for name in servers:  # median of the rounds: one noisy round must not decide a p99
+        out[f"paced_{name}_rps"] = statistics.median(x[0] for x in lat[name])
+        out[f"paced_{name}_p99_ms"] = statistics.median(x[1] for x in lat[name])
+    for name in ("middleware", "guarded"):
+        out[f"paced_{name}_added_p99_ms"] = out[f"paced_{name}_p99_ms"] - out["paced_bare_p99_ms"]
+    out["paced_runs"] = lat
     return out
 
 
