@@ -124,3 +124,17 @@ class AsyncScriptedGuard:
 
     async def aclose(self) -> None:
         pass
+
+
+def chat_environ(body: bytes, key: str, path: str = "/v1/chat/completions") -> dict[str, Any]:
+    """A WSGI environ for one POST of ``body`` with ``key`` as its bearer token."""
+    import io
+
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "REMOTE_ADDR": "192.0.2.1",
+        "HTTP_AUTHORIZATION": f"Bearer {key}",
+    }

@@ -9,13 +9,12 @@ duck-typed guards keep.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from adapters_support import AsyncScriptedGuard, ScriptedGuard
+from adapters_support import AsyncScriptedGuard, ScriptedGuard, chat_environ
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
@@ -59,14 +58,7 @@ def wsgi_call(mw: GuardrailWSGI, key: str) -> tuple[int, dict[str, str]]:
         seen["headers"] = {k.lower(): v for k, v in headers}
         return lambda data: None
 
-    env = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": CHAT,
-        "CONTENT_LENGTH": str(len(BODY)),
-        "wsgi.input": io.BytesIO(BODY),
-        "REMOTE_ADDR": "192.0.2.1",
-        "HTTP_AUTHORIZATION": f"Bearer {key}",
-    }
+    env = chat_environ(BODY, key)
     result = mw(env, start_response)
     b"".join(result)
     close = getattr(result, "close", None)

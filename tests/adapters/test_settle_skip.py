@@ -3,10 +3,10 @@ response unread; one that charged a bucket is settled from the response's real u
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from typing import Any
 
+from adapters_support import chat_environ
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -62,14 +62,7 @@ def _wsgi_settles(guard: Guard) -> list[int]:
     mw = GuardrailWSGI(app, guard=guard)
     status: list[str] = []
     for _ in range(3):
-        env = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": CHAT,
-            "CONTENT_LENGTH": str(len(BODY)),
-            "wsgi.input": io.BytesIO(BODY),
-            "REMOTE_ADDR": "192.0.2.1",
-            "HTTP_AUTHORIZATION": "Bearer k",
-        }
+        env = chat_environ(BODY, "k")
         result = mw(env, lambda s, h, e=None: status.append(s))
         assert b"".join(result) == b'{"usage": {"completion_tokens": 7}}'
         result.close()  # type: ignore[attr-defined]

@@ -193,3 +193,17 @@ def test_a_dead_server_fails_like_observe_and_counts_against_the_breaker() -> No
     with pytest.raises(StorageError):  # observe alone still fails; the quota would get the fallback
         guard.check(_facts("gina"), extra=_quota("gina", "p"))
     guard.close()
+
+
+def test_a_client_with_retries_sends_the_two_one_after_the_other(redis_url: str) -> None:
+    # redis-py's retry policy must apply, so no hand-packed pipeline: the same answers, two calls.
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    store = RedisEngineStore(redis_url, prefix=f"t1rt-{uuid.uuid4().hex[:10]}", retry=Retry(NoBackoff(), 2))
+    prefix = uuid.uuid4().hex
+    guard = Guard(store, limiter=Limiter(store.limiter_store), secret=b"s" * 32, recluster_interval=3600)
+    assert guard._together
+    answers = [guard.check(_facts("hank"), extra=_quota("hank", prefix)).action for _ in range(4)]
+    assert answers == [Action.ALLOW] * 3 + [Action.THROTTLE]
+    guard.close()

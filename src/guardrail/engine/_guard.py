@@ -27,7 +27,7 @@ from ._memory import MemoryEngineStore
 from ._policy import Policy
 from ._stores import engine_store_from_uri
 from ._types import Action, Decision, Event, RequestFacts
-from .store import AccountProfile, ClusterTable, EngineStore, StoreSettings
+from .store import AccountProfile, ClusterTable, ClusterVerdict, EngineStore, Observed, StoreSettings
 
 __all__ = ["AsyncGuard", "Guard", "open_store"]
 
@@ -122,6 +122,26 @@ class _Base:
         self.recluster_interval = float(recluster_interval)
         self._owner = uuid.uuid4().hex
 
+    def _ahead(
+        self, prepared: Prepared, extra: Sequence[BucketRequest]
+    ) -> tuple[list[BucketRequest], float | None, list[BucketRequest], bool]:
+        """The caller's buckets, the decision's clock, the buckets known before ``observe``, and whether
+        they go in its round trip."""
+        extras = _extra_list(extra)
+        now = prepared.obs.ts if prepared.offline else None
+        ahead = [*self.core.own_buckets(prepared), *extras]
+        return extras, now, ahead, bool(ahead) and self._together and self.limiter.direct()
+
+    def _plan(
+        self, prepared: Prepared, observed: Observed, extras: list[BucketRequest]
+    ) -> tuple[ClusterVerdict | None, Action, list[str], list[BucketRequest], list[BucketRequest]]:
+        """After ``observe``: the governing cluster, action, reasons, the engine's buckets and all asked."""
+        core = self.core
+        core.remember_sample(prepared, observed)
+        verdict, action, reasons = core.buckets(observed)
+        charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
+        return verdict, action, reasons, charged, _with_extra(charged, extras, action)
+
     @property
     def policy(self) -> Policy:
         return self.core.policy
@@ -163,12 +183,10 @@ class Guard(_Base):
         """``check`` after the stateless first half (``core.prepare``), which a replay may run in worker
         processes (``guardrail analyze --jobs``)."""
         core = self.core
-        extras = _extra_list(extra)
-        now = prepared.obs.ts if prepared.offline else None
-        ahead = [*core.own_buckets(prepared), *extras]
+        extras, now, ahead, direct = self._ahead(prepared, extra)
         early: MultiResult | None = None
         limiter = self.limiter
-        if ahead and self._together and limiter.direct():
+        if direct:
             # One round trip: observe, then the buckets known before it (see ``_Base``).
             try:
                 observed, outcome = self.store.observe_deciding(  # type: ignore[attr-defined]
@@ -180,10 +198,7 @@ class Guard(_Base):
             early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
         else:
             observed = self.store.observe(prepared.obs)
-        core.remember_sample(prepared, observed)
-        verdict, action, reasons = core.buckets(observed)
-        charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
-        asked = _with_extra(charged, extras, action)
+        verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras)
         result: MultiResult | None
         if early is not None and _early_stands(action, asked, ahead):
             result = early
@@ -288,12 +303,10 @@ class AsyncGuard(_Base):
         tens of microseconds, less than handing it to a thread would cost; every I/O is awaited."""
         core = self.core
         prepared = core.prepare(facts)
-        extras = _extra_list(extra)
-        now = prepared.obs.ts if prepared.offline else None
-        ahead = [*core.own_buckets(prepared), *extras]
+        extras, now, ahead, direct = self._ahead(prepared, extra)
         early: MultiResult | None = None
         limiter = self.limiter
-        if ahead and self._together and limiter.direct():
+        if direct:
             try:
                 observed, outcome = await self.store.aobserve_deciding(  # type: ignore[attr-defined]
                     prepared.obs, CONSUME, ahead, now
@@ -304,10 +317,7 @@ class AsyncGuard(_Base):
             early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
         else:
             observed = await self.store.aobserve(prepared.obs)
-        core.remember_sample(prepared, observed)
-        verdict, action, reasons = core.buckets(observed)
-        charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
-        asked = _with_extra(charged, extras, action)
+        verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras)
         result: MultiResult | None
         if early is not None and _early_stands(action, asked, ahead):
             result = early

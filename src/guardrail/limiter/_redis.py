@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from redis.crc import key_slot
@@ -498,11 +499,11 @@ class RedisStore:
         requests: Sequence[BucketRequest],
         now: float | None,
         conn: Any,
-    ) -> tuple[list[bytes], bytes, list[bytes]]:
+    ) -> tuple[list[bytes], bytes]:
         _, sha, keys, args = first
         head = list(conn.pack_command("EVALSHA", sha, len(keys), *keys, *args))
         bkeys = [self._prefix + r.key.encode() for r in requests]
-        return head, _wire.pack_many(self._head, mode, bkeys, requests, now), bkeys
+        return head, _wire.pack_many(self._head, mode, bkeys, requests, now)
 
     def decide_after(
         self,
@@ -517,37 +518,32 @@ class RedisStore:
         answered an error) and the decision (a ``StorageError`` instance when its script failed).
 
         A script that answered NOSCRIPT did not run: it is loaded and sent again alone, so neither runs
-        twice. A socket error or timeout raises StorageError (neither answer is known).
+        twice. A socket error or timeout raises StorageError (neither answer is known). A client that must
+        go through ``execute_command`` (configured with retries, single-connection) sends the two one
+        after the other instead: the same answers in two round trips.
         """
         if not self.shares_round_trips or not requests:
             raise ValueError("decide_after needs a non-Cluster store and at least one bucket")
-        try:
+        with self._wrapped():
             entry = self._sync()
             pool = entry.pool
             if pool is None:
-                raise ValueError("decide_after needs a client with a connection pool")
+                return self._one_by_one(entry.client, first), self._guarded(mode, requests, now)
             conn = pool.get_connection(*entry.get_args)
             try:
-                head, packed, _ = self._pair(first, mode, requests, now, conn)
+                head, packed = self._pair(first, mode, requests, now, conn)
                 conn.send_packed_command([*head, packed])
                 replies = [self._read(conn), self._read(conn)]
                 pending = [i for i in (0, 1) if isinstance(replies[i], NoScriptError)]
                 if pending:
-                    sources = (first[0], _wire.source(self._sha))
                     for i in pending:
-                        conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", sources[i]))
+                        conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", self._source(first, i)))
                         conn.read_response()
                     conn.send_packed_command([b"".join(head) if i == 0 else packed for i in pending])
                     for i in pending:
                         replies[i] = self._read(conn)
             finally:
                 pool.release(conn)
-        except BACKEND_ERRORS as err:
-            raise StorageError(f"{self._name}: {err}") from err
-        except (StorageError, ValueError):
-            raise
-        except Exception as err:
-            raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
         return replies[0], self._decision(mode, requests, replies[1])
 
     async def adecide_after(
@@ -560,34 +556,84 @@ class RedisStore:
         """:meth:`decide_after` on this event loop's client."""
         if not self.shares_round_trips or not requests:
             raise ValueError("decide_after needs a non-Cluster store and at least one bucket")
-        try:
+        with self._wrapped():
             entry = await self._aentry()
             pool = entry.pool
             if pool is None:
-                raise ValueError("decide_after needs a client with a connection pool")
+                return await self._aone_by_one(entry.client, first), await self._aguarded(mode, requests, now)
             conn = await pool.get_connection(*entry.get_args)
             try:
-                head, packed, _ = self._pair(first, mode, requests, now, conn)
+                head, packed = self._pair(first, mode, requests, now, conn)
                 await conn.send_packed_command([*head, packed])
                 replies = [await self._aread(conn), await self._aread(conn)]
                 pending = [i for i in (0, 1) if isinstance(replies[i], NoScriptError)]
                 if pending:
-                    sources = (first[0], _wire.source(self._sha))
                     for i in pending:
-                        await conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", sources[i]))
+                        await conn.send_packed_command(
+                            conn.pack_command("SCRIPT", "LOAD", self._source(first, i))
+                        )
                         await conn.read_response()
                     await conn.send_packed_command([b"".join(head) if i == 0 else packed for i in pending])
                     for i in pending:
                         replies[i] = await self._aread(conn)
             finally:
                 await pool.release(conn)
-        except BACKEND_ERRORS as err:
-            raise StorageError(f"{self._name}: {err}") from err
+        return replies[0], self._decision(mode, requests, replies[1])
+
+    @contextlib.contextmanager
+    def _wrapped(self) -> Iterator[None]:
+        """Backend trouble as StorageError (the caller's own ValueError and StorageError pass as they are)."""
+        try:
+            yield
         except (StorageError, ValueError):
             raise
+        except BACKEND_ERRORS as err:
+            raise StorageError(f"{self._name}: {err}") from err
         except Exception as err:
             raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
-        return replies[0], self._decision(mode, requests, replies[1])
+
+    def _source(self, first: tuple[str | bytes, str, Sequence[bytes], Sequence[Any]], i: int) -> str | bytes:
+        return first[0] if i == 0 else _wire.source(self._sha)
+
+    @staticmethod
+    def _one_by_one(client: Any, first: tuple[str | bytes, str, Sequence[bytes], Sequence[Any]]) -> Any:
+        source, sha, keys, args = first
+        try:
+            return client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            client.script_load(source)
+            return client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except ResponseError as err:
+            return err
+
+    @staticmethod
+    async def _aone_by_one(
+        client: Any, first: tuple[str | bytes, str, Sequence[bytes], Sequence[Any]]
+    ) -> Any:
+        source, sha, keys, args = first
+        try:
+            return await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(source)
+            return await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except ResponseError as err:
+            return err
+
+    def _guarded(
+        self, mode: str, requests: Sequence[BucketRequest], now: float | None
+    ) -> MultiResult | StorageError:
+        try:
+            return self.decide(mode, requests, now)
+        except StorageError as err:
+            return err
+
+    async def _aguarded(
+        self, mode: str, requests: Sequence[BucketRequest], now: float | None
+    ) -> MultiResult | StorageError:
+        try:
+            return await self.adecide(mode, requests, now)
+        except StorageError as err:
+            return err
 
     @staticmethod
     def _read(conn: Any) -> Any:
