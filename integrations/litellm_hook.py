@@ -126,6 +126,8 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
                 # No bucket figures: the engine's limits would tell a client its cluster was flagged.
                 refusal("openai", 429, retry_after=decision.retry_after)
             )
+        if not decision.settles and type(self.guard).settle is AsyncGuard.settle:
+            return data  # nothing to settle (no engine bucket charged): nothing to keep for later
         ticket = str(next(self._ids))
         self._pending[ticket] = decision
         data.setdefault("metadata", {})

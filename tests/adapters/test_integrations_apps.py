@@ -196,3 +196,14 @@ async def test_proxy_bad_gateway_and_validation() -> None:
         r = await client.get("/v1/models")
     assert r.status_code == 502 and r.json()["error"]["code"] == "bad_gateway"
     await proxy.aclose()
+
+
+async def test_litellm_hook_keeps_no_decision_with_nothing_to_settle() -> None:
+    from guardrail.engine import AsyncGuard
+
+    hook = GuardrailLiteLLM(guard=AsyncGuard("memory://"))
+    alice = SimpleNamespace(user_id="alice", team_id=None, token="hashed", api_key=None)
+    for _ in range(3):
+        data = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
+        assert await hook.async_pre_call_hook(alice, None, data, "completion") is data
+    assert len(hook._pending) == 0  # honest decisions charge no engine bucket: nothing kept for later

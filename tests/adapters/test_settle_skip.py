@@ -89,3 +89,20 @@ def test_a_charged_account_bucket_is_settled_from_the_usage_on_either_adapter() 
     assert _asgi_settles(AsyncGuard("memory://", policy=policy)) == [7, 7, 7]
     with Guard("memory://", policy=policy) as guard:
         assert _wsgi_settles(guard) == [7, 7, 7]
+
+
+def test_a_guard_of_the_callers_is_settled_even_for_an_engine_decision() -> None:
+    # A wrapper may meter usage in its own settle: only the engine's settle is known to be a no-op.
+    class Metering(AsyncGuard):
+        async def settle(self, decision: Decision, output_tokens: int) -> None:
+            metered.append(output_tokens)
+
+    metered: list[int] = []
+    assert _asgi_settles(Metering("memory://")) == [7, 7, 7] and metered == [7, 7, 7]
+
+    class SyncMetering(Guard):
+        def settle(self, decision: Decision, output_tokens: int) -> None:
+            metered.append(output_tokens)
+
+    with SyncMetering("memory://") as guard:
+        assert _wsgi_settles(guard) == [7, 7, 7]

@@ -223,6 +223,7 @@ def test_cached_system_part_gives_the_same_shingles_as_the_whole_text(
     import guardrail.engine._features as features
 
     features._system_parts.clear()
+    features._seen_once.clear()
     whole = f"{system}\n{user}" if system else user
     expected = shingles(whole, limit)
     assert features.joined_shingles(system, user, limit, min_words=min_words) == expected
@@ -252,12 +253,49 @@ def test_elicitation_sampling_follows_the_user_turn_not_a_shared_system_prompt()
         assert 60 <= scored <= 140
 
 
-def test_system_cache_is_bounded_and_keeps_no_text() -> None:
+def test_system_cache_is_bounded_least_recently_used_and_keeps_no_text() -> None:
+    import threading
+
+    import xxhash
+
     import guardrail.engine._features as features
 
     features._system_parts.clear()
-    for i in range(features._SYSTEM_CACHE_SIZE + 50):
-        system = f"{WRAPPER} variant {chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)}"
-        features.joined_shingles(system, "the question", min_words=0)
-    assert len(features._system_parts) == features._SYSTEM_CACHE_SIZE
+    features._seen_once.clear()
+    hot = f"{WRAPPER} the hot application"
+    size = features._SYSTEM_CACHE_SIZE
+
+    def system(i: int) -> str:
+        return f"{WRAPPER} variant {chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)}"
+
+    def send(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            for _ in range(2):  # admitted on the second sighting
+                features.joined_shingles(system(i), "the question", min_words=0)
+            features.joined_shingles(hot, "the question", min_words=0)
+
+    workers = [threading.Thread(target=send, args=(k * 300, (k + 1) * 300)) for k in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(features._system_parts) == size and len(features._seen_once) <= size
     assert all(isinstance(k[0], bytes) and len(k[0]) == 16 for k in features._system_parts)
+    # the hot system prompt, used after every other one, is still cached after 1,200 newcomers
+    hot_key = (xxhash.xxh3_128_digest(hot.encode(), features._SEED), 64)
+    assert features._system_parts.get(hot_key) is not None
+    before = len(features._seen_once)
+    features.joined_shingles(f"{WRAPPER} seen once only", "q", min_words=0)
+    assert len(features._seen_once) in (before, before + 1) and len(features._system_parts) == size
+
+
+def test_a_system_prompt_seen_once_is_not_cached() -> None:
+    import guardrail.engine._features as features
+
+    features._system_parts.clear()
+    features._seen_once.clear()
+    text = f"{WRAPPER} with a date: 2026-12-03"
+    assert features.joined_shingles(text, "q", min_words=0) == shingles(f"{text}\nq")
+    assert not features._system_parts
+    assert features.joined_shingles(text, "q", min_words=0) == shingles(f"{text}\nq")
+    assert len(features._system_parts) == 1

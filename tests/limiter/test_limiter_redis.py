@@ -205,7 +205,7 @@ def test_kept_connections_survive_the_server_closing_them(
     still comes from Redis; a connection that failed mid-call goes back to the pool, closed."""
     store = redis_store(redis_url, prefix)
     try:
-        lim = Limit(rate=1.0, burst=10.0)
+        lim = Limit(rate=0.001, burst=10.0)  # no refill to speak of, however slow the machine
         assert store.consume_one("k", lim, 1.0).source == "store"
         entry = store._sync()
         assert entry.idle is not None and len(entry.idle) == 1

@@ -120,6 +120,9 @@ class Guardrail:
             options=guard_options,
         )
         self.core.attach_quota(account_rpm, self.guard)
+        # Only the engine's own settle is known to do nothing for a decision with nothing to settle; a
+        # guard of the caller's may meter every response, so it is always settled.
+        self._engine_settle = getattr(type(self.guard), "settle", None) is AsyncGuard.settle
         self._watchdog = Watchdog(min(self.core.body_timeout, self.core.check_timeout))
 
     def __repr__(self) -> str:
@@ -208,7 +211,8 @@ class Guardrail:
             outcome=core.outcome(decision, None) if inspected else "passed_uninspected",
             decision=decision,
         )
-        settler = _Settler(send, core.allow_headers(decision, quota), getattr(decision, "settles", True))
+        usage = not self._engine_settle or getattr(decision, "settles", True)
+        settler = _Settler(send, core.allow_headers(decision, quota), usage)
         try:
             await self.app(scope, Replay(receive, read.body, read.more), settler.send)
         finally:

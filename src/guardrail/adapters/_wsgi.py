@@ -154,6 +154,9 @@ class GuardrailWSGI:
             options=guard_options,
         )
         self.core.attach_quota(account_rpm, self.guard)
+        # Only the engine's own settle is known to do nothing for a decision with nothing to settle; a
+        # guard of the caller's may meter every response, so it is always settled.
+        self._engine_settle = getattr(type(self.guard), "settle", None) is Guard.settle
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(app={self.app!r}, guard={self.guard!r})"
@@ -223,7 +226,12 @@ class GuardrailWSGI:
             outcome=core.outcome(decision, None) if inspected else "passed_uninspected",
             decision=decision,
         )
-        watcher = _Watcher(self.guard, decision, core.allow_headers(decision, quota))
+        watcher = _Watcher(
+            self.guard,
+            decision,
+            core.allow_headers(decision, quota),
+            not self._engine_settle or getattr(decision, "settles", True),
+        )
 
         def _start_response(
             status_line: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None
@@ -273,7 +281,7 @@ class _Watcher:
 
     __slots__ = ("_decision", "_done", "_extra", "_guard", "_json", "_json_size", "_sse", "status")
 
-    def __init__(self, guard: Guard, decision: Decision, extra: Headers) -> None:
+    def __init__(self, guard: Guard, decision: Decision, extra: Headers, usage: bool = True) -> None:
         self._guard = guard
         self._decision = decision
         self._extra = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in extra]
@@ -281,7 +289,7 @@ class _Watcher:
         self._json: list[bytes] | None = None
         self._json_size = 0
         #: Done from the start when the decision has nothing to settle.
-        self._done = not getattr(decision, "settles", True)
+        self._done = not usage
         self.status: int | None = None
 
     def start(self, status_line: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -13,14 +13,15 @@ the whole conversation every turn must not look like a template shared with itse
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
 import math
+import os
 import re
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,8 @@ from guardrail.extract import NoPrompt, Prompt, estimate_tokens, extract
 from guardrail.fingerprint.normalize import normalize_bytes
 
 from .store import Observation
+
+_T = TypeVar("_T")
 
 __all__ = ["address_range", "has_conversation", "joined_shingles", "observation", "prompt_of", "shingles"]
 
@@ -148,24 +151,46 @@ class _SystemPart:
         self.smallest.setflags(write=False)
 
 
-# Keyed by a 128-bit digest of the system text, not the text: no prompt is kept, even in memory. A plain
-# dict (its get and set are atomic under the GIL, and a lost race only computes an entry twice), emptied of
-# its oldest entry when full: a hit costs one dictionary lookup.
+# Keyed by a 128-bit digest of the system text (seeded per process, so a client cannot aim a collision at
+# another application's entry), never by the text: no prompt is kept, even in memory. A system text is
+# admitted on its second sighting (a text seen once, such as a system prompt that carries a date, a user
+# name or retrieved context, costs one digest and never pays for building an entry), and kept least
+# recently used first out. Reads are plain dict lookups (atomic under the GIL); the rarer writes take the
+# lock, so the bound holds under threads.
+_SEED = int.from_bytes(os.urandom(8), "little")
 _system_parts: dict[tuple[bytes, int], _SystemPart | None] = {}
+_seen_once: dict[tuple[bytes, int], None] = {}
+_system_lock = threading.Lock()
 _MISSING = _SystemPart.__new__(_SystemPart)
 
 
+def _remember(table: dict[tuple[bytes, int], _T], key: tuple[bytes, int], value: _T) -> None:
+    with _system_lock:
+        table.pop(key, None)
+        while len(table) >= _SYSTEM_CACHE_SIZE:
+            table.pop(next(iter(table)))
+        table[key] = value
+
+
 def _system_part(system: str, limit: int, min_words: int) -> _SystemPart | None:
-    key = (xxhash.xxh3_128_digest(system.encode("utf-8", "surrogatepass")), limit)
+    key = (xxhash.xxh3_128_digest(system.encode("utf-8", "surrogatepass"), _SEED), limit)
     found = _system_parts.get(key, _MISSING)
     if found is not _MISSING:
+        try:
+            last = next(reversed(_system_parts))
+        except (StopIteration, RuntimeError):  # emptied, or changed by another thread meanwhile
+            last = None
+        if last != key:
+            _remember(_system_parts, key, found)  # most recently used last
         return found
+    if key not in _seen_once:
+        _remember(_seen_once, key, None)
+        return None
     words = _words(system)
     part = _SystemPart(words, limit) if len(words) >= max(3, min_words) else None
-    if len(_system_parts) >= _SYSTEM_CACHE_SIZE:
-        with contextlib.suppress(StopIteration, KeyError, RuntimeError):
-            del _system_parts[next(iter(_system_parts))]
-    _system_parts[key] = part
+    _remember(_system_parts, key, part)
+    with _system_lock:
+        _seen_once.pop(key, None)
     return part
 
 
