@@ -104,7 +104,7 @@ class _Base:
         shared = getattr(self.store, "limiter_store", None) if isinstance(storage, str) else None
         if isinstance(limiter, str) and limiter == storage and shared is not None:
             # The engine's Redis store and the limiter on one server: one client and pool for both, so
-            # that ``observe`` and the buckets known before it go in one round trip (see ``_observe``).
+            # that ``observe`` and the buckets known before it go in one round trip (``check_prepared``).
             self.limiter = Limiter(shared)
         else:
             self.limiter = Limiter(limiter) if isinstance(limiter, str) else limiter
@@ -187,7 +187,7 @@ class Guard(_Base):
         early: MultiResult | None = None
         limiter = self.limiter
         if direct:
-            # One round trip: observe, then the buckets known before it (see ``_Base``).
+            # One round trip: observe, then the buckets known before it (the limiter shares its Redis).
             try:
                 observed, outcome = self.store.observe_deciding(  # type: ignore[attr-defined]
                     prepared.obs, CONSUME, ahead, now
