@@ -31,7 +31,7 @@ from guardrail._hashing import default_secret
 from guardrail.adapters import settings_from_env
 from guardrail.adapters._build import resolve_guard
 from guardrail.adapters._refusal import refusal
-from guardrail.engine import Action, AsyncGuard, Decision, RequestFacts
+from guardrail.engine import Action, AsyncGuard, Decision, RequestFacts, settle_needed
 
 try:  # pragma: no cover - depends on litellm being installed
     from litellm.integrations.custom_logger import CustomLogger as _Base  # type: ignore[import-not-found]
@@ -126,7 +126,7 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
                 # No bucket figures: the engine's limits would tell a client its cluster was flagged.
                 refusal("openai", 429, retry_after=decision.retry_after)
             )
-        if not decision.settles and type(self.guard).settle is AsyncGuard.settle:
+        if not settle_needed(self.guard, decision):
             return data  # nothing to settle (no engine bucket charged): nothing to keep for later
         ticket = str(next(self._ids))
         self._pending[ticket] = decision

@@ -195,15 +195,17 @@ def test_a_dead_server_fails_like_observe_and_counts_against_the_breaker() -> No
     guard.close()
 
 
-def test_a_client_with_retries_sends_the_two_one_after_the_other(redis_url: str) -> None:
-    # redis-py's retry policy must apply, so no hand-packed pipeline: the same answers, two calls.
+def test_a_client_with_retries_keeps_the_two_call_path(redis_url: str) -> None:
+    # redis-py's retry policy must apply, so no hand-packed pipeline: the two calls, the same answers.
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
     store = RedisEngineStore(redis_url, prefix=f"t1rt-{uuid.uuid4().hex[:10]}", retry=Retry(NoBackoff(), 2))
     prefix = uuid.uuid4().hex
     guard = Guard(store, limiter=Limiter(store.limiter_store), secret=b"s" * 32, recluster_interval=3600)
-    assert guard._together
+    assert not store.limiter_store.shares_round_trips and not guard._together
+    with pytest.raises(ValueError):
+        store.limiter_store.decide_after((b"return 1", "0" * 40, [], []), "consume", _quota("hank", prefix))
     answers = [guard.check(_facts("hank"), extra=_quota("hank", prefix)).action for _ in range(4)]
     assert answers == [Action.ALLOW] * 3 + [Action.THROTTLE]
     guard.close()

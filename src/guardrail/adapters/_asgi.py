@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .._types import ASGIApp, Message, Receive, Scope, Send
-from ..engine import AsyncGuard, Decision
+from ..engine import AsyncGuard, Decision, settle_needed
 from ..limiter import MultiResult
 from ._body import BodyStatus, Replay, Watch, Watchdog, read_body
 from ._build import resolve_guard
@@ -120,9 +120,6 @@ class Guardrail:
             options=guard_options,
         )
         self.core.attach_quota(account_rpm, self.guard)
-        # Only the engine's own settle is known to do nothing for a decision with nothing to settle; a
-        # guard of the caller's may meter every response, so it is always settled.
-        self._engine_settle = getattr(type(self.guard), "settle", None) is AsyncGuard.settle
         self._watchdog = Watchdog(min(self.core.body_timeout, self.core.check_timeout))
 
     def __repr__(self) -> str:
@@ -211,8 +208,7 @@ class Guardrail:
             outcome=core.outcome(decision, None) if inspected else "passed_uninspected",
             decision=decision,
         )
-        usage = not self._engine_settle or getattr(decision, "settles", True)
-        settler = _Settler(send, core.allow_headers(decision, quota), usage)
+        settler = _Settler(send, core.allow_headers(decision, quota), settle_needed(self.guard, decision))
         try:
             await self.app(scope, Replay(receive, read.body, read.more), settler.send)
         finally:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..engine import Decision, Guard
+from ..engine import Decision, Guard, settle_needed
 from ..limiter import MultiResult
 from ._body import parse_length
 from ._build import resolve_guard
@@ -154,9 +154,6 @@ class GuardrailWSGI:
             options=guard_options,
         )
         self.core.attach_quota(account_rpm, self.guard)
-        # Only the engine's own settle is known to do nothing for a decision with nothing to settle; a
-        # guard of the caller's may meter every response, so it is always settled.
-        self._engine_settle = getattr(type(self.guard), "settle", None) is Guard.settle
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(app={self.app!r}, guard={self.guard!r})"
@@ -230,7 +227,7 @@ class GuardrailWSGI:
             self.guard,
             decision,
             core.allow_headers(decision, quota),
-            not self._engine_settle or getattr(decision, "settles", True),
+            settle_needed(self.guard, decision),
         )
 
         def _start_response(
@@ -307,9 +304,8 @@ class _Watcher:
                 has_ratelimit = True
         self._sse = None
         self._json = None
-        if self._done:  # nothing to settle (see ``Decision.settles``): the response is not read
-            pass
-        elif self.status is not None and 200 <= self.status < 300:
+        # Done from the start: nothing to settle (``settle_needed``), so the response is not read.
+        if not self._done and self.status is not None and 200 <= self.status < 300:
             if content_type.startswith("text/event-stream"):
                 self._sse = SSEUsageScanner()
             elif "json" in content_type:

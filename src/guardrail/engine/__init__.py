@@ -6,7 +6,7 @@ for the contract (``Guard``, ``AsyncGuard``, ``RequestFacts``, ``Decision``, ``A
 
 from __future__ import annotations
 
-from ._guard import AsyncGuard, Guard, open_store
+from ._guard import AsyncGuard, Guard, open_store, settle_needed
 from ._linkage import Cluster, GroupFeatures, LinkageSettings
 from ._memory import MemoryEngineStore
 from ._policy import Policy, Rule
@@ -46,4 +46,5 @@ __all__ = [
     "TemplateStats",
     "analysis_report",
     "open_store",
+    "settle_needed",
 ]

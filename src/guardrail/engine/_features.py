@@ -140,11 +140,10 @@ class _SystemPart:
     """What a request's shingles need from a system text: its last two word hashes and the ``limit``
     smallest distinct hashes of its own trigrams (none beyond those can be among the request's smallest)."""
 
-    __slots__ = ("smallest", "tail", "words")
+    __slots__ = ("smallest", "tail")
 
     def __init__(self, words: list[bytes], limit: int) -> None:
         a = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
-        self.words = len(words)
         self.tail = a[-2:].copy()
         self.tail.setflags(write=False)
         self.smallest = np.array(_smallest_distinct(_mix(a), limit), dtype=np.uint64)

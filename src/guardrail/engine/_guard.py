@@ -29,7 +29,7 @@ from ._stores import engine_store_from_uri
 from ._types import Action, Decision, Event, RequestFacts
 from .store import AccountProfile, ClusterTable, ClusterVerdict, EngineStore, Observed, StoreSettings
 
-__all__ = ["AsyncGuard", "Guard", "open_store"]
+__all__ = ["AsyncGuard", "Guard", "open_store", "settle_needed"]
 
 
 def open_store(
@@ -406,3 +406,12 @@ class AsyncGuard(_Base):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def settle_needed(guard: object, decision: object) -> bool:
+    """Must an adapter read the response's usage and settle ``decision`` with ``guard``? Always for a guard
+    of the caller's (any other object with ``settle``, or a subclass overriding it: it may meter every
+    response); for the engine's own only when the decision charged a bucket (``Decision.settles``)."""
+    if getattr(type(guard), "settle", None) not in (Guard.settle, AsyncGuard.settle):
+        return True
+    return bool(getattr(decision, "settles", True))

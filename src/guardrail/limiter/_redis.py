@@ -487,10 +487,11 @@ class RedisStore:
 
     @property
     def shares_round_trips(self) -> bool:
-        """True when :meth:`decide_after` can send two commands in one round trip (not on Cluster, whose
-        keys of different slots live on different nodes, nor through a client that must use
-        ``execute_command``)."""
-        return not self.cluster
+        """True when :meth:`decide_after` can send two commands in one round trip: not on Cluster (keys of
+        different slots live on different nodes), nor through a client that must go through
+        ``execute_command`` (configured with retries, so that its retry policy applies, or single-connection).
+        Creates the sync client if needed (no connection is made)."""
+        return not self.cluster and self._sync().pool is not None
 
     def _pair(
         self,
@@ -518,17 +519,14 @@ class RedisStore:
         answered an error) and the decision (a ``StorageError`` instance when its script failed).
 
         A script that answered NOSCRIPT did not run: it is loaded and sent again alone, so neither runs
-        twice. A socket error or timeout raises StorageError (neither answer is known). A client that must
-        go through ``execute_command`` (configured with retries, single-connection) sends the two one
-        after the other instead: the same answers in two round trips.
+        twice. A socket error or timeout raises StorageError (neither answer is known). Only where
+        :attr:`shares_round_trips` (ValueError otherwise).
         """
         if not self.shares_round_trips or not requests:
-            raise ValueError("decide_after needs a non-Cluster store and at least one bucket")
+            raise ValueError("decide_after needs a store that shares round trips and at least one bucket")
         with self._wrapped():
             entry = self._sync()
             pool = entry.pool
-            if pool is None:
-                return self._one_by_one(entry.client, first), self._guarded(mode, requests, now)
             conn = pool.get_connection(*entry.get_args)
             try:
                 head, packed = self._pair(first, mode, requests, now, conn)
@@ -555,12 +553,12 @@ class RedisStore:
     ) -> tuple[Any, MultiResult | StorageError]:
         """:meth:`decide_after` on this event loop's client."""
         if not self.shares_round_trips or not requests:
-            raise ValueError("decide_after needs a non-Cluster store and at least one bucket")
+            raise ValueError("decide_after needs a store that shares round trips and at least one bucket")
         with self._wrapped():
             entry = await self._aentry()
             pool = entry.pool
-            if pool is None:
-                return await self._aone_by_one(entry.client, first), await self._aguarded(mode, requests, now)
+            if pool is None:  # an asyncio client built with other options than the sync one
+                raise ValueError("decide_after needs a client with a connection pool")
             conn = await pool.get_connection(*entry.get_args)
             try:
                 head, packed = self._pair(first, mode, requests, now, conn)
@@ -594,46 +592,6 @@ class RedisStore:
 
     def _source(self, first: tuple[str | bytes, str, Sequence[bytes], Sequence[Any]], i: int) -> str | bytes:
         return first[0] if i == 0 else _wire.source(self._sha)
-
-    @staticmethod
-    def _one_by_one(client: Any, first: tuple[str | bytes, str, Sequence[bytes], Sequence[Any]]) -> Any:
-        source, sha, keys, args = first
-        try:
-            return client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-        except NoScriptError:
-            client.script_load(source)
-            return client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-        except ResponseError as err:
-            return err
-
-    @staticmethod
-    async def _aone_by_one(
-        client: Any, first: tuple[str | bytes, str, Sequence[bytes], Sequence[Any]]
-    ) -> Any:
-        source, sha, keys, args = first
-        try:
-            return await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(source)
-            return await client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-        except ResponseError as err:
-            return err
-
-    def _guarded(
-        self, mode: str, requests: Sequence[BucketRequest], now: float | None
-    ) -> MultiResult | StorageError:
-        try:
-            return self.decide(mode, requests, now)
-        except StorageError as err:
-            return err
-
-    async def _aguarded(
-        self, mode: str, requests: Sequence[BucketRequest], now: float | None
-    ) -> MultiResult | StorageError:
-        try:
-            return await self.adecide(mode, requests, now)
-        except StorageError as err:
-            return err
 
     @staticmethod
     def _read(conn: Any) -> Any:
