@@ -384,14 +384,19 @@ def test_redis_killed_mid_run_keeps_serving() -> None:
     port = free_port()
     redis_proc = start_redis_server(port)
     try:
-        s = uvicorn_e2e({"E2E_RPM": "1000", "E2E_STORAGE": f"redis://127.0.0.1:{port}/0"})
+        s = uvicorn_e2e({"E2E_RPM": "6", "E2E_STORAGE": f"redis://127.0.0.1:{port}/0"})
         try:
             client = oa(s, "sk-r")
             assert client.chat.completions.create(model="toy-1", messages=MESSAGES).choices  # type: ignore[arg-type]
             redis_proc.kill()
             redis_proc.wait(timeout=5)
-            for _ in range(5):  # the limiter's failure policy ("local") answers; nothing breaks
-                assert client.chat.completions.create(model="toy-1", messages=MESSAGES).choices  # type: ignore[arg-type]
+            # The limiter's failure policy ("local": a share of each limit in process) answers for the
+            # engine store too: honest calls go on, and a flooding key is still held to a quota.
+            assert oa(s, "sk-other").chat.completions.create(model="toy-1", messages=MESSAGES).choices  # type: ignore[arg-type]
+            flood = oa(s, "sk-flood")
+            with pytest.raises(openai.RateLimitError):
+                for _ in range(12):
+                    flood.chat.completions.create(model="toy-1", messages=MESSAGES)  # type: ignore[arg-type]
         finally:
             s.stop()
     finally:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from guardrail.engine import Action, AsyncGuard, Guard, Policy, RequestFacts
+from guardrail.engine import STORE_DOWN_REASON, Action, AsyncGuard, Guard, Policy, RequestFacts
 from guardrail.engine.redis_store import RedisEngineStore
 from guardrail.engine.store import ClusterTable, ClusterVerdict
-from guardrail.limiter import BucketRequest, Limit, Limiter, StorageError
+from guardrail.limiter import BucketRequest, Limit, Limiter
 
 BODY = b'{"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hello there"}]}'
 QUOTA = Limit(rate=0.001, burst=3.0)
@@ -179,19 +179,19 @@ def test_a_lost_script_cache_is_reloaded(store: RedisEngineStore, redis_url: str
     guard.close()
 
 
-def test_a_dead_server_fails_like_observe_and_counts_against_the_breaker() -> None:
-    # As when observe fails alone: StorageError out of check (an adapter passes the request through and
-    # logs); the limiter's breaker counts each failure, and once open the two-call path takes over.
+def test_a_dead_server_degrades_like_observe_and_counts_against_the_breaker() -> None:
+    # As when observe fails alone: the request is decided on the limiter's failure policy (here "local",
+    # the default: the quota from an in-process share); the limiter's breaker counts each failure.
     dead = RedisEngineStore("redis://127.0.0.1:1/0", prefix="dead", socket_connect_timeout=0.2)
     limiter = Limiter(dead.limiter_store)
     guard = Guard(dead, limiter=limiter, secret=b"s" * 32, recluster_interval=3600)
     assert guard._together and limiter.breaker is not None
     for _ in range(limiter.breaker.threshold):
-        with pytest.raises(StorageError):
-            guard.check(_facts("gina"), extra=_quota("gina", "p"))
+        decision = guard.check(_facts("gina"), extra=_quota("gina", "p"))
+        assert STORE_DOWN_REASON in decision.reasons
     assert limiter.breaker.state == "open"
-    with pytest.raises(StorageError):  # observe alone still fails; the quota would get the fallback
-        guard.check(_facts("gina"), extra=_quota("gina", "p"))
+    decision = guard.check(_facts("gina"), extra=_quota("gina", "p"))
+    assert STORE_DOWN_REASON in decision.reasons  # the fallback share of the quota decides
     guard.close()
 
 

@@ -85,32 +85,46 @@ class Watch:
 
 
 class _LoopWatch:
-    """The watches of one event loop and its tick (each loop ticks on its own thread, never another's)."""
+    """The watches of one event loop and its tick (each loop ticks on its own thread, never another's).
 
-    __slots__ = ("handle", "loop", "period", "reads")
+    Holds its loop weakly and not its timer handle (which refers to the loop): the watchdog keys these by
+    loop in a weak dictionary, and a value that kept its key alive would keep every loop that ever served a
+    request (one ``asyncio.run`` per call, test clients) alive for good.
+    """
+
+    __slots__ = ("_loop", "armed", "period", "reads")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, period: float) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)
         self.period = period
         self.reads: set[Watch] = set()
-        self.handle: asyncio.TimerHandle | None = None
+        self.armed = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop()
 
     def add(self, watch: Watch) -> None:
         self.reads.add(watch)
-        if self.handle is None:
-            self.handle = self.loop.call_later(self.period, self.tick)
+        if not self.armed:
+            loop = self._loop()
+            if loop is not None:
+                loop.call_later(self.period, self.tick)
+                self.armed = True
 
     def tick(self) -> None:
-        self.handle = None
-        if not self.reads:
+        self.armed = False
+        loop = self._loop()
+        if not self.reads or loop is None:
             return
-        now = self.loop.time()
+        now = loop.time()
         for watch in [w for w in self.reads if w.deadline <= now]:
             self.reads.discard(watch)
             watch.fired = True
             watch.task.cancel()
         if self.reads:
-            self.handle = self.loop.call_later(self.period, self.tick)
+            loop.call_later(self.period, self.tick)
+            self.armed = True
 
 
 class Watchdog:
@@ -156,7 +170,7 @@ class Watchdog:
     def rearm(watch: Watch, timeout: float) -> None:
         """Watch the same task again with a new deadline (one ``Watch`` serves a request's steps)."""
         owner = watch.owner
-        watch.deadline = owner.loop.time() + timeout
+        watch.deadline = watch.task.get_loop().time() + timeout
         watch.fired = False
         owner.add(watch)
 

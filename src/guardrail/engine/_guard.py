@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from typing import Any
 
 from guardrail.limiter import BucketRequest, Limiter, MultiResult, StorageError
 from guardrail.limiter._gcra import CONSUME
+from guardrail.limiter._result import FAIL_CLOSED, BucketResult
 
 from ._core import Core, Prepared
 from ._linkage import Cluster, LinkageSettings
@@ -29,7 +31,16 @@ from ._stores import engine_store_from_uri
 from ._types import Action, Decision, Event, RequestFacts
 from .store import AccountProfile, ClusterTable, ClusterVerdict, EngineStore, Observed, StoreSettings
 
-__all__ = ["AsyncGuard", "Guard", "open_store", "settle_needed"]
+__all__ = ["STORE_DOWN_REASON", "AsyncGuard", "Guard", "open_store", "settle_needed"]
+
+logger = logging.getLogger("guardrail.engine")
+
+#: The (server-side) reason on a decision taken while the engine store was unreachable.
+STORE_DOWN_REASON = "engine store unavailable: limits only"
+#: After a failed engine-store call, live requests skip the store for this long, doubling per failure.
+_STORE_BACKOFF = (0.5, 30.0)
+#: At most one warning about an unreachable engine store per this many seconds.
+_STORE_WARN_EVERY = 10.0
 
 
 def open_store(
@@ -66,6 +77,13 @@ def _with_extra(
 
 def _negated(requests: Sequence[BucketRequest]) -> list[BucketRequest]:
     return [BucketRequest(r.key, r.limit, -r.cost) for r in requests]
+
+
+def _blind(prepared: Prepared) -> Observed:
+    """What a request is taken to be when the engine store cannot be asked: no parts, no cluster."""
+    obs = prepared.obs
+    profile = AccountProfile(account=obs.account, first_seen=obs.ts, last_seen=obs.ts)
+    return Observed((), profile, None, None, None, -1, 0)
 
 
 def _early_stands(action: Action, asked: list[BucketRequest], ahead: list[BucketRequest]) -> bool:
@@ -121,6 +139,49 @@ class _Base:
         )
         self.recluster_interval = float(recluster_interval)
         self._owner = uuid.uuid4().hex
+        # Engine-store outage (live traffic only): until this monotonic time requests skip the store.
+        self._store_down_until = 0.0
+        self._store_backoff = 0.0
+        self._store_warned = -_STORE_WARN_EVERY
+
+    def _store_up(self, prepared: Prepared) -> bool:
+        """Whether to call the engine store for this request (always for a replay: it must not degrade)."""
+        return prepared.offline or time.monotonic() >= self._store_down_until
+
+    def _store_failed(self, prepared: Prepared, exc: StorageError) -> Observed:
+        """A live request whose engine store is unreachable: decided on the limiter alone, whose failure
+        policy then applies to its buckets (``local``: a share of each limit in process; ``closed``: refuse;
+        ``open``: allow). The store is skipped for a backoff, so an outage costs no timeout per request.
+        Nothing is learnt from such requests; detection resumes with the store."""
+        if prepared.offline:
+            raise exc
+        now = time.monotonic()
+        self._store_backoff = min(_STORE_BACKOFF[1], max(_STORE_BACKOFF[0], 2 * self._store_backoff))
+        self._store_down_until = now + self._store_backoff
+        if now - self._store_warned >= _STORE_WARN_EVERY:
+            self._store_warned = now
+            logger.warning(
+                "guardrail engine store unavailable (%s); deciding on limits only, retrying in %.1fs",
+                exc,
+                self._store_backoff,
+            )
+        return _blind(prepared)
+
+    def _closed(
+        self, blind: bool, action: Action, result: MultiResult | None
+    ) -> tuple[Action, MultiResult | None]:
+        """Under the ``closed`` failure policy a live request is refused while the engine store is down
+        (whatever its buckets said: protection first), retrying when the store is next tried."""
+        if not blind or self.limiter.failure != "closed" or action is Action.BLOCK:
+            return action, result
+        retry = max(0.5, self._store_down_until - time.monotonic())
+        closed = BucketResult("engine-store", False, 0.0, retry, retry, 1.0, FAIL_CLOSED)
+        return Action.THROTTLE, MultiResult(False, (closed,))
+
+    def _store_ok(self) -> None:
+        if self._store_backoff:
+            self._store_backoff = 0.0
+            logger.warning("guardrail engine store reachable again")
 
     def _ahead(
         self, prepared: Prepared, extra: Sequence[BucketRequest]
@@ -186,19 +247,31 @@ class Guard(_Base):
         extras, now, ahead, direct = self._ahead(prepared, extra)
         early: MultiResult | None = None
         limiter = self.limiter
-        if direct:
+        blind = not self._store_up(prepared)
+        if blind:
+            observed = _blind(prepared)
+        elif direct:
             # One round trip: observe, then the buckets known before it (the limiter shares its Redis).
             try:
                 observed, outcome = self.store.observe_deciding(  # type: ignore[attr-defined]
                     prepared.obs, CONSUME, ahead, now
                 )
-            except StorageError:
+            except StorageError as exc:
                 limiter.direct_failed()
-                raise
-            early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
+                observed, blind = self._store_failed(prepared, exc), True
+            else:
+                early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
+                self._store_ok()
         else:
-            observed = self.store.observe(prepared.obs)
+            try:
+                observed = self.store.observe(prepared.obs)
+            except StorageError as exc:
+                observed, blind = self._store_failed(prepared, exc), True
+            else:
+                self._store_ok()
         verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras)
+        if blind:
+            reasons.append(STORE_DOWN_REASON)
         result: MultiResult | None
         if early is not None and _early_stands(action, asked, ahead):
             result = early
@@ -208,9 +281,12 @@ class Guard(_Base):
                 # decide all of the request's buckets together, all or none, as a single call would.
                 limiter.settle(_negated(ahead), now=now)
             result = limiter.consume_many(asked, now=now) if asked else None
-        decision = core.decide(
-            prepared, observed, verdict, action, reasons, charged, result, len(asked) - len(charged)
-        )
+        extra_n = len(asked) - len(charged)
+        if blind:
+            closed_action, closed = self._closed(blind, action, result)
+            if closed is not result:
+                action, result, extra_n = closed_action, closed, 0
+        decision = core.decide(prepared, observed, verdict, action, reasons, charged, result, extra_n)
         self._schedule(prepared, observed.accounts)
         return decision
 
@@ -306,18 +382,30 @@ class AsyncGuard(_Base):
         extras, now, ahead, direct = self._ahead(prepared, extra)
         early: MultiResult | None = None
         limiter = self.limiter
-        if direct:
+        blind = not self._store_up(prepared)
+        if blind:
+            observed = _blind(prepared)
+        elif direct:
             try:
                 observed, outcome = await self.store.aobserve_deciding(  # type: ignore[attr-defined]
                     prepared.obs, CONSUME, ahead, now
                 )
-            except StorageError:
+            except StorageError as exc:
                 limiter.direct_failed()
-                raise
-            early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
+                observed, blind = self._store_failed(prepared, exc), True
+            else:
+                early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
+                self._store_ok()
         else:
-            observed = await self.store.aobserve(prepared.obs)
+            try:
+                observed = await self.store.aobserve(prepared.obs)
+            except StorageError as exc:
+                observed, blind = self._store_failed(prepared, exc), True
+            else:
+                self._store_ok()
         verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras)
+        if blind:
+            reasons.append(STORE_DOWN_REASON)
         result: MultiResult | None
         if early is not None and _early_stands(action, asked, ahead):
             result = early
@@ -325,9 +413,12 @@ class AsyncGuard(_Base):
             if early is not None and early.allowed:
                 await limiter.asettle(_negated(ahead), now=now)
             result = await limiter.aconsume_many(asked, now=now) if asked else None
-        decision = core.decide(
-            prepared, observed, verdict, action, reasons, charged, result, len(asked) - len(charged)
-        )
+        extra_n = len(asked) - len(charged)
+        if blind:
+            closed_action, closed = self._closed(blind, action, result)
+            if closed is not result:
+                action, result, extra_n = closed_action, closed, 0
+        decision = core.decide(prepared, observed, verdict, action, reasons, charged, result, extra_n)
         if prepared.offline:
             if core.due(prepared.obs.ts, observed.accounts):
                 await self.recluster(prepared.obs.ts)
