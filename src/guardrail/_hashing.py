@@ -20,6 +20,11 @@ def default_secret() -> bytes:
     return value.encode("utf-8") if value else _DEFAULT_SECRET
 
 
+def is_default_secret(secret: bytes) -> bool:
+    """Whether ``secret`` is the fixed public default (digests under it can be reversed by guessing)."""
+    return secret == _DEFAULT_SECRET
+
+
 def hash_identifier(raw: str | bytes, secret: bytes, *, namespace: str = "id") -> str:
     """A 128-bit keyed digest of ``raw`` as 32 hex characters, separated by ``namespace``."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw

@@ -207,7 +207,7 @@ def test_redis_quota_in_the_engine_call(redis_url: str) -> None:
     async def run() -> tuple[list[int], int]:
         guard = AsyncGuard("memory://", limiter=redis_url, secret=secret())
         counted = Counted(guard.limiter)
-        mw = Guardrail(reply_app(), guard=guard, account_rpm=2, secret=secret())  # fresh quota keys
+        mw = Guardrail(reply_app(), guard=guard, account_rpm=2)  # the guard's fresh secret: fresh quota keys
         try:
             statuses = [await drive(mw, "alice") for _ in range(3)]
         finally:

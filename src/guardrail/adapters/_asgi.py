@@ -41,7 +41,9 @@ from ._usage import SSEUsageScanner, usage_from_json
 _T = TypeVar("_T")
 
 #: The headers identity reads (API keys, forwarding chain), as ASGI gives them: lower-case bytes.
-_IDENTITY = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key", b"x-forwarded-for", b"forwarded"})
+_IDENTITY = frozenset(
+    {b"authorization", b"x-api-key", b"x-goog-api-key", b"api-key", b"x-forwarded-for", b"forwarded"}
+)
 
 
 async def _send_refusal(send: Send, r: Refusal) -> None:
@@ -119,6 +121,7 @@ class Guardrail:
             secret=self.core.secret,
             options=guard_options,
         )
+        self.core.adopt_guard(self.guard)
         self.core.attach_quota(account_rpm, self.guard)
         self._watchdog = Watchdog(min(self.core.body_timeout, self.core.check_timeout))
 
@@ -131,6 +134,12 @@ class Guardrail:
             return
         path: str = scope.get("path", "")
         provider = self.core.routes.match(path)
+        if provider is None:
+            # Mounted under a prefix (``Mount("/api", ...)``, ``root_path``): the app's own router sees
+            # the path without it, so a route copied from the app must match that too.
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root) and len(path) > len(root):
+                provider = self.core.routes.match(path[len(root) :])
         if provider is None:
             await self.app(scope, receive, send)
             return

@@ -8,8 +8,10 @@ keyword arguments as ``guard_options``. ``account_rpm`` is the adapter's own req
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, overload
 
 from ..engine import AsyncGuard, Guard, Policy
@@ -22,6 +24,46 @@ def _check_rpm(account_rpm: float | None) -> None:
         raise ValueError(f"account_rpm must be a number of requests per minute, got {account_rpm!r}")
     if not (math.isfinite(account_rpm) and account_rpm > 0):
         raise ValueError(f"account_rpm must be positive and finite, got {account_rpm!r}")
+
+
+def is_async_callable(fn: object) -> bool:
+    """``async def`` functions and methods, and objects whose ``__call__`` is one (``functools.partial``
+    of either included)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 (an instance's __call__, not callable())
+    return not inspect.isfunction(fn) and not inspect.ismethod(fn) and inspect.iscoroutinefunction(call)
+
+
+def _plain_function(fn: object) -> bool:
+    """A ``def`` (not ``async def``) function or method: one whose result is known not to be awaited."""
+    return (inspect.isfunction(fn) or inspect.ismethod(fn)) and not inspect.iscoroutinefunction(fn)
+
+
+def check_sync_callable(fn: Callable[..., Any] | None, name: str, what: str) -> None:
+    """Reject an ``async def`` where a middleware calls ``fn`` inline and uses its result."""
+    if fn is not None and is_async_callable(fn):
+        raise ValueError(f"{name} must be a plain function (it runs inline on every request): {what}")
+
+
+def _check_guard_kind(guard: Any, asynchronous: bool) -> None:
+    """The ASGI middleware awaits ``check``/``settle``; the WSGI one calls them: a guard of the other kind
+    would fail every request (and fail open), so it is refused here."""
+    check, settle = guard.check, guard.settle
+    if asynchronous:
+        wrong = isinstance(guard, Guard) or _plain_function(check) or _plain_function(settle)
+        if wrong:
+            raise ValueError(
+                f"the ASGI middleware needs an AsyncGuard (async def check() and settle()), "
+                f"got {type(guard).__name__}; use AsyncGuard(...) or GuardrailWSGI"
+            )
+    elif isinstance(guard, AsyncGuard) or is_async_callable(check) or is_async_callable(settle):
+        raise ValueError(
+            f"the WSGI middleware needs a Guard (plain def check() and settle()), "
+            f"got {type(guard).__name__}; use Guard(...) or the ASGI Guardrail"
+        )
 
 
 @overload
@@ -72,6 +114,7 @@ def resolve_guard(
                 else "a Guard (check() and settle())"
             )
             raise ValueError(f"guard must be {kind}")
+        _check_guard_kind(guard, asynchronous)
         return guard
     uri = "memory://" if storage is None else storage
     if not isinstance(uri, str) or "://" not in uri:

@@ -6,15 +6,17 @@ pure function of one request, so the two twins behave the same by construction.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from .._hashing import default_secret, hash_identifier
-from ..engine import Action, Decision, RequestFacts
+from .._hashing import default_secret, hash_identifier, is_default_secret
+from ..engine import Action, AsyncGuard, Decision, Guard, MemoryEngineStore, RequestFacts
 from ..limiter import Limiter, MultiResult
+from ._build import check_sync_callable
 from ._events import GuardrailEvent, OnEvent, emit, log_failure, logger
 from ._identity import Identify, RequestView, TrustedProxies, api_key
 from ._quota import RequestQuota, carries_extra
@@ -32,20 +34,42 @@ DEFAULT_CHECK_TIMEOUT = 5.0
 #: The largest JSON response kept (as a side copy) to read its ``usage``.
 MAX_USAGE_BODY = 2 * 1024 * 1024
 
-_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
 _OUTCOME = {Action.THROTTLE: "throttled", Action.BLOCK: "blocked"}
+
+
+_warned_secret = False
+
+
+def _shares_state(guard: object) -> bool:
+    """An engine guard whose state (keyed by hashes under the secret) lives outside this process."""
+    if not isinstance(guard, (Guard, AsyncGuard)):
+        return False
+    return not (isinstance(guard.store, MemoryEngineStore) and guard.limiter.local)
+
+
+def _warn_default_secret() -> None:
+    global _warned_secret
+    if not _warned_secret:
+        _warned_secret = True
+        logger.warning(
+            "guardrail: GUARDRAIL_SECRET is not set; account and address hashes in the shared store use "
+            "the public default key and can be reversed by guessing keys (set it, the same on every worker)"
+        )
 
 
 class Core:
     """Validated, precomputed settings plus the per-request pure logic."""
 
     __slots__ = (
+        "_explicit_secret",
         "body_timeout",
         "check_timeout",
         "expose_engine_limits",
         "headers_on_allow",
         "identify",
         "max_body_bytes",
+        "namespace",
         "observe_only",
         "on_event",
         "on_oversize",
@@ -88,6 +112,9 @@ class Core:
             raise ValueError(f"check_timeout must be positive and finite, got {check_timeout!r}")
         if identify is not None and not callable(identify):
             raise ValueError("identify must be a callable taking a RequestView")
+        check_sync_callable(
+            identify, "identify", "it returns the account for a RequestView (do async lookups in your auth)"
+        )
         if on_event is not None and not callable(on_event):
             raise ValueError("on_event must be a callable taking a GuardrailEvent")
         if secret is not None and not isinstance(secret, (str, bytes)):
@@ -109,10 +136,28 @@ class Core:
         if isinstance(secret, str):
             secret = secret.encode("utf-8")
         self.secret: bytes = secret if secret else default_secret()
+        self._explicit_secret = bool(secret)
+        #: The engine's key namespace (``AsyncGuard(namespace=...)``): the request quota's keys use it too.
+        self.namespace = "gr"
         self.quota: RequestQuota | None = None
         #: Whether the quota's bucket rides in the guard's own limiter call (``check(..., extra=...)``)
         #: rather than a second call of its own.
         self.quota_in_check = False
+
+    def adopt_guard(self, guard: object) -> None:
+        """Take the engine guard's secret and namespace, so events, logs and the quota's keys hash an
+        account as the engine and its reports do (a different ``secret=`` here is a mistake: refused)."""
+        engine = guard.core if isinstance(guard, (Guard, AsyncGuard)) else None
+        if engine is not None:
+            if self._explicit_secret and engine.secret != self.secret:
+                raise ValueError(
+                    "secret= differs from the guard's own secret: pass it to the guard only "
+                    "(AsyncGuard(..., secret=...)), so every hash of an account is the same"
+                )
+            self.secret = engine.secret
+            self.namespace = engine.namespace
+        if is_default_secret(self.secret) and _shares_state(guard):
+            _warn_default_secret()
 
     def attach_quota(self, account_rpm: float | None, guard: object) -> None:
         """Enforce ``account_rpm`` on the guard's limiter (its store and failure policy), if any."""
@@ -121,7 +166,7 @@ class Core:
         limiter = getattr(guard, "limiter", None)
         if not isinstance(limiter, Limiter):
             limiter = Limiter("memory://")
-        self.quota = RequestQuota(account_rpm, limiter, self.secret)
+        self.quota = RequestQuota(account_rpm, limiter, self.secret, self.namespace)
         self.quota_in_check = carries_extra(guard) and limiter is getattr(guard, "limiter", None)
 
     # -- identity ---------------------------------------------------------------------------------
@@ -147,6 +192,15 @@ class Core:
                 secrets += [part for value in secrets for part in value.split()]
                 log_failure(
                     "identify callable raised; using the API key", exc, (*secrets, api_key(headers, query))
+                )
+                account = None
+            if inspect.isawaitable(account):  # an async identify slipped past the constructor
+                if inspect.iscoroutine(account):
+                    account.close()
+                log_failure(
+                    "identify callable returned an awaitable; using the API key",
+                    TypeError("identify must return the account, not an awaitable"),
+                    (),
                 )
                 account = None
             if account is not None and not isinstance(account, str):

@@ -5,6 +5,8 @@ Identifiers appear only as keyed hashes, and nothing here is ever sent to the cl
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import traceback
 from collections.abc import Callable, Mapping
@@ -71,9 +73,37 @@ def emit(event: GuardrailEvent, hook: OnEvent | None) -> None:
             logger.debug("guardrail event could not be logged", exc_info=True)
     if hook is not None:
         try:
-            hook(event)
+            result = hook(event)
         except Exception:
             logger.exception("guardrail on_event hook raised; ignored")
+            return
+        if inspect.isawaitable(result):
+            _schedule(result)
+
+
+#: Tasks of ``async def`` hooks still running (the loop keeps only weak references to its tasks).
+_hook_tasks: set[asyncio.Future[Any]] = set()
+
+
+def _schedule(result: Any) -> None:
+    """An ``async def`` hook (ASGI): run on the current loop as a task of its own, off the request path;
+    its exception is logged. Without a running loop (WSGI rejects such hooks up front) it is dropped."""
+    try:
+        task = asyncio.ensure_future(result)
+    except (RuntimeError, TypeError):
+        if inspect.iscoroutine(result):
+            result.close()
+        logger.warning("guardrail on_event hook returned an awaitable outside an event loop; dropped")
+        return
+    _hook_tasks.add(task)
+    task.add_done_callback(_hook_done)
+
+
+def _hook_done(task: asyncio.Future[Any]) -> None:
+    _hook_tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        logger.error("guardrail on_event hook raised; ignored", exc_info=exc)
 
 
 def log_failure(what: str, exc: BaseException, secrets: tuple[str | None, ...]) -> str:

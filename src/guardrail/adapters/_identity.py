@@ -60,12 +60,13 @@ def api_key(headers: Iterable[tuple[str, str]], query: str = "", provider: str =
     """The request's API key from the usual provider headers (first line of each wins), else ``None``.
 
     When several credential headers are present, the one the route's own API reads comes first
-    (``Authorization`` for OpenAI, ``x-api-key`` for Anthropic, ``x-goog-api-key`` / ``?key=`` for
-    Gemini): otherwise a client could authenticate with one header while a fresh random value in another
-    gave it a new, empty budget on every request. Only the first ``Authorization`` line counts (it is the
-    one the app reads); a scheme other than Bearer counts as a whole (``"Basic ..."``).
+    (``Authorization`` then Azure's ``api-key`` for OpenAI, ``x-api-key`` for Anthropic,
+    ``x-goog-api-key`` / ``?key=`` for Gemini): otherwise a client could authenticate with one header
+    while a fresh random value in another gave it a new, empty budget on every request. Only the first
+    ``Authorization`` line counts (it is the one the app reads); a scheme other than Bearer counts as a
+    whole (``"Basic ..."``).
     """
-    bearer = x_api_key = goog = None
+    bearer = x_api_key = goog = azure = None
     seen_authorization = False
     for key, value in headers:
         if key == "authorization" and not seen_authorization:
@@ -81,12 +82,14 @@ def api_key(headers: Iterable[tuple[str, str]], query: str = "", provider: str =
             x_api_key = value.split(",", 1)[0].strip() or None
         elif key == "x-goog-api-key" and goog is None:
             goog = value.split(",", 1)[0].strip() or None
+        elif key == "api-key" and azure is None:  # Azure OpenAI's header
+            azure = value.split(",", 1)[0].strip() or None
     if provider == "anthropic":
-        found = x_api_key or bearer or goog
+        found = x_api_key or bearer or goog or azure
     elif provider == "gemini":
-        found = goog or _query_key(query) or bearer or x_api_key
+        found = goog or _query_key(query) or bearer or x_api_key or azure
     else:
-        found = bearer or x_api_key or goog
+        found = bearer or azure or x_api_key or goog
     if found is None and provider != "gemini":
         found = _query_key(query)
     return found

@@ -28,22 +28,23 @@ REASON = EXTRA_REASON
 class RequestQuota:
     """One token bucket per account: ``rpm / 60`` requests per second, burst ``rpm``."""
 
-    __slots__ = ("limit", "limiter", "rpm", "secret")
+    __slots__ = ("limit", "limiter", "namespace", "rpm", "secret")
 
-    def __init__(self, rpm: float, limiter: Limiter, secret: bytes) -> None:
+    def __init__(self, rpm: float, limiter: Limiter, secret: bytes, namespace: str = "gr") -> None:
         if isinstance(rpm, bool) or not isinstance(rpm, (int, float)) or not (math.isfinite(rpm) and rpm > 0):
             raise ValueError(f"account_rpm must be positive and finite, got {rpm!r}")
         self.rpm = float(rpm)
         self.limit = Limit(rate=self.rpm / 60.0, burst=max(1.0, self.rpm))
         self.limiter = limiter
         self.secret = secret
+        self.namespace = namespace
 
     def __repr__(self) -> str:
         return f"RequestQuota(rpm={self.rpm:g})"
 
     def request(self, account: str) -> list[BucketRequest]:
         digest = hash_identifier(account, self.secret, namespace="account")
-        return [BucketRequest(f"gr:rpm:{digest}", self.limit, 1.0)]
+        return [BucketRequest(f"{self.namespace}:rpm:{digest}", self.limit, 1.0)]
 
     def consume(self, account: str) -> MultiResult:
         return self.limiter.consume_many(self.request(account))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine import Decision, Guard, settle_needed
 from ..limiter import MultiResult
 from ._body import parse_length
-from ._build import resolve_guard
+from ._build import check_sync_callable, resolve_guard
 from ._core import DEFAULT_BODY_TIMEOUT, DEFAULT_CHECK_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
 from ._events import OnEvent, log_failure, logger
 from ._identity import Identify
@@ -93,8 +93,15 @@ def _read(environ: WSGIEnvironment, max_bytes: int) -> tuple[str, bytes]:
     return "complete", body
 
 
+#: Headers a WSGI application may not set (PEP 3333: hop-by-hop; wsgiref and waitress assert on them).
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailers",
+     b"transfer-encoding", b"upgrade"}
+)  # fmt: skip
+
+
 def _respond(start_response: StartResponse, r: Refusal) -> list[bytes]:
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in r.headers]
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in r.headers if k not in _HOP_BY_HOP]
     start_response(_STATUS_LINES.get(r.status, f"{r.status} Error"), headers)
     return [r.body]
 
@@ -153,6 +160,10 @@ class GuardrailWSGI:
             secret=self.core.secret,
             options=guard_options,
         )
+        self.core.adopt_guard(self.guard)
+        check_sync_callable(
+            on_event, "on_event", "the WSGI middleware calls it inline (hand slow work to a queue or thread)"
+        )
         self.core.attach_quota(account_rpm, self.guard)
 
     def __repr__(self) -> str:
@@ -161,8 +172,11 @@ class GuardrailWSGI:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
-        path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+        script = environ.get("SCRIPT_NAME") or ""
+        path = script + (environ.get("PATH_INFO") or "")
         provider = self.core.routes.match(path)
+        if provider is None and script:  # mounted: a route copied from the app matches PATH_INFO too
+            provider = self.core.routes.match(environ.get("PATH_INFO") or "")
         if provider is None:
             return self.app(environ, start_response)
         return self._inspect(environ, start_response, path, provider)

@@ -5,10 +5,13 @@ calls (sync or async) around these steps.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import xxhash
 
 from guardrail._hashing import default_secret, hash_identifier
 from guardrail.limiter import BucketRequest, MultiResult
@@ -25,6 +28,7 @@ _ALLOW_REASONS: tuple[str, ...] = ()
 #: The reason given when a caller's extra bucket (``check(..., extra=...)``) refused the request; the same
 #: words as the adapter's ``account_rpm`` quota, which is what such buckets are for.
 EXTRA_REASON = "account over its request quota"
+_ID_SEED = int.from_bytes(os.urandom(8), "little")
 #: Raw ids kept for an offline report at most (beyond it, later accounts are reported by their hash).
 _MAX_RAW_IDS = 1_000_000
 
@@ -83,7 +87,7 @@ class Core:
         self.on_event = on_event
         self.keep_samples = keep_samples
         self.clock = clock
-        self._ids: OrderedDict[str, str] = OrderedDict()
+        self._ids: OrderedDict[int, str] = OrderedDict()
         #: hashed id -> raw id, kept only with keep_samples (offline reports map ids back in memory).
         self.raw_ids: dict[str, str] = {}
         #: part -> redacted-later text sample, kept only with keep_samples.
@@ -98,10 +102,13 @@ class Core:
 
     # -- request path ---------------------------------------------------------------------------------
     def account_id(self, raw: str) -> str:
-        cached = self._ids.get(raw)
+        # The cache is keyed by a per-process seeded digest, never by the raw id (an API key must not sit
+        # in memory beyond its request); 128 bits make a collision, and so a wrong account, negligible.
+        key = xxhash.xxh3_128_intdigest(raw.encode("utf-8", "surrogatepass"), _ID_SEED)
+        cached = self._ids.get(key)
         if cached is None:
             cached = hash_identifier(raw, self.secret, namespace="account")
-            self._ids[raw] = cached
+            self._ids[key] = cached
             if len(self._ids) > 100_000:
                 self._ids.popitem(last=False)
             if self.keep_samples and len(self.raw_ids) < _MAX_RAW_IDS:

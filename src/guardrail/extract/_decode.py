@@ -36,9 +36,11 @@ def _decode(body: bytes | bytearray | memoryview) -> str | NoPrompt:
                 encoding, start = name, len(bom)
                 break
     if start == 0 and b"\x00" in raw[:4]:
-        # JSON starts with an ASCII character: NULs around it mean UTF-16/32 without a BOM, which
-        # would otherwise decode as UTF-8 into text with NULs and fail later with a puzzling reason.
-        return NoPrompt("body looks like UTF-16 or UTF-32 without a byte order mark; expected UTF-8")
+        # JSON starts with an ASCII character: NULs around it mean UTF-16/32 without a BOM. The app's
+        # ``json.loads(bytes)`` (Starlette's ``request.json()``, Flask's ``get_json``) reads such a body by
+        # the same rule (RFC 4627's NUL pattern), so it is read here too: refusing it would hand the app
+        # a prompt the engine never saw.
+        encoding = json.detect_encoding(raw)
     try:
         return str(memoryview(raw)[start:], encoding) if start else raw.decode(encoding)
     except UnicodeDecodeError as exc:
