@@ -30,8 +30,11 @@ from cachetools import TTLCache
 from guardrail._hashing import default_secret
 from guardrail.adapters import settings_from_env
 from guardrail.adapters._build import resolve_guard
+from guardrail.adapters._quota import RequestQuota
 from guardrail.adapters._refusal import refusal
 from guardrail.engine import Action, AsyncGuard, Decision, RequestFacts, settle_needed
+from guardrail.engine._core import EXTRA_REASON
+from guardrail.limiter import Limiter
 
 try:  # pragma: no cover - depends on litellm being installed
     from litellm.integrations.custom_logger import CustomLogger as _Base  # type: ignore[import-not-found]
@@ -73,20 +76,38 @@ CHECK_TIMEOUT = 5.0
 class GuardrailLiteLLM(_Base):  # type: ignore[misc]
     """LiteLLM proxy hook: check before the model call, settle after it."""
 
-    def __init__(self, guard: AsyncGuard | None = None, **options: Any) -> None:
+    def __init__(
+        self, guard: AsyncGuard | None = None, *, account_rpm: float | None = None, **options: Any
+    ) -> None:
         super().__init__()
+        settings = settings_from_env()
+        if account_rpm is None:
+            account_rpm = settings.get("account_rpm")
         if guard is None:
-            settings = settings_from_env()
             guard = resolve_guard(
                 asynchronous=True,
                 guard=None,
                 storage=options.pop("storage", settings["storage"]),
-                account_rpm=None,
+                account_rpm=account_rpm,
                 observe_only=bool(options.pop("observe_only", settings.get("observe_only", False))),
                 secret=default_secret(),
                 options=options,
             )
+        elif options:
+            raise ValueError("pass either guard= or the engine's options, not both")
         self.guard = guard
+        #: ``account_rpm``: requests per minute per account, in the engine's own limiter call (as the
+        #: middleware's quota: same keys, so a hook and a middleware on one Redis share a budget).
+        self.quota: RequestQuota | None = None
+        if account_rpm is not None:
+            limiter = guard.limiter if isinstance(guard, AsyncGuard) else Limiter("memory://")
+            core = getattr(guard, "core", None)
+            self.quota = RequestQuota(
+                account_rpm,
+                limiter,
+                core.secret if core is not None else default_secret(),
+                core.namespace if core is not None else "gr",
+            )
         self._pending: TTLCache[str, Decision] = TTLCache(maxsize=100_000, ttl=3600)
         self._ids = itertools.count()
 
@@ -104,35 +125,50 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
         path = _ROUTES.get(str(call_type))
         if path is None:  # embeddings, images, moderation...: not a generation, not inspected
             return data
-        metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else None
+        metadata = _metadata(data)
         ip = metadata.get("requester_ip_address") if metadata else None
         body = {k: v for k, v in data.items() if k in _BODY_KEYS}  # not LiteLLM's own metadata
+        account = self.account_of(user_api_key_dict)
+        facts = RequestFacts(
+            account=account, ip=ip if isinstance(ip, str) and ip else None, path=path, body=body
+        )
         try:  # a hung store must not hold the call either: fail open after CHECK_TIMEOUT
-            decision = await asyncio.wait_for(
-                self.guard.check(
-                    RequestFacts(
-                        account=self.account_of(user_api_key_dict), ip=ip or None, path=path, body=body
-                    )
-                ),
-                CHECK_TIMEOUT,
-            )
+            if self.quota is not None and isinstance(self.guard, AsyncGuard):
+                checking = self.guard.check(facts, extra=self.quota.request(account))
+            else:
+                checking = self.guard.check(facts)
+            decision = await asyncio.wait_for(checking, CHECK_TIMEOUT)
         except Exception:  # guardrail failing must not fail the proxy
             logger.exception("guardrail LiteLLM hook failed; request allowed")
             return data
         if decision.action == Action.BLOCK:
             raise _http(refusal("openai", 403))
         if decision.action == Action.THROTTLE:
-            raise _http(
-                # No bucket figures: the engine's limits would tell a client its cluster was flagged.
-                refusal("openai", 429, retry_after=decision.retry_after)
-            )
+            quota = self.quota
+            if quota is not None and EXTRA_REASON in decision.reasons:  # the quota's own figures
+                raise _http(
+                    refusal(
+                        "openai",
+                        429,
+                        retry_after=decision.retry_after,
+                        limit=quota.limit.burst,
+                        unit="requests",
+                    )
+                )
+            # No bucket figures: the engine's limits would tell a client its cluster was flagged.
+            raise _http(refusal("openai", 429, retry_after=decision.retry_after))
         if not settle_needed(self.guard, decision):
             return data  # nothing to settle (no engine bucket charged): nothing to keep for later
         ticket = str(next(self._ids))
         self._pending[ticket] = decision
-        data.setdefault("metadata", {})
-        if isinstance(data["metadata"], dict):
-            data["metadata"][_TICKET] = ticket
+        # LiteLLM's own metadata: ``litellm_metadata`` where the request's ``metadata`` is the client's
+        # field for the provider (/v1/messages, /v1/responses), else ``metadata``.
+        key = "litellm_metadata" if isinstance(data.get("litellm_metadata"), dict) else "metadata"
+        if key == "metadata" and path in ("/v1/messages", "/v1/responses"):
+            key = "litellm_metadata"
+        data.setdefault(key, {})
+        if isinstance(data[key], dict):
+            data[key][_TICKET] = ticket
         return data
 
     async def async_post_call_success_hook(
@@ -163,15 +199,30 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
         return None
 
     def _take(self, data: Any) -> Decision | None:
-        metadata = data.get("metadata") if isinstance(data, dict) else None
-        ticket = metadata.get(_TICKET) if isinstance(metadata, dict) else None
-        return self._pending.pop(ticket, None) if isinstance(ticket, str) else None
+        if not isinstance(data, dict):
+            return None
+        for key in ("litellm_metadata", "metadata"):
+            metadata = data.get(key)
+            ticket = metadata.get(_TICKET) if isinstance(metadata, dict) else None
+            if isinstance(ticket, str):
+                return self._pending.pop(ticket, None)
+        return None
 
     async def _settle(self, decision: Decision, tokens: int) -> None:
         try:
             await self.guard.settle(decision, tokens)
         except Exception:
             logger.exception("guardrail settle failed; ignored")
+
+
+def _metadata(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """LiteLLM's request metadata (``litellm_metadata`` on the routes where ``metadata`` is the client's)."""
+    for key in ("litellm_metadata", "metadata"):
+        value = data.get(key)
+        if isinstance(value, dict) and "requester_ip_address" in value:
+            return value
+    value = data.get("litellm_metadata")
+    return value if isinstance(value, dict) else None
 
 
 def _get(obj: Any, name: str) -> Any:

@@ -207,3 +207,47 @@ async def test_litellm_hook_keeps_no_decision_with_nothing_to_settle() -> None:
         data = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
         assert await hook.async_pre_call_hook(alice, None, data, "completion") is data
     assert len(hook._pending) == 0  # honest decisions charge no engine bucket: nothing kept for later
+
+
+async def test_litellm_hook_enforces_account_rpm_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GUARDRAIL_ACCOUNT_RPM", "2")
+    hook = GuardrailLiteLLM()
+    alice = SimpleNamespace(user_id="alice", team_id=None, token="hashed", api_key=None)
+    bob = SimpleNamespace(user_id="bob", team_id=None, token="hashed2", api_key=None)
+
+    def data() -> dict[str, Any]:
+        return {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
+
+    for _ in range(2):
+        await hook.async_pre_call_hook(alice, None, data(), "completion")
+    with pytest.raises(HTTPException) as refused:
+        await hook.async_pre_call_hook(alice, None, data(), "completion")
+    assert refused.value.status_code == 429 and refused.value.headers is not None
+    assert int(refused.value.headers["retry-after"]) >= 1
+    assert refused.value.headers["ratelimit-policy"] == '"requests";q=2'
+    assert await hook.async_pre_call_hook(bob, None, data(), "completion")  # another account: its own budget
+    assert GuardrailLiteLLM(account_rpm=60).quota is not None  # the keyword works too
+
+
+async def test_litellm_hook_reads_and_writes_litellms_own_metadata_on_messages() -> None:
+    """On /v1/messages and /v1/responses the request's ``metadata`` is the client's (sent to the provider);
+    LiteLLM keeps its own in ``litellm_metadata``: the address is read there and the ticket written there."""
+    guard = AsyncScriptedGuard(rpm=100)
+    hook = GuardrailLiteLLM(guard=guard)
+    alice = SimpleNamespace(user_id="alice")
+    data = {
+        "model": "claude",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"user_id": "end-user-7"},
+        "litellm_metadata": {"requester_ip_address": "198.51.100.4"},
+    }
+    await hook.async_pre_call_hook(alice, None, data, "anthropic_messages")
+    assert guard.seen[-1].ip == "198.51.100.4" and guard.seen[-1].path == "/v1/messages"
+    assert data["metadata"] == {"user_id": "end-user-7"}  # the provider's field untouched
+    assert "guardrail_ticket" in data["litellm_metadata"]
+    response = SimpleNamespace(usage=SimpleNamespace(output_tokens=9))
+    await hook.async_post_call_success_hook(data, alice, response)
+    assert guard.settled == [("user_id:alice", 9)]
