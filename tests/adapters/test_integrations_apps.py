@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from types import SimpleNamespace
@@ -251,3 +252,72 @@ async def test_litellm_hook_reads_and_writes_litellms_own_metadata_on_messages()
     response = SimpleNamespace(usage=SimpleNamespace(output_tokens=9))
     await hook.async_post_call_success_hook(data, alice, response)
     assert guard.settled == [("user_id:alice", 9)]
+
+
+async def _raw_upstream(response: bytes) -> tuple[asyncio.AbstractServer, str]:
+    """An upstream that reads a request and answers ``response`` verbatim, then closes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            ),
+            0,
+        )
+        if length:
+            await reader.readexactly(length)
+        writer.write(response)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+async def test_proxy_aborts_a_response_the_upstream_cut_off() -> None:
+    """Headers already sent: a clean end would pass 50 of 200 bytes as the whole answer."""
+    from guardrail.cli._proxy import UpstreamTruncated
+
+    server, url = await _raw_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n" + b"x" * 50
+    )
+    proxy = ProxyApp(url)
+    try:
+        transport = httpx.ASGITransport(app=proxy)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            with pytest.raises(UpstreamTruncated):
+                await client.get("/v1/models")
+    finally:
+        await proxy.aclose()
+        server.close()
+
+
+async def test_proxy_drops_headers_the_connection_header_lists() -> None:
+    server, url = await _raw_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close, x-hop\r\n"
+        b"x-hop: secret\r\nx-kept: yes\r\ncontent-length: 2\r\n\r\n{}"
+    )
+    proxy = ProxyApp(url)
+    try:
+        transport = httpx.ASGITransport(app=proxy)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            r = await client.get("/v1/models")
+        assert r.status_code == 200 and r.headers["x-kept"] == "yes" and "x-hop" not in r.headers
+    finally:
+        await proxy.aclose()
+        server.close()
+
+
+def test_proxy_request_drops_connection_listed_headers() -> None:
+    from guardrail.cli._proxy import _connection_listed
+
+    headers = [
+        (b"connection", b"keep-alive, X-Private"),
+        (b"x-private", b"1"),
+        (b"authorization", b"Bearer k"),
+    ]
+    assert _connection_listed(headers) == frozenset({b"keep-alive", b"x-private"})

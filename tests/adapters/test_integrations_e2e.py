@@ -336,7 +336,10 @@ def test_proxy_cli_in_front_of_a_server_streaming_preserved() -> None:
             except openai.RateLimitError:
                 codes.append(429)
         assert codes.count(429) >= 2
-        assert httpx.get(proxy.url + "/v1/models").json()["data"][0]["id"] == "toy-1"
+        models = httpx.get(proxy.url + "/v1/models")
+        assert models.json()["data"][0]["id"] == "toy-1"
+        # The upstream's Date and Server, once each (the proxy's server adds none of its own).
+        assert len(models.headers.get_list("date")) == 1 and len(models.headers.get_list("server")) == 1
     finally:
         proxy.stop()
         upstream.stop()

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -43,6 +44,23 @@ _HOP_BY_HOP_REQUEST = _HOP_BY_HOP - {b"content-length"}
 
 class _ClientGone(Exception):
     """The client disconnected while its body was being forwarded: abandon the upstream request."""
+
+
+class UpstreamTruncated(Exception):
+    """The upstream failed after its response had started: raised to the server, which then aborts the
+    connection, so the client sees a cut-off response as one (not a short body that looks complete)."""
+
+
+def _connection_listed(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Header names a ``Connection`` header lists: hop-by-hop for this message (RFC 9110, 7.6.1)."""
+    names = {
+        token.strip().lower()
+        for key, value in headers
+        if key.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    names.discard(b"")
+    return frozenset(names)
 
 
 async def _request_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
@@ -110,7 +128,11 @@ class ProxyApp:
         url = self.upstream + raw_path.decode("latin-1")
         if query:
             url += "?" + query.decode("latin-1")
-        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in _HOP_BY_HOP_REQUEST]
+        incoming: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        listed = _connection_listed(incoming)
+        headers = [
+            (k, v) for k, v in incoming if k.lower() not in _HOP_BY_HOP_REQUEST and k.lower() not in listed
+        ]
         import httpx  # already loaded by _http(): a dictionary lookup
 
         client = self._http()
@@ -123,19 +145,27 @@ class ProxyApp:
             upstream = await client.send(request, stream=True)
         except _ClientGone:
             return
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                await _bad_gateway(send, "upstream unreachable: ConnectTimeout")
+            else:
+                await _error(send, 504, "upstream timed out", "api_error", "gateway_timeout")
+            return
         except httpx.HTTPError as exc:
             await _bad_gateway(send, f"upstream unreachable: {type(exc).__name__}")
             return
         try:
-            out = [(k.lower(), v) for k, v in upstream.headers.raw if k.lower() not in _HOP_BY_HOP]
+            raw = [(k.lower(), v) for k, v in upstream.headers.raw]
+            listed = _connection_listed(raw)
+            out = [(k, v) for k, v in raw if k not in _HOP_BY_HOP and k not in listed]
             await send({"type": "http.response.start", "status": upstream.status_code, "headers": out})
             async for chunk in upstream.aiter_raw():
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except httpx.HTTPError:
-            # Headers are already sent: all we can do is end the body.
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.HTTPError as exc:
+            # Headers are already sent: ending the body cleanly would pass a cut-off answer as whole.
+            raise UpstreamTruncated(f"upstream response cut off: {type(exc).__name__}") from exc
         finally:
             await upstream.aclose()
 
@@ -159,7 +189,11 @@ async def _error(send: Send, status: int, text: str, kind: str, code: str) -> No
     """An error of the proxy's own, in OpenAI's shape."""
     error = {"error": {"message": text, "type": kind, "param": None, "code": code}}
     body = json.dumps(error, separators=(",", ":")).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"date", formatdate(usegmt=True).encode()),  # uvicorn's own is off (the upstream's is passed on)
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -245,6 +279,9 @@ def run(args: argparse.Namespace) -> int:
         "port": args.port,
         "log_level": "warning",
         "proxy_headers": False,
+        # The upstream's own Date and Server are passed on: uvicorn adding its own would send two of each.
+        "date_header": False,
+        "server_header": False,
     }
     if args.workers == 1:
         uvicorn.run(app, **common)
