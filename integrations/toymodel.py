@@ -50,7 +50,13 @@ _CLOSERS = (
     "That is the core of it; the rest is practice with {topic}.",
     "If you want, we can go deeper into any part of {topic}.",
 )
-_CODE_WORDS = re.compile(r"\b(code|function|python|script|program|implement)\b", re.IGNORECASE)
+#: A request for code: the words people use for it, and the names of common languages and tools.
+_CODE_WORDS = re.compile(
+    r"\b(code|coding|function|snippet|script|program|implement|algorithm|regex|python|java|javascript|js|"
+    r"typescript|rust|golang|c\+\+|cpp|c#|ruby|php|swift|kotlin|scala|sql|bash|shell|powershell|html|css)"
+    r"(?![\w+#])|代码|函数|程序|脚本|コード|関数|코드|함수",
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
 
 
@@ -222,6 +228,54 @@ def response(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def response_stream(body: Mapping[str, Any]) -> Iterator[str]:
+    """The Responses API's streamed events for :func:`response`, usage in ``response.completed``."""
+    done = response(body)
+    item = done["output"][0]
+    text = item["content"][0]["text"]
+    seq = 0
+
+    def event(kind: str, **fields: Any) -> str:
+        nonlocal seq
+        seq += 1
+        return _sse({"type": kind, "sequence_number": seq - 1, **fields}, kind)
+
+    started = {**done, "status": "in_progress", "output": [], "usage": None}
+    yield event("response.created", response=started)
+    yield event("response.in_progress", response=started)
+    yield event(
+        "response.output_item.added", output_index=0, item={**item, "status": "in_progress", "content": []}
+    )
+    part = {"type": "output_text", "text": "", "annotations": []}
+    yield event("response.content_part.added", item_id=item["id"], output_index=0, content_index=0, part=part)
+    for piece in _pieces(text):
+        yield event(
+            "response.output_text.delta",
+            item_id=item["id"],
+            output_index=0,
+            content_index=0,
+            delta=piece,
+            logprobs=[],
+        )
+    yield event(
+        "response.output_text.done",
+        item_id=item["id"],
+        output_index=0,
+        content_index=0,
+        text=text,
+        logprobs=[],
+    )
+    yield event(
+        "response.content_part.done",
+        item_id=item["id"],
+        output_index=0,
+        content_index=0,
+        part=item["content"][0],
+    )
+    yield event("response.output_item.done", output_index=0, item=item)
+    yield event("response.completed", response=done)
+
+
 # -- Anthropic messages ----------------------------------------------------------------------------
 
 
@@ -352,9 +406,9 @@ def answer(route: str, raw: bytes, model_action: str = "") -> tuple[int, dict[st
         return 200, generate_content(body, model)
     if body is None:
         return 400, _ERRORS[route]("body must be a JSON object")
-    if route == "responses":
-        return 200, response(body)
     stream = bool(body.get("stream"))
+    if route == "responses":
+        return 200, response_stream(body) if stream else response(body)
     if route == "chat":
         return 200, chat_completion_stream(body) if stream else chat_completion(body)
     return 200, message_stream(body) if stream else message(body)

@@ -231,8 +231,15 @@ _RESPONSES_STREAM = (
 @pytest.mark.parametrize(
     ("stream", "tokens"), [(_OPENAI_STREAM, 263), (_ANTHROPIC_STREAM, 55), (_RESPONSES_STREAM, 12)]
 )
-@given(cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=12))
-def test_sse_scanner_is_independent_of_chunking(stream: bytes, tokens: int, cuts: list[int]) -> None:
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=12),
+    eol=st.sampled_from(["\n", "\r\n", "\r"]),
+)
+def test_sse_scanner_is_independent_of_chunking(
+    stream: bytes, tokens: int, cuts: list[int], eol: str
+) -> None:
+    """Whatever the chunking, and with any of the three line endings SSE allows."""
+    stream = stream.replace(b"\n", eol.encode())
     points = sorted({c % (len(stream) + 1) for c in cuts})
     scanner = SSEUsageScanner()
     last = 0
@@ -241,6 +248,16 @@ def test_sse_scanner_is_independent_of_chunking(stream: bytes, tokens: int, cuts
         last = point
     scanner.close()
     assert scanner.tokens == tokens
+
+
+def test_sse_scanner_joins_an_events_data_lines() -> None:
+    scanner = SSEUsageScanner()
+    scanner.feed(
+        b'event: message_delta\ndata: {"type":"message_delta",\ndata: "usage":{"output_tokens":5}}\n\n'
+    )
+    scanner.feed(b'data: {"type":"message_stop"}\n\n')
+    scanner.close()
+    assert scanner.tokens == 5
 
 
 def test_sse_scanner_without_usage_and_final_line() -> None:
@@ -343,3 +360,29 @@ def test_remaining_count_ignores_float_noise_but_not_fractions(whole: int, fract
     assert noisy[b"x-ratelimit-remaining-requests"] == str(whole).encode()
     partial = dict(rate_limit_headers(limit, whole + fraction, 1.0))
     assert partial[b"x-ratelimit-remaining-requests"] == str(min(limit, whole)).encode()
+
+
+def test_a_missing_extra_is_named() -> None:
+    """Without redis-py or uvicorn, what to install is said, not a bare ModuleNotFoundError."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in ("uvicorn", "redis"):
+            raise ModuleNotFoundError(f"No module named {top!r}", name=top)
+sys.meta_path.insert(0, Block())
+from guardrail.engine import Guard
+try:
+    Guard("redis://127.0.0.1:6379/0")
+except ValueError as exc:
+    print(exc)
+from guardrail.cli import main
+print("exit", main(["proxy", "--upstream", "http://127.0.0.1:9"]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install 'guardrail[redis]'" in out.stdout
+    assert "exit 2" in out.stdout and "pip install 'guardrail[proxy]'" in out.stderr

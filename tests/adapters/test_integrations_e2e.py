@@ -152,6 +152,15 @@ def test_streaming_through_the_middleware(server: Server) -> None:
         text = "".join(s.text_stream)
         final = s.get_final_message()
     assert text == toymodel.reply("Explain how tides work.") and final.usage.output_tokens > 1
+    events = list(
+        oa(server, "sk-stream").responses.create(model="toy-1", input="Write a Rust snippet.", stream=True)
+    )
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) > 10 and "".join(deltas) == toymodel.reply("Write a Rust snippet.")
+    assert "```" in "".join(deltas)  # asked for code: a code block
+    completed = events[-1]
+    assert completed.type == "response.completed" and completed.response.usage is not None
+    assert completed.response.output_text == "".join(deltas)
 
 
 def test_flood_gets_rate_limit_error_others_unaffected(server: Server) -> None:

@@ -61,33 +61,72 @@ def usage_from_json(body: bytes) -> int | None:
 
 
 class SSEUsageScanner:
-    """Feed server-sent-event chunks in order; ``tokens`` is the last usage seen, else ``None``."""
+    """Feed server-sent-event chunks in order; ``tokens`` is the last usage seen, else ``None``.
 
-    __slots__ = ("_partial", "tokens")
+    Follows the SSE grammar where it matters for usage: lines end in LF, CRLF or a lone CR; an event's
+    ``data:`` lines are joined with newlines and the event ends at a blank line (or the stream's end).
+    """
+
+    __slots__ = ("_cr", "_data", "_partial", "_size", "tokens")
 
     def __init__(self) -> None:
         self._partial = b""
+        self._data: list[bytes] = []  # the current event's data lines
+        self._size = 0  # their length; -1: over MAX_LINE, skipped to the event's end
+        self._cr = False
         self.tokens: int | None = None
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
             return
+        if self._cr:  # the last chunk ended in a CR, taken as a line end: this LF is its CRLF's
+            self._cr = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+                if not chunk:
+                    return
         data = self._partial + chunk if self._partial else chunk
-        if b"\n" not in chunk:
+        if b"\r" in data:  # a lone CR ends a line too
+            self._cr = data.endswith(b"\r")
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n" not in data:
             self._partial = data if len(data) <= MAX_LINE else b""
             return
         lines = data.split(b"\n")
         last = lines.pop()
         self._partial = last if len(last) <= MAX_LINE else b""
         for line in lines:
-            if b"sage" in line and line.startswith(b"data:"):  # "usage" / "usageMetadata"
-                self._parse(line[5:])
+            if line.startswith(b"data:"):
+                self._add(line[5:])
+            elif not line:
+                self._end()
 
     def close(self) -> None:
-        """The stream ended: a final line without a newline still counts."""
-        if self._partial.startswith(b"data:") and b"sage" in self._partial:
-            self._parse(self._partial[5:])
+        """The stream ended: a final line without a newline, and a final event without a blank line,
+        still count."""
+        if self._partial.startswith(b"data:"):
+            self._add(self._partial[5:])
         self._partial = b""
+        self._end()
+
+    def _add(self, payload: bytes) -> None:
+        if self._size < 0:
+            return
+        self._size += len(payload) + 1
+        if self._size > MAX_LINE:
+            self._data.clear()
+            self._size = -1
+            return
+        self._data.append(payload)
+
+    def _end(self) -> None:
+        data = self._data
+        if data:
+            payload = data[0] if len(data) == 1 else b"\n".join(data)
+            if b"sage" in payload:  # "usage" / "usageMetadata"
+                self._parse(payload)
+            data.clear()
+        self._size = 0
 
     def _parse(self, payload: bytes) -> None:
         try:

@@ -264,7 +264,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import httpx  # noqa: F401  (the forwarding client)
+        import uvicorn
+    except ImportError as exc:
+        print(f"guardrail proxy needs {exc.name}: pip install 'guardrail[proxy]'", file=sys.stderr)
+        return 2
 
     if args.workers < 1:
         print("guardrail proxy: --workers must be at least 1", file=sys.stderr)

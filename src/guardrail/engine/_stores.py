@@ -28,16 +28,15 @@ def engine_store_from_uri(
         if options:
             raise ValueError(f"memory:// takes no client options, got {sorted(options)}")
         return MemoryEngineStore(settings)
-    try:
-        from guardrail.limiter._uri import SCHEMES
-    except ImportError as err:  # the limiter's Redis support needs redis-py
-        raise ValueError(
-            f"engine storage {uri!r} needs the redis package (pip install guardrail[redis])"
-        ) from err
+    from guardrail.limiter._uri import SCHEMES
+
     if scheme not in SCHEMES:
         raise ValueError(
             f"unknown engine storage URI {uri!r}: expected one of " + ", ".join(f"{s}://" for s in SCHEMES)
         )
-    from .redis_store import RedisEngineStore
+    try:
+        from .redis_store import RedisEngineStore
+    except ImportError as err:  # redis-py is the optional ``redis`` extra
+        raise ValueError(f"engine storage {uri!r} needs redis-py: pip install 'guardrail[redis]'") from err
 
     return RedisEngineStore(uri, settings=settings, prefix=prefix, **options)
