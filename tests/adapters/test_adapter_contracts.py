@@ -241,3 +241,36 @@ def test_no_event_loop_is_kept_alive() -> None:
         asyncio.run(once())
     gc.collect()
     assert len(mw._watchdog._loops) == 0
+
+
+# -- lifespan ----------------------------------------------------------------------------------------------
+
+
+def _guardrail_of(app: Starlette) -> Guardrail:
+    layer: Any = app.middleware_stack
+    while not isinstance(layer, Guardrail):
+        layer = layer.app
+    return layer
+
+
+def test_a_guard_built_by_the_middleware_is_closed_at_shutdown_and_reopens() -> None:
+    app = asgi(storage="memory://", account_rpm=3)
+    with TestClient(app) as client:
+        assert post(client, "k") == 200
+        mw = _guardrail_of(app)
+        assert mw.guard._tasks  # the re-clustering task runs
+    assert mw.guard._tasks == {}  # stopped at shutdown
+    with TestClient(app) as client:  # a second start serves again, budgets kept
+        assert [post(client, "k") for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_guard_handed_in_is_left_to_its_owner() -> None:
+    class Owned(AsyncScriptedGuard):
+        closed = 0
+
+        async def aclose(self) -> None:
+            Owned.closed += 1
+
+    with TestClient(asgi(guard=Owned())) as client:
+        assert post(client, "k") == 200
+    assert Owned.closed == 0

@@ -121,15 +121,34 @@ class Guardrail:
             secret=self.core.secret,
             options=guard_options,
         )
+        #: A guard built here (from ``storage=``) is closed at lifespan shutdown (its re-clustering task,
+        #: its Redis pool); one handed in with ``guard=`` belongs to the caller.
+        self._owns_guard = guard is None
         self.core.adopt_guard(self.guard)
         self.core.attach_quota(account_rpm, self.guard)
         self._watchdog = Watchdog(min(self.core.body_timeout, self.core.check_timeout))
+
+    def _closing(self, send: Send) -> Send:
+        """``send`` for the lifespan scope: the guard is closed just before shutdown is reported done."""
+
+        async def closing_send(message: Message) -> None:
+            if message.get("type") == "lifespan.shutdown.complete":
+                try:
+                    await self.guard.aclose()
+                except Exception as exc:
+                    log_failure("guardrail could not close its guard at shutdown; ignored", exc, ())
+            await send(message)
+
+        return closing_send
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(app={self.app!r}, guard={self.guard!r})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST":
+            if scope["type"] == "lifespan" and self._owns_guard:
+                await self.app(scope, receive, self._closing(send))
+                return
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
