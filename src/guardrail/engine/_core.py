@@ -167,10 +167,17 @@ class Core:
     def own_buckets(self, prepared: Prepared) -> list[BucketRequest]:
         """The buckets known before the store answers (the account's own, ``Policy(account_limit=...)``):
         what a store sharing the limiter's Redis can charge in the same round trip as ``observe``."""
-        if self.policy.account_limit is None:
+        policy = self.policy
+        if policy.account_limit is None and policy.range_limit is None:
             return []
-        key = f"{self.namespace}:acct:{prepared.obs.account}"
-        return [BucketRequest(key, self.policy.account_limit, prepared.cost)]
+        own: list[BucketRequest] = []
+        if policy.account_limit is not None:
+            key = f"{self.namespace}:acct:{prepared.obs.account}"
+            own.append(BucketRequest(key, policy.account_limit, prepared.cost))
+        if policy.range_limit is not None and prepared.obs.prefix is not None:
+            key = f"{self.namespace}:range:{prepared.obs.prefix}"
+            own.append(BucketRequest(key, policy.range_limit, prepared.cost))
+        return own
 
     def decide(
         self,
@@ -204,8 +211,13 @@ class Core:
                 refused = [i for i, r in enumerate(result.results) if not r.allowed]
                 if extra and any(i >= len(result.results) - extra for i in refused):
                     reasons.append(EXTRA_REASON)
-                if action is Action.ALLOW and any(i < len(result.results) - extra for i in refused):
-                    reasons.append("account over its own limit")
+                if action is Action.ALLOW:
+                    mine = [result.results[i].key for i in refused if i < len(result.results) - extra]
+                    ranges = f"{self.namespace}:range:"
+                    if any(not key.startswith(ranges) for key in mine):
+                        reasons.append("account over its own limit")
+                    if any(key.startswith(ranges) for key in mine):
+                        reasons.append("address range over its limit")
         final = Action.ALLOW if self.policy.observe_only else would
         evidence: Mapping[str, Any]
         if verdict is None and not reasons:

@@ -38,6 +38,10 @@ class Policy:
     """Configurable thresholds and budgets (costs are estimated LLM tokens: prompt + expected output).
 
     ``account_limit``: an optional plain per-account bucket (an operator's quota, not a detection).
+    ``range_limit``: an optional bucket per client address range (the /24 of an IPv4 address, the /48 of
+    an IPv6 one, as the linkage reads them), whatever the account: for servers that do not authenticate
+    keys, where a fresh random key would otherwise be a fresh budget. Off by default: an office or a
+    carrier-grade NAT puts many honest users behind one range.
     ``expected_output``: output tokens assumed when the request sets no maximum.
     """
 
@@ -46,6 +50,7 @@ class Policy:
     min_accounts: int = 5
     cluster_limit: Limit = DEFAULT_CLUSTER_LIMIT
     account_limit: Limit | None = None
+    range_limit: Limit | None = None
     join_share: float = 0.5
     join_max_requests: int = 200
     expected_output: int = 512
