@@ -351,6 +351,24 @@ def test_proxy_workers_get_the_single_worker_options() -> None:
         assert settings_from_env(_proxy._environment(args)) == _proxy._options(args)
 
 
+def test_proxy_reads_guardrail_variables_with_one_worker_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``GUARDRAIL_*`` already in the environment apply whatever ``--workers``; the command line wins."""
+    import argparse
+
+    from guardrail.cli import _proxy
+
+    monkeypatch.setenv("GUARDRAIL_TRUSTED_PROXIES", "10.0.0.0/8")
+    monkeypatch.setenv("GUARDRAIL_ON_OVERSIZE", "pass")
+    monkeypatch.setenv("GUARDRAIL_ACCOUNT_RPM", "30")
+    parser = argparse.ArgumentParser()
+    _proxy.register(parser.add_subparsers())
+    args = parser.parse_args(["proxy", "--upstream", "http://127.0.0.1:1", "--account-rpm", "5"])
+    options = _proxy._options(args)
+    assert options["trusted_proxies"] == "10.0.0.0/8" and options["on_oversize"] == "pass"
+    assert options["account_rpm"] == 5 and options["storage"] == "memory://"
+    assert settings_from_env(_proxy._environment(args)) == options
+
+
 @given(st.integers(min_value=0, max_value=10_000), st.floats(min_value=0.0, max_value=0.999))
 def test_remaining_count_ignores_float_noise_but_not_fractions(whole: int, fraction: float) -> None:
     # A bucket at a whole count can come back from float timestamps a hair below it (49 as

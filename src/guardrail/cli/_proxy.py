@@ -206,12 +206,22 @@ _ENV_NAMES = {
     "trusted_proxies": "GUARDRAIL_TRUSTED_PROXIES",
     "proxy_header": "GUARDRAIL_PROXY_HEADER",
     "max_body_bytes": "GUARDRAIL_MAX_BODY_BYTES",
+    "on_oversize": "GUARDRAIL_ON_OVERSIZE",
 }
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``Guardrail`` keyword arguments the command line sets (one mapping for both launch modes)."""
-    options: dict[str, Any] = {"storage": args.storage, "observe_only": args.observe_only}
+    """The ``Guardrail`` keyword arguments: the ``GUARDRAIL_*`` environment (as ``GuardrailFromEnv`` reads
+    it), overridden by what the command line sets; one mapping for both launch modes, so ``--workers 1``
+    and ``--workers 4`` run with the same options."""
+    from ..adapters import settings_from_env
+
+    options: dict[str, Any] = {
+        k: v for k, v in settings_from_env().items() if k in _ENV_NAMES
+    }  # fmt: skip
+    if args.storage is not None:
+        options["storage"] = args.storage
+    options["observe_only"] = bool(args.observe_only or options.get("observe_only", False))
     if args.account_rpm is not None:
         options["account_rpm"] = args.account_rpm
     if args.trusted_proxies:
@@ -247,15 +257,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--upstream", required=True, help="upstream base URL, e.g. http://127.0.0.1:8080")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    parser.add_argument("--storage", default="memory://", help="storage URI (memory:// or redis://...)")
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="storage URI (memory:// or redis://...; default $GUARDRAIL_STORAGE or memory://)",
+    )
     parser.add_argument("--account-rpm", type=float, default=None, help="requests per minute per account")
     parser.add_argument("--observe-only", action="store_true", help="decide and record, never refuse")
     parser.add_argument("--trusted-proxies", default="", help="comma-separated proxy IPs/CIDRs to trust")
     parser.add_argument(
         "--proxy-header",
-        default="x-forwarded-for",
+        default=None,
         choices=["x-forwarded-for", "forwarded"],
-        help="the forwarding header the trusted proxies write (default x-forwarded-for)",
+        help="the header the trusted proxies write (default $GUARDRAIL_PROXY_HEADER or x-forwarded-for)",
     )
     parser.add_argument("--max-body-bytes", type=int, default=None, help="request body cap")
     parser.add_argument("--timeout", type=float, default=600.0, help="upstream read timeout, seconds")
