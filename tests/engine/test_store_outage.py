@@ -21,7 +21,7 @@ from guardrail.engine import (
     Policy,
     RequestFacts,
 )
-from guardrail.limiter import BucketRequest, Limit, Limiter, StorageError
+from guardrail.limiter import BucketRequest, CircuitBreaker, Limit, Limiter, StorageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
 from adapters_support import free_port, start_redis_server
@@ -87,10 +87,20 @@ def test_async_guard_matches_the_sync_one(dead_url: str, failure: str) -> None:
     assert asyncio.run(run()) == want
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_outage_skips_the_store_then_recovers(dead_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """After one failure the store is left alone for a backoff (no connection attempt per request); once
-    the backoff is over it is asked again, and a store that answers ends the outage."""
+    """After three failures in a row the store is left alone for a backoff (no connection attempt per
+    request); once the backoff is over one probe asks it again, and a store that answers ends the outage."""
     guard = Guard(dead_url, limiter="memory://", policy=Policy())
+    clock = _Clock()
+    guard._store_breaker = CircuitBreaker(clock=clock, rng=lambda: 1.0)
     calls = 0
     real = guard.store.observe
 
@@ -103,13 +113,49 @@ def test_outage_skips_the_store_then_recovers(dead_url: str, monkeypatch: pytest
     try:
         for _ in range(20):
             assert guard.check(facts("a")).action is Action.ALLOW
-        assert calls == 1
-        guard._store_down_until = 0.0  # the backoff is over
+        assert calls == 3 and guard._store_breaker.state == "open"
+        clock.now += 0.6  # the first backoff (0.5 s) is over: one probe, which fails, and a longer wait
+        guard.check(facts("a"))
+        guard.check(facts("a"))
+        assert calls == 4
+        clock.now += 1.1
         memory = MemoryEngineStore()  # the store answers again
         monkeypatch.setattr(guard.store, "observe", memory.observe)
         decision = guard.check(facts("a"))
         assert STORE_DOWN_REASON not in decision.reasons
-        assert guard._store_backoff == 0.0
+        assert guard._store_breaker.state == "closed"
+        assert STORE_DOWN_REASON not in guard.check(facts("a")).reasons
+    finally:
+        guard.close()
+
+
+def test_requests_in_flight_during_one_stall_back_off_once() -> None:
+    """Failures of calls that began before the breaker opened are not counted again: a burst of them
+    does not stretch one stall into the longest backoff."""
+    guard = Guard("memory://")
+    clock = _Clock()
+    guard._store_breaker = CircuitBreaker(clock=clock, rng=lambda: 1.0)
+    prepared = guard.core.prepare(facts("a"))
+    try:
+        epochs = [guard._store_up(prepared) for _ in range(32)]  # 32 calls in flight
+        for epoch in epochs:
+            guard._store_failed(prepared, StorageError("stall"), epoch)
+        assert guard._store_breaker.failures == 1 and guard._store_breaker.retry_in() == pytest.approx(0.5)
+        clock.now += 0.6
+        assert guard._store_up(prepared) >= 0  # the probe goes through
+    finally:
+        guard.close()
+
+
+def test_closed_refuses_without_charging_the_callers_buckets(dead_url: str) -> None:
+    """A refusal of the ``closed`` policy during an outage spends none of the caller's quota."""
+    limiter = Limiter("memory://")
+    guard = Guard(dead_url, limiter=limiter)
+    guard.limiter.failure = "closed"  # the limiter itself is healthy (in memory)
+    try:
+        for _ in range(5):
+            assert guard.check(facts("q"), extra=quota("q")).action is Action.THROTTLE
+        assert limiter.peek(quota("q")).remaining == pytest.approx(QUOTA.burst - 1)  # after this one
     finally:
         guard.close()
 

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from guardrail.limiter import BucketRequest, Limiter, MultiResult, StorageError
+from guardrail.limiter import BucketRequest, CircuitBreaker, Limiter, MultiResult, StorageError
 from guardrail.limiter._gcra import CONSUME
 from guardrail.limiter._result import FAIL_CLOSED, BucketResult
 
@@ -37,8 +37,6 @@ logger = logging.getLogger("guardrail.engine")
 
 #: The (server-side) reason on a decision taken while the engine store was unreachable.
 STORE_DOWN_REASON = "engine store unavailable: limits only"
-#: After a failed engine-store call, live requests skip the store for this long, doubling per failure.
-_STORE_BACKOFF = (0.5, 30.0)
 #: At most one warning about an unreachable engine store per this many seconds.
 _STORE_WARN_EVERY = 10.0
 
@@ -139,49 +137,66 @@ class _Base:
         )
         self.recluster_interval = float(recluster_interval)
         self._owner = uuid.uuid4().hex
-        # Engine-store outage (live traffic only): until this monotonic time requests skip the store.
-        self._store_down_until = 0.0
-        self._store_backoff = 0.0
+        # Engine-store outage (live traffic only): a breaker as the limiter's (three strikes, then backoff
+        # from 0.5 s doubling to 30 s with jitter, one probe at a time). Calls carry the epoch they began
+        # in, and a failure or success that began before the breaker last opened is not counted, so the
+        # requests that were in flight during one stall do not each double the backoff.
+        self._store_breaker = CircuitBreaker()
+        self._store_epoch = 0
         self._store_warned = -_STORE_WARN_EVERY
 
-    def _store_up(self, prepared: Prepared) -> bool:
-        """Whether to call the engine store for this request (always for a replay: it must not degrade)."""
-        return prepared.offline or time.monotonic() >= self._store_down_until
+    def _store_up(self, prepared: Prepared) -> int:
+        """The epoch to report this request's store call with, or -1: skip the store (outage backoff).
+        A replay always calls it: it must not degrade."""
+        if prepared.offline or self._store_breaker.allow():
+            return self._store_epoch
+        return -1
 
-    def _store_failed(self, prepared: Prepared, exc: StorageError) -> Observed:
+    def _store_failed(self, prepared: Prepared, exc: StorageError, epoch: int) -> Observed:
         """A live request whose engine store is unreachable: decided on the limiter alone, whose failure
         policy then applies to its buckets (``local``: a share of each limit in process; ``closed``: refuse;
-        ``open``: allow). The store is skipped for a backoff, so an outage costs no timeout per request.
-        Nothing is learnt from such requests; detection resumes with the store."""
+        ``open``: allow). Repeated failures open the store's breaker, so an outage costs no timeout per
+        request. Nothing is learnt from such requests; detection resumes with the store."""
         if prepared.offline:
             raise exc
-        now = time.monotonic()
-        self._store_backoff = min(_STORE_BACKOFF[1], max(_STORE_BACKOFF[0], 2 * self._store_backoff))
-        self._store_down_until = now + self._store_backoff
-        if now - self._store_warned >= _STORE_WARN_EVERY:
-            self._store_warned = now
-            logger.warning(
-                "guardrail engine store unavailable (%s); deciding on limits only, retrying in %.1fs",
-                exc,
-                self._store_backoff,
-            )
+        breaker = self._store_breaker
+        if epoch == self._store_epoch:
+            breaker.failure()
+            if breaker.state != "closed":  # opened, or reopened after a failed probe
+                self._store_epoch += 1
+                now = time.monotonic()
+                if now - self._store_warned >= _STORE_WARN_EVERY:
+                    self._store_warned = now
+                    logger.warning(
+                        "guardrail engine store unavailable (%s); deciding on limits only, retrying in %.1fs",
+                        exc,
+                        breaker.retry_in(),
+                    )
         return _blind(prepared)
+
+    def _store_ok(self, epoch: int) -> None:
+        breaker = self._store_breaker
+        if (breaker.failures or breaker.strikes) and epoch == self._store_epoch:
+            was_open = breaker.failures > 0
+            breaker.success()
+            if was_open:
+                logger.warning("guardrail engine store reachable again")
+
+    def _refuses_blind(self, action: Action) -> bool:
+        """Whether a request decided without the engine store is refused whatever its buckets say."""
+        return self.limiter.failure == "closed" and action is not Action.BLOCK
 
     def _closed(
         self, blind: bool, action: Action, result: MultiResult | None
     ) -> tuple[Action, MultiResult | None]:
         """Under the ``closed`` failure policy a live request is refused while the engine store is down
-        (whatever its buckets said: protection first), retrying when the store is next tried."""
-        if not blind or self.limiter.failure != "closed" or action is Action.BLOCK:
+        (whatever its buckets said: protection first; none of them is charged), retrying when the store
+        is next tried."""
+        if not blind or not self._refuses_blind(action):
             return action, result
-        retry = max(0.5, self._store_down_until - time.monotonic())
+        retry = max(0.5, self._store_breaker.retry_in())
         closed = BucketResult("engine-store", False, 0.0, retry, retry, 1.0, FAIL_CLOSED)
         return Action.THROTTLE, MultiResult(False, (closed,))
-
-    def _store_ok(self) -> None:
-        if self._store_backoff:
-            self._store_backoff = 0.0
-            logger.warning("guardrail engine store reachable again")
 
     def _ahead(
         self, prepared: Prepared, extra: Sequence[BucketRequest]
@@ -247,7 +262,9 @@ class Guard(_Base):
         extras, now, ahead, direct = self._ahead(prepared, extra)
         early: MultiResult | None = None
         limiter = self.limiter
-        blind = not self._store_up(prepared)
+        epoch = self._store_up(prepared)
+        blind = epoch < 0
+        direct_failed = False
         if blind:
             observed = _blind(prepared)
         elif direct:
@@ -258,23 +275,27 @@ class Guard(_Base):
                 )
             except StorageError as exc:
                 limiter.direct_failed()
-                observed, blind = self._store_failed(prepared, exc), True
+                observed, blind, direct_failed = self._store_failed(prepared, exc, epoch), True, True
             else:
                 early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
-                self._store_ok()
+                self._store_ok(epoch)
         else:
             try:
                 observed = self.store.observe(prepared.obs)
             except StorageError as exc:
-                observed, blind = self._store_failed(prepared, exc), True
+                observed, blind = self._store_failed(prepared, exc, epoch), True
             else:
-                self._store_ok()
+                self._store_ok(epoch)
         verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras)
         if blind:
             reasons.append(STORE_DOWN_REASON)
         result: MultiResult | None
         if early is not None and _early_stands(action, asked, ahead):
             result = early
+        elif blind and self._refuses_blind(action):
+            result = None  # refused below (``_closed``): nothing charged
+        elif direct_failed:
+            result = limiter.fallback(CONSUME, asked, now) if asked else None
         else:
             if early is not None and early.allowed:
                 # A cluster bucket joined (or the request is blocked): give the early charge back, then
@@ -382,7 +403,9 @@ class AsyncGuard(_Base):
         extras, now, ahead, direct = self._ahead(prepared, extra)
         early: MultiResult | None = None
         limiter = self.limiter
-        blind = not self._store_up(prepared)
+        epoch = self._store_up(prepared)
+        blind = epoch < 0
+        direct_failed = False
         if blind:
             observed = _blind(prepared)
         elif direct:
@@ -392,23 +415,27 @@ class AsyncGuard(_Base):
                 )
             except StorageError as exc:
                 limiter.direct_failed()
-                observed, blind = self._store_failed(prepared, exc), True
+                observed, blind, direct_failed = self._store_failed(prepared, exc, epoch), True, True
             else:
                 early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
-                self._store_ok()
+                self._store_ok(epoch)
         else:
             try:
                 observed = await self.store.aobserve(prepared.obs)
             except StorageError as exc:
-                observed, blind = self._store_failed(prepared, exc), True
+                observed, blind = self._store_failed(prepared, exc, epoch), True
             else:
-                self._store_ok()
+                self._store_ok(epoch)
         verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras)
         if blind:
             reasons.append(STORE_DOWN_REASON)
         result: MultiResult | None
         if early is not None and _early_stands(action, asked, ahead):
             result = early
+        elif blind and self._refuses_blind(action):
+            result = None  # refused below (``_closed``): nothing charged
+        elif direct_failed:
+            result = limiter.fallback(CONSUME, asked, now) if asked else None
         else:
             if early is not None and early.allowed:
                 await limiter.asettle(_negated(ahead), now=now)

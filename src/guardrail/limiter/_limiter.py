@@ -130,6 +130,15 @@ class Limiter:
             self.breaker.success()
         return outcome
 
+    def fallback(self, mode: str, requests: Sequence[BucketRequest], now: float | None = None) -> MultiResult:
+        """The failure policy's answer, without asking the store: for a caller whose own call to the same
+        store has just failed (a second try now would only cost a second timeout)."""
+        if not requests:
+            return MultiResult(True, ())
+        if self.breaker is None:  # an in-process store cannot be down
+            return self.store.decide(mode, requests, now)
+        return self._degraded(mode, requests, now)
+
     def direct_failed(self) -> None:
         """A direct decision's store failed before answering."""
         if self.breaker is not None:
