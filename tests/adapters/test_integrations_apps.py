@@ -321,3 +321,35 @@ def test_proxy_request_drops_connection_listed_headers() -> None:
         (b"authorization", b"Bearer k"),
     ]
     assert _connection_listed(headers) == frozenset({b"keep-alive", b"x-private"})
+
+
+async def test_proxy_forwards_identity_headers_even_if_connection_lists_them() -> None:
+    """A decoy ``Authorization`` listed in ``Connection`` must reach the upstream: else the guard would
+    count the decoy while the upstream authenticated another key sent alongside."""
+    seen: list[dict[str, str]] = []
+
+    async def upstream(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append({k.decode(): v.decode() for k, v in scope["headers"]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    inner = httpx.AsyncClient(transport=httpx.ASGITransport(app=upstream), base_url="http://upstream")
+    proxy = ProxyApp("http://upstream", client=inner)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy), base_url="http://proxy") as client:
+        headers = {
+            "authorization": "Bearer decoy",
+            "x-api-key": "real",
+            "connection": "authorization, x-extra",
+        }
+        await client.get("/v1/models", headers={**headers, "x-extra": "1"})
+    assert seen[0]["authorization"] == "Bearer decoy" and seen[0]["x-api-key"] == "real"
+    assert "x-extra" not in seen[0]
+    await inner.aclose()

@@ -347,7 +347,7 @@ def test_proxy_cli_in_front_of_a_server_streaming_preserved() -> None:
         assert codes.count(429) >= 2
         models = httpx.get(proxy.url + "/v1/models")
         assert models.json()["data"][0]["id"] == "toy-1"
-        # The upstream's Date and Server, once each (the proxy's server adds none of its own).
+        # One Date (the proxy server's) and one Server (the upstream's).
         assert len(models.headers.get_list("date")) == 1 and len(models.headers.get_list("server")) == 1
     finally:
         proxy.stop()

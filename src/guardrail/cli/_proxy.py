@@ -13,7 +13,6 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -37,6 +36,11 @@ _HOP_BY_HOP = frozenset(
     }
 )
 
+
+#: What the middleware identifies a request by (credentials, forwarding chain): never dropped on the way up.
+_IDENTITY_HEADERS = frozenset(
+    {b"authorization", b"x-api-key", b"x-goog-api-key", b"api-key", b"x-forwarded-for", b"forwarded"}
+)
 
 #: The client's Content-Length is forwarded (the body is streamed with it, not re-chunked).
 _HOP_BY_HOP_REQUEST = _HOP_BY_HOP - {b"content-length"}
@@ -129,7 +133,10 @@ class ProxyApp:
         if query:
             url += "?" + query.decode("latin-1")
         incoming: list[tuple[bytes, bytes]] = scope.get("headers", [])
-        listed = _connection_listed(incoming)
+        # Headers the guard read the request's identity from are forwarded even when ``Connection``
+        # lists them: dropping them would let the upstream authenticate another credential than the one
+        # the guard counted (a decoy ``Authorization`` listed in ``Connection``, the real key elsewhere).
+        listed = _connection_listed(incoming) - _IDENTITY_HEADERS
         headers = [
             (k, v) for k, v in incoming if k.lower() not in _HOP_BY_HOP_REQUEST and k.lower() not in listed
         ]
@@ -157,7 +164,9 @@ class ProxyApp:
         try:
             raw = [(k.lower(), v) for k, v in upstream.headers.raw]
             listed = _connection_listed(raw)
-            out = [(k, v) for k, v in raw if k not in _HOP_BY_HOP and k not in listed]
+            # ``Date`` is the proxy server's own (uvicorn adds it to every response, guardrail's refusals
+            # included): the upstream's would make two.
+            out = [(k, v) for k, v in raw if k not in _HOP_BY_HOP and k not in listed and k != b"date"]
             await send({"type": "http.response.start", "status": upstream.status_code, "headers": out})
             async for chunk in upstream.aiter_raw():
                 if chunk:
@@ -192,7 +201,6 @@ async def _error(send: Send, status: int, text: str, kind: str, code: str) -> No
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"date", formatdate(usegmt=True).encode()),  # uvicorn's own is off (the upstream's is passed on)
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -298,8 +306,7 @@ def run(args: argparse.Namespace) -> int:
         "port": args.port,
         "log_level": "warning",
         "proxy_headers": False,
-        # The upstream's own Date and Server are passed on: uvicorn adding its own would send two of each.
-        "date_header": False,
+        # The upstream's own Server is passed on (uvicorn's would make two); Date is uvicorn's.
         "server_header": False,
     }
     if args.workers == 1:
