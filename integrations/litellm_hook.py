@@ -30,7 +30,7 @@ from cachetools import TTLCache
 from guardrail._hashing import default_secret
 from guardrail.adapters import settings_from_env
 from guardrail.adapters._build import resolve_guard
-from guardrail.adapters._quota import RequestQuota
+from guardrail.adapters._quota import RequestQuota, applies, merge
 from guardrail.adapters._refusal import refusal
 from guardrail.engine import Action, AsyncGuard, Decision, RequestFacts, settle_needed
 from guardrail.engine._core import EXTRA_REASON
@@ -138,6 +138,9 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
             else:
                 checking = self.guard.check(facts)
             decision = await asyncio.wait_for(checking, CHECK_TIMEOUT)
+            if self.quota is not None and not isinstance(self.guard, AsyncGuard) and applies(decision):
+                # Another guard takes no extra buckets: the quota is its own call, as in the middleware.
+                decision = merge(decision, await self.quota.aconsume(account), observe_only=False)
         except Exception:  # guardrail failing must not fail the proxy
             logger.exception("guardrail LiteLLM hook failed; request allowed")
             return data

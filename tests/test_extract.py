@@ -508,7 +508,7 @@ def test_custom_prompt_is_held_to_the_budget() -> None:
         (b"[" * 100_000, "nested too deeply"),
         (b'{"a":' * 50_000, "nested too deeply"),
         (b'{"n": 1' + b"0" * 5000 + b"}", "invalid JSON"),
-        (b"\xff\xfe\x00\xd8", "UTF-16-LE"),
+        (b"\xff\xfe\x00\xd8", "invalid JSON"),  # a lone surrogate decodes (as json.loads has it)
         ('{"prompt": "x"'.encode("utf-16-le") + b"\x00", "not valid UTF-16-LE"),
     ],
 )
@@ -537,6 +537,14 @@ def test_bom_and_utf16_are_accepted() -> None:
         memoryview(raw.encode()),
     ):
         assert ok("/v1/chat/completions", body).user == "héllo 你好"  # type: ignore[arg-type]
+
+
+def test_a_raw_lone_surrogate_is_read_as_json_loads_reads_it() -> None:
+    """``json.loads(bytes)`` (Starlette's ``request.json()``) accepts an encoded lone surrogate: so does
+    the extractor, or one such byte sequence in a field the app ignores would hide the prompt from it."""
+    body = b'{"messages": [{"role": "user", "content": "Explain tides."}], "user": "\xed\xa0\x80"}'
+    assert json.loads(body)["user"] == "\ud800"
+    assert ok("/v1/chat/completions", body).user == "Explain tides."
 
 
 def test_lone_surrogates_are_replaced() -> None:

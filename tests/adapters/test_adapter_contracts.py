@@ -58,9 +58,39 @@ def post(client: TestClient, key: str, path: str = "/v1/chat/completions", **hea
 def test_asgi_refuses_a_sync_guard() -> None:
     with pytest.raises(ValueError, match="AsyncGuard"):
         Guardrail(endpoint, guard=Guard())
-    with pytest.raises(ValueError, match="AsyncGuard"):
-        Guardrail(endpoint, guard=ScriptedGuard())
     Guardrail(endpoint, guard=AsyncScriptedGuard())  # a duck-typed async guard is fine
+
+
+def test_asgi_takes_duck_typed_guards_of_either_kind() -> None:
+    """A plain ``def check`` may delegate to an async guard (it returns an awaitable) or answer directly:
+    both work, so neither is refused."""
+
+    class Delegating:
+        def __init__(self) -> None:
+            self.inner = AsyncScriptedGuard(rpm=1)
+
+        def check(self, facts: Any, **kw: Any) -> Any:
+            return self.inner.check(facts, **kw)
+
+        def settle(self, decision: Any, tokens: int) -> Any:
+            return self.inner.settle(decision, tokens)
+
+    for guard in (Delegating(), ScriptedGuard(rpm=1)):
+        with TestClient(asgi(guard=guard)) as client:
+            assert [post(client, "k") for _ in range(2)] == [200, 429]
+
+
+def test_mocks_and_wrappers_are_given_the_benefit_of_the_doubt() -> None:
+    from unittest.mock import MagicMock, Mock, create_autospec
+
+    Guardrail(endpoint, guard=MagicMock(spec=AsyncGuard))
+    GuardrailWSGI(wsgi_app, guard=create_autospec(Guard, instance=True))
+
+    def identify(view: Any) -> str:
+        return "u"
+
+    Guardrail(endpoint, identify=Mock(spec=identify))
+    GuardrailWSGI(wsgi_app, guard=ScriptedGuard(), on_event=MagicMock(spec=identify))
 
 
 def test_wsgi_refuses_an_async_guard() -> None:
@@ -274,3 +304,21 @@ def test_a_guard_handed_in_is_left_to_its_owner() -> None:
     with TestClient(asgi(guard=Owned())) as client:
         assert post(client, "k") == 200
     assert Owned.closed == 0
+
+
+def test_an_async_hook_outside_an_event_loop_is_dropped_not_kept() -> None:
+    from guardrail.adapters import _events
+
+    ran: list[GuardrailEvent] = []
+
+    async def hook(event: GuardrailEvent) -> None:
+        ran.append(event)
+
+    event = GuardrailEvent(
+        ts=0.0, path="/", provider="openai", account=None, ip=None, outcome="allowed", action=None,
+        would_action=None, status=None, retry_after=0.0, reasons=(), evidence={}, error=None,
+    )  # fmt: skip
+    before = len(_events._hook_tasks)
+    for _ in range(50):
+        _events.emit(event, hook)
+    assert len(_events._hook_tasks) == before and ran == []

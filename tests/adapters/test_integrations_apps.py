@@ -353,3 +353,13 @@ async def test_proxy_forwards_identity_headers_even_if_connection_lists_them() -
     assert seen[0]["authorization"] == "Bearer decoy" and seen[0]["x-api-key"] == "real"
     assert "x-extra" not in seen[0]
     await inner.aclose()
+
+
+async def test_litellm_hook_quota_with_a_duck_typed_guard() -> None:
+    hook = GuardrailLiteLLM(guard=AsyncScriptedGuard(rpm=1000), account_rpm=2)
+    alice = SimpleNamespace(user_id="alice")
+    for _ in range(2):
+        await hook.async_pre_call_hook(alice, None, {"messages": []}, "completion")
+    with pytest.raises(HTTPException) as refused:
+        await hook.async_pre_call_hook(alice, None, {"messages": []}, "completion")
+    assert refused.value.status_code == 429

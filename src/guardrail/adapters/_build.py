@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, overload
 
@@ -27,19 +28,21 @@ def _check_rpm(account_rpm: float | None) -> None:
 
 
 def is_async_callable(fn: object) -> bool:
-    """``async def`` functions and methods, and objects whose ``__call__`` is one (``functools.partial``
-    of either included)."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 (an instance's __call__, not callable())
-    return not inspect.isfunction(fn) and not inspect.ismethod(fn) and inspect.iscoroutinefunction(call)
-
-
-def _plain_function(fn: object) -> bool:
-    """A ``def`` (not ``async def``) function or method: one whose result is known not to be awaited."""
-    return (inspect.isfunction(fn) or inspect.ismethod(fn)) and not inspect.iscoroutinefunction(fn)
+    """Whether ``fn`` is certainly an ``async def``: a real function or method defined so (through
+    ``functools.partial`` too), or an object whose class defines ``async def __call__``. Anything else
+    (mocks, wrappers of unknown kind) is given the benefit of the doubt."""
+    try:
+        # Exact types: a spec'd mock claims the class of what it mocks to ``isinstance``.
+        while type(fn) is functools.partial:
+            fn = fn.func
+        if type(fn) is types.MethodType:
+            fn = fn.__func__
+        if type(fn) is types.FunctionType:
+            return inspect.iscoroutinefunction(fn)
+        call = getattr(type(fn), "__call__", None)  # noqa: B004 (the class's __call__, not callable())
+        return type(call) is types.FunctionType and inspect.iscoroutinefunction(call)
+    except Exception:  # an exotic object's introspection must not break construction
+        return False
 
 
 def check_sync_callable(fn: Callable[..., Any] | None, name: str, what: str) -> None:
@@ -49,17 +52,17 @@ def check_sync_callable(fn: Callable[..., Any] | None, name: str, what: str) -> 
 
 
 def _check_guard_kind(guard: Any, asynchronous: bool) -> None:
-    """The ASGI middleware awaits ``check``/``settle``; the WSGI one calls them: a guard of the other kind
-    would fail every request (and fail open), so it is refused here."""
-    check, settle = guard.check, guard.settle
+    """The ASGI middleware awaits ``check``/``settle``; the WSGI one calls them: the engine's guard of the
+    other kind, or a guard whose methods are certainly of the other kind, would fail every request (and
+    fail open), so it is refused here. A plain ``def`` may return an awaitable (a delegating wrapper), so
+    only the WSGI side judges by definition."""
     if asynchronous:
-        wrong = isinstance(guard, Guard) or _plain_function(check) or _plain_function(settle)
-        if wrong:
+        if isinstance(guard, Guard) and not isinstance(guard, AsyncGuard):
             raise ValueError(
                 f"the ASGI middleware needs an AsyncGuard (async def check() and settle()), "
                 f"got {type(guard).__name__}; use AsyncGuard(...) or GuardrailWSGI"
             )
-    elif isinstance(guard, AsyncGuard) or is_async_callable(check) or is_async_callable(settle):
+    elif isinstance(guard, AsyncGuard) or is_async_callable(guard.check) or is_async_callable(guard.settle):
         raise ValueError(
             f"the WSGI middleware needs a Guard (plain def check() and settle()), "
             f"got {type(guard).__name__}; use Guard(...) or the ASGI Guardrail"

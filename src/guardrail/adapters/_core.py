@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from .._hashing import default_secret, hash_identifier, is_default_secret
 from ..engine import Action, AsyncGuard, Decision, Guard, MemoryEngineStore, RequestFacts
+from ..engine._core import Core as EngineCore
 from ..limiter import Limiter, MultiResult
 from ._build import check_sync_callable
 from ._events import GuardrailEvent, OnEvent, emit, log_failure, logger
@@ -45,7 +46,8 @@ def _shares_state(guard: object) -> bool:
     """An engine guard whose state (keyed by hashes under the secret) lives outside this process."""
     if not isinstance(guard, (Guard, AsyncGuard)):
         return False
-    return not (isinstance(guard.store, MemoryEngineStore) and guard.limiter.local)
+    store, limiter = getattr(guard, "store", None), getattr(guard, "limiter", None)
+    return not (isinstance(store, MemoryEngineStore) and getattr(limiter, "local", False) is True)
 
 
 def _warn_default_secret() -> None:
@@ -147,8 +149,8 @@ class Core:
     def adopt_guard(self, guard: object) -> None:
         """Take the engine guard's secret and namespace, so events, logs and the quota's keys hash an
         account as the engine and its reports do (a different ``secret=`` here is a mistake: refused)."""
-        engine = guard.core if isinstance(guard, (Guard, AsyncGuard)) else None
-        if engine is not None:
+        engine = getattr(guard, "core", None) if isinstance(guard, (Guard, AsyncGuard)) else None
+        if isinstance(engine, EngineCore):
             if self._explicit_secret and engine.secret != self.secret:
                 raise ValueError(
                     "secret= differs from the guard's own secret: pass it to the guard only "
@@ -194,7 +196,7 @@ class Core:
                     "identify callable raised; using the API key", exc, (*secrets, api_key(headers, query))
                 )
                 account = None
-            if inspect.isawaitable(account):  # an async identify slipped past the constructor
+            if type(account) is not str and inspect.isawaitable(account):  # an async identify after all
                 if inspect.iscoroutine(account):
                     account.close()
                 log_failure(

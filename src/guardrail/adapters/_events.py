@@ -83,17 +83,34 @@ def emit(event: GuardrailEvent, hook: OnEvent | None) -> None:
 
 #: Tasks of ``async def`` hooks still running (the loop keeps only weak references to its tasks).
 _hook_tasks: set[asyncio.Future[Any]] = set()
+#: Beyond this many hook tasks still running, further events skip the hook (a hook slower than the
+#: traffic must not grow memory without bound); one warning per process.
+MAX_HOOK_TASKS = 10_000
+_warned_full = False
 
 
 def _schedule(result: Any) -> None:
-    """An ``async def`` hook (ASGI): run on the current loop as a task of its own, off the request path;
-    its exception is logged. Without a running loop (WSGI rejects such hooks up front) it is dropped."""
+    """An ``async def`` hook (ASGI): run on the running loop as a task of its own, off the request path;
+    its exception is logged. Without a running asyncio loop (trio; WSGI refuses such hooks up front) it is
+    dropped."""
+    global _warned_full
     try:
-        task = asyncio.ensure_future(result)
-    except (RuntimeError, TypeError):
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or len(_hook_tasks) >= MAX_HOOK_TASKS:
         if inspect.iscoroutine(result):
             result.close()
-        logger.warning("guardrail on_event hook returned an awaitable outside an event loop; dropped")
+        if loop is None:
+            logger.warning("guardrail on_event hook returned an awaitable outside an asyncio loop; dropped")
+        elif not _warned_full:
+            _warned_full = True
+            logger.warning("guardrail on_event hook: %d calls still running; skipping it", MAX_HOOK_TASKS)
+        return
+    try:
+        task = asyncio.ensure_future(result, loop=loop)
+    except TypeError:  # awaitable by protocol but not to asyncio
+        logger.warning("guardrail on_event hook returned an awaitable asyncio cannot run; dropped")
         return
     _hook_tasks.add(task)
     task.add_done_callback(_hook_done)

@@ -85,21 +85,30 @@ class SSEUsageScanner:
                 chunk = chunk[1:]
                 if not chunk:
                     return
+        if b"\r" in chunk:  # a lone CR ends a line too (the kept partial line holds none: see below)
+            self._cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         data = self._partial + chunk if self._partial else chunk
-        if b"\r" in data:  # a lone CR ends a line too
-            self._cr = data.endswith(b"\r")
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if b"\n" not in data:
+        if b"\n" not in chunk:
             self._partial = data if len(data) <= MAX_LINE else b""
             return
         lines = data.split(b"\n")
         last = lines.pop()
         self._partial = last if len(last) <= MAX_LINE else b""
+        event = self._data
         for line in lines:
-            if line.startswith(b"data:"):
-                self._add(line[5:])
-            elif not line:
-                self._end()
+            if line:
+                if line[:5] == b"data:" and self._size >= 0:
+                    self._size += len(line)
+                    if self._size > MAX_LINE:
+                        event.clear()
+                        self._size = -1
+                    else:
+                        event.append(line[5:])
+            else:  # a blank line ends the event
+                if event:
+                    self._end()
+                self._size = 0
 
     def close(self) -> None:
         """The stream ended: a final line without a newline, and a final event without a blank line,

@@ -42,7 +42,11 @@ def _decode(body: bytes | bytearray | memoryview) -> str | NoPrompt:
         # a prompt the engine never saw.
         encoding = json.detect_encoding(raw)
     try:
-        return str(memoryview(raw)[start:], encoding) if start else raw.decode(encoding)
+        # "surrogatepass", as ``json.loads(bytes)`` (what the app behind uses) decodes: a lone surrogate
+        # encoded raw must not make the prompt unreadable to the engine while the app reads it fine.
+        if start:
+            return str(memoryview(raw)[start:], encoding, "surrogatepass")
+        return raw.decode(encoding, "surrogatepass")
     except UnicodeDecodeError as exc:
         label = "UTF-8" if encoding == "utf-8" else encoding.upper()
         return NoPrompt(f"body is not valid {label} at byte {exc.start + start}")
