@@ -246,32 +246,15 @@ def response_stream(body: Mapping[str, Any]) -> Iterator[str]:
     yield event(
         "response.output_item.added", output_index=0, item={**item, "status": "in_progress", "content": []}
     )
-    part = {"type": "output_text", "text": "", "annotations": []}
-    yield event("response.content_part.added", item_id=item["id"], output_index=0, content_index=0, part=part)
+
+    def in_part(kind: str, **fields: Any) -> str:  # an event about the message's one text part
+        return event(kind, item_id=item["id"], output_index=0, content_index=0, **fields)
+
+    yield in_part("response.content_part.added", part={"type": "output_text", "text": "", "annotations": []})
     for piece in _pieces(text):
-        yield event(
-            "response.output_text.delta",
-            item_id=item["id"],
-            output_index=0,
-            content_index=0,
-            delta=piece,
-            logprobs=[],
-        )
-    yield event(
-        "response.output_text.done",
-        item_id=item["id"],
-        output_index=0,
-        content_index=0,
-        text=text,
-        logprobs=[],
-    )
-    yield event(
-        "response.content_part.done",
-        item_id=item["id"],
-        output_index=0,
-        content_index=0,
-        part=item["content"][0],
-    )
+        yield in_part("response.output_text.delta", delta=piece, logprobs=[])
+    yield in_part("response.output_text.done", text=text, logprobs=[])
+    yield in_part("response.content_part.done", part=item["content"][0])
     yield event("response.output_item.done", output_index=0, item=item)
     yield event("response.completed", response=done)
 

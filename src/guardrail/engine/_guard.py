@@ -187,26 +187,33 @@ class _Base:
         return self.limiter.failure == "closed" and action is not Action.BLOCK
 
     def _closed(
-        self, blind: bool, action: Action, result: MultiResult | None
-    ) -> tuple[Action, MultiResult | None]:
-        """Under the ``closed`` failure policy a live request is refused while the engine store is down
-        (whatever its buckets said: protection first; none of them is charged), retrying when the store
-        is next tried."""
+        self,
+        blind: bool,
+        action: Action,
+        asked: list[BucketRequest],
+        charged: list[BucketRequest],
+        result: MultiResult | None,
+    ) -> tuple[Action, MultiResult | None, int]:
+        """The action, limiter answer and caller-bucket count to decide with. Under the ``closed`` failure
+        policy a live request is refused while the engine store is down (whatever its buckets said:
+        protection first; none of them is charged), retrying when the store is next tried."""
         if not blind or not self._refuses_blind(action):
-            return action, result
+            return action, result, len(asked) - len(charged)
         retry = max(0.5, self._store_breaker.retry_in())
         closed = BucketResult("engine-store", False, 0.0, retry, retry, 1.0, FAIL_CLOSED)
-        return Action.THROTTLE, MultiResult(False, (closed,))
+        return Action.THROTTLE, MultiResult(False, (closed,)), 0
 
     def _ahead(
         self, prepared: Prepared, extra: Sequence[BucketRequest]
-    ) -> tuple[list[BucketRequest], float | None, list[BucketRequest], bool]:
-        """The caller's buckets, the decision's clock, the buckets known before ``observe``, and whether
-        they go in its round trip."""
+    ) -> tuple[list[BucketRequest], float | None, list[BucketRequest], bool, int]:
+        """The caller's buckets, the decision's clock, the buckets known before ``observe``, whether they
+        go in its round trip, and the engine store's epoch (-1: the store is skipped, see ``_store_up``)."""
         extras = _extra_list(extra)
         now = prepared.obs.ts if prepared.offline else None
         ahead = [*self.core.own_buckets(prepared), *extras]
-        return extras, now, ahead, bool(ahead) and self._together and self.limiter.direct()
+        epoch = self._store_up(prepared)
+        direct = epoch >= 0 and bool(ahead) and self._together and self.limiter.direct()
+        return extras, now, ahead, direct, epoch
 
     def _plan(
         self, prepared: Prepared, observed: Observed, extras: list[BucketRequest]
@@ -259,12 +266,10 @@ class Guard(_Base):
         """``check`` after the stateless first half (``core.prepare``), which a replay may run in worker
         processes (``guardrail analyze --jobs``)."""
         core = self.core
-        extras, now, ahead, direct = self._ahead(prepared, extra)
+        extras, now, ahead, direct, epoch = self._ahead(prepared, extra)
         early: MultiResult | None = None
         limiter = self.limiter
-        epoch = self._store_up(prepared)
-        blind = epoch < 0
-        direct_failed = False
+        blind, direct_failed = epoch < 0, False
         if blind:
             observed = _blind(prepared)
         elif direct:
@@ -302,11 +307,7 @@ class Guard(_Base):
                 # decide all of the request's buckets together, all or none, as a single call would.
                 limiter.settle(_negated(ahead), now=now)
             result = limiter.consume_many(asked, now=now) if asked else None
-        extra_n = len(asked) - len(charged)
-        if blind:
-            closed_action, closed = self._closed(blind, action, result)
-            if closed is not result:
-                action, result, extra_n = closed_action, closed, 0
+        action, result, extra_n = self._closed(blind, action, asked, charged, result)
         decision = core.decide(prepared, observed, verdict, action, reasons, charged, result, extra_n)
         self._schedule(prepared, observed.accounts)
         return decision
@@ -400,12 +401,10 @@ class AsyncGuard(_Base):
         tens of microseconds, less than handing it to a thread would cost; every I/O is awaited."""
         core = self.core
         prepared = core.prepare(facts)
-        extras, now, ahead, direct = self._ahead(prepared, extra)
+        extras, now, ahead, direct, epoch = self._ahead(prepared, extra)
         early: MultiResult | None = None
         limiter = self.limiter
-        epoch = self._store_up(prepared)
-        blind = epoch < 0
-        direct_failed = False
+        blind, direct_failed = epoch < 0, False
         if blind:
             observed = _blind(prepared)
         elif direct:
@@ -440,11 +439,7 @@ class AsyncGuard(_Base):
             if early is not None and early.allowed:
                 await limiter.asettle(_negated(ahead), now=now)
             result = await limiter.aconsume_many(asked, now=now) if asked else None
-        extra_n = len(asked) - len(charged)
-        if blind:
-            closed_action, closed = self._closed(blind, action, result)
-            if closed is not result:
-                action, result, extra_n = closed_action, closed, 0
+        action, result, extra_n = self._closed(blind, action, asked, charged, result)
         decision = core.decide(prepared, observed, verdict, action, reasons, charged, result, extra_n)
         if prepared.offline:
             if core.due(prepared.obs.ts, observed.accounts):
