@@ -322,3 +322,22 @@ def test_an_async_hook_outside_an_event_loop_is_dropped_not_kept() -> None:
     for _ in range(50):
         _events.emit(event, hook)
     assert len(_events._hook_tasks) == before and ran == []
+
+
+def test_on_azure_paths_the_api_key_header_comes_first() -> None:
+    """An Azure OpenAI server reads ``api-key``: a decoy ``Authorization`` must not buy a fresh budget."""
+    guard = AsyncScriptedGuard(rpm=100)
+    path = "/openai/deployments/gpt/chat/completions"
+    with TestClient(asgi_at(path, guard=guard)) as client:
+        for decoy in ("d1", "d2"):
+            client.post(path, content=BODY, headers={"api-key": "az", "authorization": f"Bearer {decoy}"})
+        client.post(
+            "/v1/chat/completions", content=BODY, headers={"api-key": "az", "authorization": "Bearer b"}
+        )
+    assert [f.account for f in guard.seen] == ["az", "az", "b"]
+
+
+def asgi_at(*paths: str, **options: Any) -> Starlette:
+    app = Starlette(routes=[Route(p, endpoint, methods=["POST"]) for p in ("/v1/chat/completions", *paths)])
+    app.add_middleware(Guardrail, **options)
+    return app

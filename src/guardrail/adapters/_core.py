@@ -208,6 +208,8 @@ class Core:
             if account is not None and not isinstance(account, str):
                 account = str(account)
         if not account:
+            if provider == "openai" and "/openai/deployments/" in path:
+                provider = "azure"  # Azure OpenAI reads its ``api-key`` header before Authorization
             account = api_key(headers, query, provider)
         if not account:
             account = f"ip:{ip}" if ip else "anonymous"

@@ -84,7 +84,9 @@ def api_key(headers: Iterable[tuple[str, str]], query: str = "", provider: str =
             goog = value.split(",", 1)[0].strip() or None
         elif key == "api-key" and azure is None:  # Azure OpenAI's header
             azure = value.split(",", 1)[0].strip() or None
-    if provider == "anthropic":
+    if provider == "azure":  # an Azure OpenAI path: the server reads ``api-key`` first
+        found = azure or bearer or x_api_key or goog
+    elif provider == "anthropic":
         found = x_api_key or bearer or goog or azure
     elif provider == "gemini":
         found = goog or _query_key(query) or bearer or x_api_key or azure
