@@ -29,6 +29,7 @@ from cachetools import TTLCache
 
 from guardrail._hashing import default_secret
 from guardrail.adapters import settings_from_env
+from guardrail.adapters._asgi import awaited
 from guardrail.adapters._build import resolve_guard
 from guardrail.adapters._quota import RequestQuota, applies, merge
 from guardrail.adapters._refusal import refusal
@@ -137,10 +138,13 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
                 checking = self.guard.check(facts, extra=self.quota.request(account))
             else:
                 checking = self.guard.check(facts)
-            decision = await asyncio.wait_for(checking, CHECK_TIMEOUT)
+            decision = await asyncio.wait_for(awaited(checking), CHECK_TIMEOUT)
             if self.quota is not None and not isinstance(self.guard, AsyncGuard) and applies(decision):
                 # Another guard takes no extra buckets: the quota is its own call, as in the middleware.
-                decision = merge(decision, await self.quota.aconsume(account), observe_only=False)
+                quota = await self.quota.aconsume(account)
+                if not quota.allowed:
+                    await self._settle(decision, 0)  # nothing will be generated: refund the engine
+                decision = merge(decision, quota, observe_only=False)
         except Exception:  # guardrail failing must not fail the proxy
             logger.exception("guardrail LiteLLM hook failed; request allowed")
             return data
@@ -213,7 +217,7 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
 
     async def _settle(self, decision: Decision, tokens: int) -> None:
         try:
-            await self.guard.settle(decision, tokens)
+            await awaited(self.guard.settle(decision, tokens))
         except Exception:
             logger.exception("guardrail settle failed; ignored")
 

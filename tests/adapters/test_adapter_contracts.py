@@ -341,3 +341,25 @@ def asgi_at(*paths: str, **options: Any) -> Starlette:
     app = Starlette(routes=[Route(p, endpoint, methods=["POST"]) for p in ("/v1/chat/completions", *paths)])
     app.add_middleware(Guardrail, **options)
     return app
+
+
+def test_wsgi_names_an_async_answer_from_a_duck_guard() -> None:
+    """A plain ``def check`` that returns a coroutine cannot be awaited under WSGI: the request goes
+    through (guardrail never breaks the app) and the error says why."""
+
+    class Delegating:
+        def __init__(self) -> None:
+            self.inner = AsyncScriptedGuard()
+
+        def check(self, facts: Any) -> Any:
+            return self.inner.check(facts)
+
+        def settle(self, decision: Any, tokens: int) -> None:
+            return None
+
+    events: list[GuardrailEvent] = []
+    mw = GuardrailWSGI(wsgi_app, guard=Delegating(), on_event=events.append)
+    statuses: list[str] = []
+    b"".join(mw(chat_environ(BODY.encode(), "k"), lambda s, h, e=None: statuses.append(s)))
+    assert statuses[0].startswith("200")
+    assert events[-1].outcome == "error" and "needs a sync guard" in (events[-1].error or "")

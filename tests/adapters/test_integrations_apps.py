@@ -363,3 +363,26 @@ async def test_litellm_hook_quota_with_a_duck_typed_guard() -> None:
     with pytest.raises(HTTPException) as refused:
         await hook.async_pre_call_hook(alice, None, {"messages": []}, "completion")
     assert refused.value.status_code == 429
+
+
+async def test_litellm_hook_with_a_sync_engine_guard() -> None:
+    """The hook awaits what an async guard returns and takes a sync guard's answer as it is."""
+    from guardrail.engine import Guard, Policy, RequestFacts
+    from guardrail.limiter import Limit
+
+    data = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    cost = (
+        Guard().core.prepare(RequestFacts(account="x", ip=None, path="/v1/chat/completions", body=data)).cost
+    )
+    guard = Guard(policy=Policy(account_limit=Limit(rate=1e-6, burst=cost)))  # room for one request
+    hook = GuardrailLiteLLM(guard=guard)  # type: ignore[arg-type]
+    alice = SimpleNamespace(user_id="alice")
+    outcomes = []
+    for _ in range(2):
+        try:
+            await hook.async_pre_call_hook(alice, None, dict(data), "completion")
+            outcomes.append("allowed")
+        except HTTPException as exc:
+            outcomes.append(str(exc.status_code))
+    guard.close()
+    assert outcomes == ["allowed", "429"]

@@ -238,3 +238,27 @@ def test_bad_configuration_is_a_clear_error() -> None:
         CircuitBreaker(base=0.0)
     with pytest.raises(ValueError, match="threshold"):
         CircuitBreaker(threshold=0)
+
+
+def test_calls_in_flight_during_one_stall_open_the_breaker_once() -> None:
+    """32 calls that began together and all failed: three strikes open the breaker, and the rest, which
+    began before it opened, do not double its delay up to the cap."""
+    now = [100.0]
+    breaker = CircuitBreaker(clock=lambda: now[0], rng=lambda: 1.0)
+    began = [breaker.generation for _ in range(32)]
+    assert all(breaker.allow() for _ in began)
+    for generation in began:
+        breaker.failure(generation)
+    assert breaker.failures == 1 and breaker.retry_in() == pytest.approx(breaker.base)
+    now[0] += breaker.base + 0.01
+    probe = breaker.generation
+    assert breaker.allow()
+    breaker.failure(probe)  # the probe's failure counts: a longer wait
+    assert breaker.failures == 2 and breaker.retry_in() == pytest.approx(2 * breaker.base)
+    now[0] += 2 * breaker.base + 0.01
+    probe = breaker.generation
+    assert breaker.allow()
+    breaker.success(began[0])  # a success that began before the opening: not the probe's, ignored
+    assert breaker.state != "closed"
+    breaker.success(probe)
+    assert breaker.state == "closed"

@@ -51,7 +51,7 @@ async def _value(value: _T) -> _T:
     return value
 
 
-def _awaited(result: Any) -> Awaitable[Any]:
+def awaited(result: Any) -> Awaitable[Any]:
     """A guard's answer as an awaitable: an async guard's as it is; a duck-typed guard whose plain ``def``
     returned its answer directly (it blocks the loop while it runs, so keep it quick) wrapped."""
     return result if inspect.isawaitable(result) else _value(result)
@@ -254,7 +254,7 @@ class Guardrail:
             tokens = settler.tokens()
             if tokens is not None:
                 try:
-                    await self._deadline(watch, _awaited(self.guard.settle(decision, tokens)))
+                    await self._deadline(watch, awaited(self.guard.settle(decision, tokens)))
                 except Exception as exc:
                     log_failure("guardrail settle failed; ignored", exc, (account,))
 
@@ -267,15 +267,15 @@ class Guardrail:
         if core.quota_in_check and core.quota is not None:
             # One limiter call: the quota's bucket rides with the engine's, all or none (a refused
             # request charged nothing, so there is nothing to refund).
-            decision = await _awaited(self.guard.check(facts, extra=core.quota.request(account)))
+            decision = await awaited(self.guard.check(facts, extra=core.quota.request(account)))
             return decision, decision.extra, core.verdict(decision, provider, decision.extra)
         quota: MultiResult | None = None
-        decision = await _awaited(self.guard.check(facts))
+        decision = await awaited(self.guard.check(facts))
         if core.quota is not None and applies(decision):
             quota = await core.quota.aconsume(account)
             if not quota.allowed:
                 if not core.observe_only:
-                    await _awaited(self.guard.settle(decision, 0))  # nothing will be generated: refund
+                    await awaited(self.guard.settle(decision, 0))  # nothing will be generated: refund
                 decision = merge(decision, quota, core.observe_only)
         return decision, quota, core.verdict(decision, provider, quota)
 

@@ -109,7 +109,7 @@ def _schedule(result: Any) -> None:
         return
     try:
         task = asyncio.ensure_future(result, loop=loop)
-    except TypeError:  # awaitable by protocol but not to asyncio
+    except (TypeError, ValueError):  # awaitable by protocol but not to asyncio, or another loop's
         logger.warning("guardrail on_event hook returned an awaitable asyncio cannot run; dropped")
         return
     _hook_tasks.add(task)

@@ -10,6 +10,7 @@ wrapped only to watch chunks and always has its ``close()`` called. Read deadlin
 
 from __future__ import annotations
 
+import inspect
 import io
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
@@ -268,7 +269,7 @@ class GuardrailWSGI:
             decision = self.guard.check(facts, extra=core.quota.request(account))
             return decision, decision.extra, core.verdict(decision, provider, decision.extra)
         quota: MultiResult | None = None
-        decision = self.guard.check(facts)
+        decision = _sync(self.guard.check(facts))
         if core.quota is not None and applies(decision):
             quota = core.quota.consume(account)
             if not quota.allowed:
@@ -276,6 +277,16 @@ class GuardrailWSGI:
                     self.guard.settle(decision, 0)  # nothing will be generated: refund
                 decision = merge(decision, quota, core.observe_only)
         return decision, quota, core.verdict(decision, provider, quota)
+
+
+def _sync(decision: Any) -> Any:
+    """A guard's answer on the WSGI side, where nothing can await: an awaitable (a duck-typed guard that
+    turned out async) is an error with a clear reason, not a puzzling one later."""
+    if inspect.isawaitable(decision):
+        if inspect.iscoroutine(decision):
+            decision.close()
+        raise TypeError("the guard's check() returned an awaitable: the WSGI middleware needs a sync guard")
+    return decision
 
 
 def _headers(environ: WSGIEnvironment) -> list[tuple[str, str]]:

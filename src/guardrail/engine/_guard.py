@@ -279,7 +279,8 @@ class Guard(_Base):
                     prepared.obs, CONSUME, ahead, now
                 )
             except StorageError as exc:
-                limiter.direct_failed()
+                if epoch == self._store_epoch:  # one stall's in-flight calls count once for both halves
+                    limiter.direct_failed()
                 observed, blind, direct_failed = self._store_failed(prepared, exc, epoch), True, True
             else:
                 early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
@@ -413,7 +414,8 @@ class AsyncGuard(_Base):
                     prepared.obs, CONSUME, ahead, now
                 )
             except StorageError as exc:
-                limiter.direct_failed()
+                if epoch == self._store_epoch:  # one stall's in-flight calls count once for both halves
+                    limiter.direct_failed()
                 observed, blind, direct_failed = self._store_failed(prepared, exc, epoch), True, True
             else:
                 early = limiter.direct_outcome(outcome, CONSUME, ahead, now)

@@ -40,6 +40,10 @@ class CircuitBreaker:
         self._rng = rng
         self._lock = threading.Lock()
         self.failures = 0
+        #: Counts openings and closings: a call reports its result with the generation it began in, and a
+        #: failure that began before the last change (one of many calls in flight during one stall) is
+        #: not counted again, so one stall does not stretch into the longest backoff.
+        self.generation = 0
         self._open_until = 0.0
         self._probe_started = 0.0
 
@@ -67,22 +71,30 @@ class CircuitBreaker:
             self._probe_started = now
             return True
 
-    def success(self) -> None:
+    def success(self, generation: int | None = None) -> None:
         if self.failures or self.strikes:
             with self._lock:
+                if generation is not None and generation != self.generation:
+                    return  # began before the breaker last opened: the probe decides
+                if self.failures:
+                    self.generation += 1
                 self.strikes = 0
                 self.failures = 0
                 self._open_until = 0.0
                 self._probe_started = 0.0
 
-    def failure(self) -> None:
+    def failure(self, generation: int | None = None) -> None:
+        """Count a failed call; ``generation``: the one the call began in (see :attr:`generation`)."""
         now = self._clock()
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             if self.failures == 0:
                 self.strikes += 1
                 if self.strikes < self.threshold:
                     return
             self.failures += 1
+            self.generation += 1
             delay = min(self.cap, self.base * 2.0 ** min(self.failures - 1, 32))
             self._open_until = now + delay * (0.5 + 0.5 * self._rng())
             self._probe_started = 0.0

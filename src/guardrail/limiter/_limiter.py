@@ -151,13 +151,14 @@ class Limiter:
         breaker = self.breaker
         if breaker is None:
             return self.store.decide(mode, requests, now)
+        generation = breaker.generation
         if breaker.allow():
             try:
                 result = self.store.decide(mode, requests, now)
             except StorageError:
-                breaker.failure()
+                breaker.failure(generation)
             else:
-                breaker.success()
+                breaker.success(generation)
                 return result
         return self._degraded(mode, requests, now)
 
@@ -191,13 +192,14 @@ class Limiter:
         breaker = self.breaker
         if breaker is None:
             return self.store.consume_one(key, limit, cost, now)
+        generation = breaker.generation
         if breaker.allow():
             try:
                 result = self.store.consume_one(key, limit, cost, now)
             except StorageError:
-                breaker.failure()
+                breaker.failure(generation)
             else:
-                breaker.success()
+                breaker.success(generation)
                 return result
         return self._degraded(_gcra.CONSUME, (BucketRequest(key, limit, cost),), now).results[0]
 
@@ -209,13 +211,14 @@ class Limiter:
         breaker = self.breaker
         if breaker is None:
             return await self.store.adecide(mode, requests, now)
+        generation = breaker.generation
         if breaker.allow():
             try:
                 result = await self.store.adecide(mode, requests, now)
             except StorageError:
-                breaker.failure()
+                breaker.failure(generation)
             else:
-                breaker.success()
+                breaker.success(generation)
                 return result
         return self._degraded(mode, requests, now)
 
@@ -243,13 +246,14 @@ class Limiter:
         breaker = self.breaker
         if breaker is None:
             return await self.store.aconsume_one(key, limit, cost, now)
+        generation = breaker.generation
         if breaker.allow():
             try:
                 result = await self.store.aconsume_one(key, limit, cost, now)
             except StorageError:
-                breaker.failure()
+                breaker.failure(generation)
             else:
-                breaker.success()
+                breaker.success(generation)
                 return result
         return self._degraded(_gcra.CONSUME, (BucketRequest(key, limit, cost),), now).results[0]
 
