@@ -152,11 +152,16 @@ class _Base:
             return self._store_epoch
         return -1
 
-    def _store_failed(self, prepared: Prepared, exc: StorageError, epoch: int) -> Observed:
+    def _store_failed(
+        self, prepared: Prepared, exc: StorageError, epoch: int, *, shared: bool = False
+    ) -> Observed:
         """A live request whose engine store is unreachable: decided on the limiter alone, whose failure
         policy then applies to its buckets (``local``: a share of each limit in process; ``closed``: refuse;
         ``open``: allow). Repeated failures open the store's breaker, so an outage costs no timeout per
         request. Nothing is learnt from such requests; detection resumes with the store."""
+        if shared:  # the round trip carried the limiter's buckets too: its breaker counts the failure
+            if epoch == self._store_epoch:  # (once per stall, as below)
+                self.limiter.direct_failed()
         if prepared.offline:
             raise exc
         breaker = self._store_breaker
@@ -181,6 +186,27 @@ class _Base:
             breaker.success()
             if was_open:
                 logger.warning("guardrail engine store reachable again")
+
+    def _known(
+        self,
+        early: MultiResult | None,
+        action: Action,
+        asked: list[BucketRequest],
+        ahead: list[BucketRequest],
+        blind: bool,
+        direct_failed: bool,
+        now: float | None,
+    ) -> tuple[bool, MultiResult | None]:
+        """``(True, answer)`` when the limiter answer needs no further call to the store: the early one
+        stands, the request is refused blind (nothing charged), or the shared round trip just failed (the
+        failure policy answers at once); else ``(False, None)``."""
+        if early is not None and _early_stands(action, asked, ahead):
+            return True, early
+        if blind and self._refuses_blind(action):
+            return True, None  # refused by ``_closed``
+        if direct_failed:
+            return True, self.limiter.fallback(CONSUME, asked, now) if asked else None
+        return False, None
 
     def _refuses_blind(self, action: Action) -> bool:
         """Whether a request decided without the engine store is refused whatever its buckets say."""
@@ -216,12 +242,15 @@ class _Base:
         return extras, now, ahead, direct, epoch
 
     def _plan(
-        self, prepared: Prepared, observed: Observed, extras: list[BucketRequest]
+        self, prepared: Prepared, observed: Observed, extras: list[BucketRequest], blind: bool = False
     ) -> tuple[ClusterVerdict | None, Action, list[str], list[BucketRequest], list[BucketRequest]]:
-        """After ``observe``: the governing cluster, action, reasons, the engine's buckets and all asked."""
+        """After ``observe``: the governing cluster, action, reasons, the engine's buckets and all asked
+        (``blind``: the engine store could not be asked)."""
         core = self.core
         core.remember_sample(prepared, observed)
         verdict, action, reasons = core.buckets(observed)
+        if blind:
+            reasons.append(STORE_DOWN_REASON)
         charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
         return verdict, action, reasons, charged, _with_extra(charged, extras, action)
 
@@ -279,9 +308,11 @@ class Guard(_Base):
                     prepared.obs, CONSUME, ahead, now
                 )
             except StorageError as exc:
-                if epoch == self._store_epoch:  # one stall's in-flight calls count once for both halves
-                    limiter.direct_failed()
-                observed, blind, direct_failed = self._store_failed(prepared, exc, epoch), True, True
+                observed, blind, direct_failed = (
+                    self._store_failed(prepared, exc, epoch, shared=True),
+                    True,
+                    True,
+                )
             else:
                 early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
                 self._store_ok(epoch)
@@ -292,17 +323,9 @@ class Guard(_Base):
                 observed, blind = self._store_failed(prepared, exc, epoch), True
             else:
                 self._store_ok(epoch)
-        verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras)
-        if blind:
-            reasons.append(STORE_DOWN_REASON)
-        result: MultiResult | None
-        if early is not None and _early_stands(action, asked, ahead):
-            result = early
-        elif blind and self._refuses_blind(action):
-            result = None  # refused below (``_closed``): nothing charged
-        elif direct_failed:
-            result = limiter.fallback(CONSUME, asked, now) if asked else None
-        else:
+        verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras, blind)
+        known, result = self._known(early, action, asked, ahead, blind, direct_failed, now)
+        if not known:
             if early is not None and early.allowed:
                 # A cluster bucket joined (or the request is blocked): give the early charge back, then
                 # decide all of the request's buckets together, all or none, as a single call would.
@@ -414,9 +437,11 @@ class AsyncGuard(_Base):
                     prepared.obs, CONSUME, ahead, now
                 )
             except StorageError as exc:
-                if epoch == self._store_epoch:  # one stall's in-flight calls count once for both halves
-                    limiter.direct_failed()
-                observed, blind, direct_failed = self._store_failed(prepared, exc, epoch), True, True
+                observed, blind, direct_failed = (
+                    self._store_failed(prepared, exc, epoch, shared=True),
+                    True,
+                    True,
+                )
             else:
                 early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
                 self._store_ok(epoch)
@@ -427,17 +452,9 @@ class AsyncGuard(_Base):
                 observed, blind = self._store_failed(prepared, exc, epoch), True
             else:
                 self._store_ok(epoch)
-        verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras)
-        if blind:
-            reasons.append(STORE_DOWN_REASON)
-        result: MultiResult | None
-        if early is not None and _early_stands(action, asked, ahead):
-            result = early
-        elif blind and self._refuses_blind(action):
-            result = None  # refused below (``_closed``): nothing charged
-        elif direct_failed:
-            result = limiter.fallback(CONSUME, asked, now) if asked else None
-        else:
+        verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras, blind)
+        known, result = self._known(early, action, asked, ahead, blind, direct_failed, now)
+        if not known:
             if early is not None and early.allowed:
                 await limiter.asettle(_negated(ahead), now=now)
             result = await limiter.aconsume_many(asked, now=now) if asked else None
