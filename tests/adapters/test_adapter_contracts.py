@@ -363,3 +363,50 @@ def test_wsgi_names_an_async_answer_from_a_duck_guard() -> None:
     b"".join(mw(chat_environ(BODY.encode(), "k"), lambda s, h, e=None: statuses.append(s)))
     assert statuses[0].startswith("200")
     assert events[-1].outcome == "error" and "needs a sync guard" in (events[-1].error or "")
+
+
+# -- compressed responses ----------------------------------------------------------------------------------
+
+
+def test_usage_is_read_from_a_gzip_compressed_response() -> None:
+    """``app.add_middleware(GZipMiddleware)`` then ``Guardrail``: the middleware sees compressed bodies
+    and still settles the real usage."""
+    from starlette.middleware.gzip import GZipMiddleware
+
+    async def chat(request: Request) -> Response:
+        await request.body()
+        return JSONResponse({"usage": {"completion_tokens": 21}, "text": "lorem ipsum " * 200})
+
+    guard = AsyncScriptedGuard()
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    app.add_middleware(GZipMiddleware, minimum_size=100)
+    app.add_middleware(Guardrail, guard=guard)
+    with TestClient(app) as client:
+        r = client.post("/v1/chat/completions", content=BODY, headers={"authorization": "Bearer k"})
+    assert r.headers.get("content-encoding") == "gzip" and r.json()["usage"]["completion_tokens"] == 21
+    assert [tokens for _, tokens in guard.settled] == [21]
+
+
+def test_usage_is_read_from_a_gzip_compressed_event_stream() -> None:
+    """A compressed stream (an upstream behind the proxy, a gateway): inflated step by step, never kept."""
+    import zlib
+
+    async def upstream(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        headers = [(b"content-type", b"text/event-stream"), (b"content-encoding", b"gzip")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        packer = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+        for i in range(40):
+            event = f'data: {{"choices": [{{"delta": {{"content": "word {i} "}}}}]}}\n\n'.encode()
+            chunk = packer.compress(event) + packer.flush(zlib.Z_SYNC_FLUSH)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        tail = b'data: {"choices": [], "usage": {"completion_tokens": 33}}\n\ndata: [DONE]\n\n'
+        await send(
+            {"type": "http.response.body", "body": packer.compress(tail) + packer.flush(), "more_body": False}
+        )
+
+    guard = AsyncScriptedGuard()
+    client = TestClient(Guardrail(upstream, guard=guard))  # no lifespan: the raw app serves http only
+    r = client.post("/v1/chat/completions", content=BODY, headers={"authorization": "Bearer k"})
+    assert "completion_tokens" in r.text  # the client got it whole (and inflated)
+    assert [tokens for _, tokens in guard.settled] == [33]

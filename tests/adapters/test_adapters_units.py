@@ -404,3 +404,44 @@ print("exit", main(["proxy", "--upstream", "http://127.0.0.1:9"]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "pip install 'guardrail[redis]'" in out.stdout
     assert "exit 2" in out.stdout and "pip install 'guardrail[proxy]'" in out.stderr
+
+
+# -- compressed responses --------------------------------------------------------------------------
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+def test_usage_from_compressed_json() -> None:
+    import zlib
+
+    body = b'{"usage": {"completion_tokens": 41}, "pad": "' + b"x" * 5000 + b'"}'
+    assert usage_from_json(_gzip(body), b"gzip") == 41
+    assert usage_from_json(zlib.compress(body), "deflate") == 41
+    assert usage_from_json(b"not gzip", b"gzip") is None  # never raises
+    bomb = _gzip(b'{"usage": {"completion_tokens": 1}, "pad": "' + b"0" * (20 << 20) + b'"}')
+    assert usage_from_json(bomb, b"gzip") is None  # inflates beyond the bound: not read
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=10))
+def test_sse_scanner_reads_a_gzip_stream_whatever_the_chunking(cuts: list[int]) -> None:
+    stream = _gzip(_ANTHROPIC_STREAM)
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    scanner = SSEUsageScanner(b"gzip")
+    last = 0
+    for point in [*points, len(stream)]:
+        scanner.feed(stream[last:point])
+        last = point
+    scanner.close()
+    assert scanner.tokens == 55
+
+
+def test_sse_scanner_survives_a_corrupt_compressed_stream() -> None:
+    scanner = SSEUsageScanner(b"gzip")
+    scanner.feed(b"\x1f\x8b garbage that is not deflate")
+    scanner.feed(b"more")
+    scanner.close()
+    assert scanner.tokens is None

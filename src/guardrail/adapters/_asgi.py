@@ -37,7 +37,7 @@ from ._identity import Identify
 from ._quota import applies, merge
 from ._refusal import Headers, Refusal, refusal
 from ._routes import Provider
-from ._usage import SSEUsageScanner, usage_from_json
+from ._usage import SSEUsageScanner, readable, usage_from_json
 
 _T = TypeVar("_T")
 
@@ -305,7 +305,7 @@ class Guardrail:
 class _Settler:
     """Per-request response watcher: adds headers, passes chunks on, reads usage for one settle."""
 
-    __slots__ = ("_done", "_extra", "_json", "_json_size", "_send", "_sse", "_usage", "status")
+    __slots__ = ("_done", "_encoding", "_extra", "_json", "_json_size", "_send", "_sse", "_usage", "status")
 
     def __init__(self, send: Send, extra: Headers, usage: bool = True) -> None:
         self._send = send
@@ -315,6 +315,7 @@ class _Settler:
         self._sse: SSEUsageScanner | None = None
         self._json: list[bytes] | None = None
         self._json_size = 0
+        self._encoding = b""  # the JSON response's Content-Encoding
         self._done = not usage
         self.status: int | None = None
 
@@ -337,19 +338,22 @@ class _Settler:
     def _start(self, message: Message) -> Message:
         self.status = int(message.get("status", 200))
         headers: list[tuple[bytes, bytes]] = list(message.get("headers") or [])
-        content_type = b""
+        content_type = encoding = b""
         has_ratelimit = False
         for key, value in headers:
             lkey = key.lower()
             if lkey == b"content-type":
                 content_type = value.lower()
+            elif lkey == b"content-encoding":
+                encoding = value
             elif lkey == b"ratelimit" or lkey == b"x-ratelimit-limit-requests":
                 has_ratelimit = True
-        if self._usage and 200 <= self.status < 300:
+        if self._usage and 200 <= self.status < 300 and (not encoding or readable(encoding)):
             if content_type.startswith(b"text/event-stream"):
-                self._sse = SSEUsageScanner()
+                self._sse = SSEUsageScanner(encoding)
             elif b"json" in content_type:
                 self._json = []
+                self._encoding = encoding
         if self._extra and not has_ratelimit:
             # A new message: the app's may be a constant it sends again for every request.
             message = {**message, "headers": headers + self._extra}
@@ -367,5 +371,5 @@ class _Settler:
             self._sse.close()
             return self._sse.tokens
         if self._json:
-            return usage_from_json(b"".join(self._json))
+            return usage_from_json(b"".join(self._json), self._encoding)
         return None

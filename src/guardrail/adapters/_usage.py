@@ -10,6 +10,7 @@ the stream: chunks go on to the client untouched.
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 #: The longest SSE line kept across chunk boundaries; a longer one is skipped, not buffered.
@@ -52,12 +53,54 @@ def output_tokens(obj: Any) -> int | None:
     return None
 
 
-def usage_from_json(body: bytes) -> int | None:
-    """Output tokens from a complete JSON response body, else ``None`` (never raises)."""
+#: The most a compressed JSON response is inflated to, to read its usage (a bomb stops here).
+MAX_INFLATED = 8 << 20
+#: Inflated in steps of this many bytes (a compressed stream's chunk never expands beyond it at once).
+_STEP = 1 << 20
+
+
+def inflater(encoding: bytes | str) -> Any:
+    """A zlib decompressor for a ``Content-Encoding`` the standard library reads (gzip, deflate), else
+    ``None`` (identity; or an encoding such as br that is left unread: the estimate stands)."""
+    name = encoding.decode("latin-1") if isinstance(encoding, bytes) else encoding
+    name = name.strip().lower()
+    if name in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if name == "deflate":
+        return zlib.decompressobj()
+    return None
+
+
+def readable(encoding: bytes | str) -> bool:
+    """Whether a response with this ``Content-Encoding`` can be read for its usage."""
+    name = encoding.decode("latin-1") if isinstance(encoding, bytes) else encoding
+    return name.strip().lower() in ("", "identity", "gzip", "x-gzip", "deflate")
+
+
+def usage_from_json(body: bytes, encoding: bytes | str = b"") -> int | None:
+    """Output tokens from a complete JSON response body (compressed per ``encoding``), else ``None``
+    (never raises)."""
     try:
+        decoder = inflater(encoding) if encoding else None
+        if decoder is not None:
+            body = decoder.decompress(body, MAX_INFLATED)
+            if decoder.unconsumed_tail:
+                return None  # inflates beyond the bound: not read
         return output_tokens(json.loads(body))
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError, zlib.error):
         return None
+
+
+class _Nothing:
+    """A decompressor that yields nothing (after a corrupt compressed stream)."""
+
+    unconsumed_tail = b""
+
+    def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+        return b""
+
+
+_NOTHING = _Nothing()
 
 
 class SSEUsageScanner:
@@ -67,9 +110,11 @@ class SSEUsageScanner:
     ``data:`` lines are joined with newlines and the event ends at a blank line (or the stream's end).
     """
 
-    __slots__ = ("_cr", "_data", "_partial", "_size", "tokens")
+    __slots__ = ("_cr", "_data", "_inflate", "_partial", "_size", "tokens")
 
-    def __init__(self) -> None:
+    def __init__(self, encoding: bytes | str = b"") -> None:
+        #: A compressed stream (``Content-Encoding: gzip``) is inflated step by step, never kept.
+        self._inflate = inflater(encoding) if encoding else None
         self._partial = b""
         self._data: list[bytes] = []  # the current event's data lines
         self._size = 0  # their length; -1: over MAX_LINE, skipped to the event's end
@@ -77,6 +122,22 @@ class SSEUsageScanner:
         self.tokens: int | None = None
 
     def feed(self, chunk: bytes) -> None:
+        if self._inflate is not None:
+            self._feed_compressed(chunk)
+            return
+        self._feed(chunk)
+
+    def _feed_compressed(self, chunk: bytes) -> None:
+        decoder: Any = self._inflate
+        try:
+            while chunk:
+                self._feed(decoder.decompress(chunk, _STEP))
+                chunk = decoder.unconsumed_tail
+        except zlib.error:  # not what it said it was: stop reading, the estimate stands
+            self._inflate = _NOTHING
+            self._partial = b""
+
+    def _feed(self, chunk: bytes) -> None:
         if not chunk:
             return
         if self._cr:  # the last chunk ended in a CR, taken as a line end: this LF is its CRLF's

@@ -26,7 +26,7 @@ from ._identity import Identify
 from ._quota import applies, merge
 from ._refusal import Headers, Refusal, refusal
 from ._routes import Provider
-from ._usage import SSEUsageScanner, usage_from_json
+from ._usage import SSEUsageScanner, readable, usage_from_json
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -301,7 +301,17 @@ def _headers(environ: WSGIEnvironment) -> list[tuple[str, str]]:
 class _Watcher:
     """Per-request response state: headers added at start, usage read from chunks, one settle."""
 
-    __slots__ = ("_decision", "_done", "_extra", "_guard", "_json", "_json_size", "_sse", "status")
+    __slots__ = (
+        "_decision",
+        "_done",
+        "_encoding",
+        "_extra",
+        "_guard",
+        "_json",
+        "_json_size",
+        "_sse",
+        "status",
+    )
 
     def __init__(self, guard: Guard, decision: Decision, extra: Headers, usage: bool = True) -> None:
         self._guard = guard
@@ -310,6 +320,7 @@ class _Watcher:
         self._sse: SSEUsageScanner | None = None
         self._json: list[bytes] | None = None
         self._json_size = 0
+        self._encoding = ""  # the JSON response's Content-Encoding
         #: Done from the start when the decision has nothing to settle.
         self._done = not usage
         self.status: int | None = None
@@ -319,22 +330,26 @@ class _Watcher:
             self.status = int(status_line.split(" ", 1)[0])
         except ValueError:
             self.status = None
-        content_type = ""
+        content_type = encoding = ""
         has_ratelimit = False
         for key, value in headers:
             lkey = key.lower()
             if lkey == "content-type":
                 content_type = value.lower()
+            elif lkey == "content-encoding":
+                encoding = value
             elif lkey in ("ratelimit", "x-ratelimit-limit-requests"):
                 has_ratelimit = True
         self._sse = None
         self._json = None
         # Done from the start: nothing to settle (``settle_needed``), so the response is not read.
-        if not self._done and self.status is not None and 200 <= self.status < 300:
+        ok = self.status is not None and 200 <= self.status < 300 and (not encoding or readable(encoding))
+        if not self._done and ok:
             if content_type.startswith("text/event-stream"):
-                self._sse = SSEUsageScanner()
+                self._sse = SSEUsageScanner(encoding)
             elif "json" in content_type:
                 self._json = []
+                self._encoding = encoding
         if self._extra and not has_ratelimit:
             return [*headers, *self._extra]
         return headers
@@ -361,7 +376,7 @@ class _Watcher:
                 self._sse.close()
                 tokens = self._sse.tokens
             elif self._json:
-                tokens = usage_from_json(b"".join(self._json))
+                tokens = usage_from_json(b"".join(self._json), self._encoding)
             else:
                 tokens = None
             if tokens is not None:
