@@ -138,37 +138,36 @@ class _Base:
         self.recluster_interval = float(recluster_interval)
         self._owner = uuid.uuid4().hex
         # Engine-store outage (live traffic only): a breaker as the limiter's (three strikes, then backoff
-        # from 0.5 s doubling to 30 s with jitter, one probe at a time). Calls carry the epoch they began
-        # in, and a failure or success that began before the breaker last opened is not counted, so the
-        # requests that were in flight during one stall do not each double the backoff.
+        # from 0.5 s doubling to 30 s with jitter, one probe at a time). A call reports its result with the
+        # breaker generation it began in, so the requests in flight during one stall open it only once.
         self._store_breaker = CircuitBreaker()
-        self._store_epoch = 0
         self._store_warned = -_STORE_WARN_EVERY
 
     def _store_up(self, prepared: Prepared) -> int:
-        """The epoch to report this request's store call with, or -1: skip the store (outage backoff).
-        A replay always calls it: it must not degrade."""
-        if prepared.offline or self._store_breaker.allow():
-            return self._store_epoch
+        """The breaker generation to report this request's store call with, or -1: skip the store (outage
+        backoff). A replay always calls it: it must not degrade."""
+        breaker = self._store_breaker
+        generation = breaker.generation
+        if prepared.offline or breaker.allow():
+            return generation
         return -1
 
     def _store_failed(
-        self, prepared: Prepared, exc: StorageError, epoch: int, *, shared: bool = False
+        self, prepared: Prepared, exc: StorageError, generation: int, *, shared: bool = False
     ) -> Observed:
         """A live request whose engine store is unreachable: decided on the limiter alone, whose failure
         policy then applies to its buckets (``local``: a share of each limit in process; ``closed``: refuse;
         ``open``: allow). Repeated failures open the store's breaker, so an outage costs no timeout per
         request. Nothing is learnt from such requests; detection resumes with the store."""
-        if shared:  # the round trip carried the limiter's buckets too: its breaker counts the failure
-            if epoch == self._store_epoch:  # (once per stall, as below)
-                self.limiter.direct_failed()
+        breaker = self._store_breaker
+        current = generation == breaker.generation  # else one of a stall's calls already counted
+        if shared and current:  # the round trip carried the limiter's buckets: its breaker counts it too
+            self.limiter.direct_failed()
         if prepared.offline:
             raise exc
-        breaker = self._store_breaker
-        if epoch == self._store_epoch:
-            breaker.failure()
-            if breaker.state != "closed":  # opened, or reopened after a failed probe
-                self._store_epoch += 1
+        if current:
+            breaker.failure(generation)
+            if breaker.generation != generation:  # opened, or reopened after a failed probe
                 now = time.monotonic()
                 if now - self._store_warned >= _STORE_WARN_EVERY:
                     self._store_warned = now
@@ -179,12 +178,12 @@ class _Base:
                     )
         return _blind(prepared)
 
-    def _store_ok(self, epoch: int) -> None:
+    def _store_ok(self, generation: int) -> None:
         breaker = self._store_breaker
-        if (breaker.failures or breaker.strikes) and epoch == self._store_epoch:
+        if breaker.failures or breaker.strikes:
             was_open = breaker.failures > 0
-            breaker.success()
-            if was_open:
+            breaker.success(generation)
+            if was_open and breaker.failures == 0:
                 logger.warning("guardrail engine store reachable again")
 
     def _known(
