@@ -33,18 +33,13 @@ from ._core import (
     Core,
 )
 from ._events import OnEvent, log_failure, logger
-from ._identity import Identify
+from ._identity import IDENTITY_HEADERS, Identify
 from ._quota import applies, merge
 from ._refusal import Headers, Refusal, refusal
 from ._routes import Provider
 from ._usage import SSEUsageScanner, readable, usage_from_json
 
 _T = TypeVar("_T")
-
-#: The headers identity reads (API keys, forwarding chain), as ASGI gives them: lower-case bytes.
-_IDENTITY = frozenset(
-    {b"authorization", b"x-api-key", b"x-goog-api-key", b"api-key", b"x-forwarded-for", b"forwarded"}
-)
 
 
 async def _value(value: _T) -> _T:
@@ -191,7 +186,9 @@ class Guardrail:
             # identify callable only the few identity headers are decoded.
             if core.identify is None:
                 headers = [
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers if k in _IDENTITY
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in raw_headers
+                    if k in IDENTITY_HEADERS
                 ]
             else:
                 headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw_headers]

@@ -57,7 +57,7 @@ def _check_guard_kind(guard: Any, asynchronous: bool) -> None:
     fail open), so it is refused here. A plain ``def`` may return an awaitable (a delegating wrapper), so
     only the WSGI side judges by definition."""
     if asynchronous:
-        if isinstance(guard, Guard) and not isinstance(guard, AsyncGuard):
+        if isinstance(guard, Guard):
             raise ValueError(
                 f"the ASGI middleware needs an AsyncGuard (async def check() and settle()), "
                 f"got {type(guard).__name__}; use AsyncGuard(...) or GuardrailWSGI"

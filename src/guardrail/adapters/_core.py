@@ -19,7 +19,7 @@ from ..engine._core import Core as EngineCore
 from ..limiter import Limiter, MultiResult
 from ._build import check_sync_callable
 from ._events import GuardrailEvent, OnEvent, emit, log_failure, logger
-from ._identity import Identify, RequestView, TrustedProxies, api_key
+from ._identity import CREDENTIAL_HEADERS, Identify, RequestView, TrustedProxies, api_key
 from ._quota import RequestQuota, carries_extra
 from ._refusal import Headers, Refusal, rate_limit_headers, refusal
 from ._routes import Provider, RouteTable
@@ -35,7 +35,6 @@ DEFAULT_CHECK_TIMEOUT = 5.0
 #: The largest JSON response kept (as a side copy) to read its ``usage``.
 MAX_USAGE_BODY = 2 * 1024 * 1024
 
-_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
 _OUTCOME = {Action.THROTTLE: "throttled", Action.BLOCK: "blocked"}
 
 
@@ -190,7 +189,7 @@ class Core:
             try:
                 account = self.identify(view)
             except Exception as exc:  # its message may quote the request: credentials are masked
-                secrets = [value for key, value in headers if key in _CREDENTIAL_HEADERS]
+                secrets = [value for key, value in headers if key in CREDENTIAL_HEADERS]
                 secrets += [part for value in secrets for part in value.split()]
                 log_failure(
                     "identify callable raised; using the API key", exc, (*secrets, api_key(headers, query))
@@ -199,11 +198,7 @@ class Core:
             if type(account) is not str and inspect.isawaitable(account):  # an async identify after all
                 if inspect.iscoroutine(account):
                     account.close()
-                log_failure(
-                    "identify callable returned an awaitable; using the API key",
-                    TypeError("identify must return the account, not an awaitable"),
-                    (),
-                )
+                logger.warning("guardrail identify callable returned an awaitable; using the API key")
                 account = None
             if account is not None and not isinstance(account, str):
                 account = str(account)

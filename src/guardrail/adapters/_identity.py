@@ -1,9 +1,9 @@
 """Who is asking: the API key (or a user callable's account id) and the client address.
 
 The API key is read from ``Authorization: Bearer``, ``x-api-key`` (Anthropic), ``x-goog-api-key`` or the
-``key`` query parameter (Gemini). With duplicate headers the first value wins, as Starlette's
-``request.headers[...]`` (and so the app behind us) reads it. The raw key is handed to the engine, which
-keeps only a keyed hash; the adapter's own events and logs carry keyed hashes too.
+``key`` query parameter (Gemini), or ``api-key`` (Azure OpenAI). With duplicate headers the first value
+wins, as Starlette's ``request.headers[...]`` (and so the app behind us) reads it. The raw key is handed
+to the engine, which keeps only a keyed hash; the adapter's own events and logs carry keyed hashes too.
 
 The client address is the socket peer, unless that peer is one of the configured trusted proxies: then
 the one header those proxies write (``X-Forwarded-For`` by default, or RFC 7239 ``Forwarded``) is walked
@@ -21,6 +21,10 @@ from urllib.parse import parse_qsl
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _HEADERS = ("x-forwarded-for", "forwarded")
+#: The headers an API key is read from (``api_key``), lower-cased.
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
+#: Every header identity reads (credentials and the forwarding chain), as ASGI names them: lower-case bytes.
+IDENTITY_HEADERS = frozenset(name.encode() for name in (*CREDENTIAL_HEADERS, *_HEADERS))
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._types import Message, Receive, Scope, Send
+from ..adapters._identity import IDENTITY_HEADERS
 
 if TYPE_CHECKING:  # httpx is imported when the proxy runs, so `guardrail --help` works without it
     import httpx
@@ -36,11 +37,6 @@ _HOP_BY_HOP = frozenset(
     }
 )
 
-
-#: What the middleware identifies a request by (credentials, forwarding chain): never dropped on the way up.
-_IDENTITY_HEADERS = frozenset(
-    {b"authorization", b"x-api-key", b"x-goog-api-key", b"api-key", b"x-forwarded-for", b"forwarded"}
-)
 
 #: The client's Content-Length is forwarded (the body is streamed with it, not re-chunked).
 _HOP_BY_HOP_REQUEST = _HOP_BY_HOP - {b"content-length"}
@@ -136,7 +132,7 @@ class ProxyApp:
         # Headers the guard read the request's identity from are forwarded even when ``Connection``
         # lists them: dropping them would let the upstream authenticate another credential than the one
         # the guard counted (a decoy ``Authorization`` listed in ``Connection``, the real key elsewhere).
-        listed = _connection_listed(incoming) - _IDENTITY_HEADERS
+        listed = _connection_listed(incoming) - IDENTITY_HEADERS
         headers = [
             (k, v) for k, v in incoming if k.lower() not in _HOP_BY_HOP_REQUEST and k.lower() not in listed
         ]
