@@ -59,22 +59,26 @@ MAX_INFLATED = 8 << 20
 _STEP = 1 << 20
 
 
+def _coding(encoding: bytes | str) -> str:
+    name = encoding.decode("latin-1") if isinstance(encoding, bytes) else encoding
+    return name.strip().lower()
+
+
+#: The ``Content-Encoding`` values the standard library inflates, and the zlib ``wbits`` for each.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
 def inflater(encoding: bytes | str) -> Any:
     """A zlib decompressor for a ``Content-Encoding`` the standard library reads (gzip, deflate), else
     ``None`` (identity; or an encoding such as br that is left unread: the estimate stands)."""
-    name = encoding.decode("latin-1") if isinstance(encoding, bytes) else encoding
-    name = name.strip().lower()
-    if name in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if name == "deflate":
-        return zlib.decompressobj()
-    return None
+    wbits = _WBITS.get(_coding(encoding))
+    return zlib.decompressobj(wbits) if wbits is not None else None
 
 
 def readable(encoding: bytes | str) -> bool:
     """Whether a response with this ``Content-Encoding`` can be read for its usage."""
-    name = encoding.decode("latin-1") if isinstance(encoding, bytes) else encoding
-    return name.strip().lower() in ("", "identity", "gzip", "x-gzip", "deflate")
+    name = _coding(encoding)
+    return name in ("", "identity") or name in _WBITS
 
 
 def usage_from_json(body: bytes, encoding: bytes | str = b"") -> int | None:
@@ -174,20 +178,10 @@ class SSEUsageScanner:
     def close(self) -> None:
         """The stream ended: a final line without a newline, and a final event without a blank line,
         still count."""
-        if self._partial.startswith(b"data:"):
-            self._add(self._partial[5:])
-        self._partial = b""
+        if self._partial:
+            self._cr = False
+            self._feed(b"\n")  # ends the last line as a newline would
         self._end()
-
-    def _add(self, payload: bytes) -> None:
-        if self._size < 0:
-            return
-        self._size += len(payload) + 1
-        if self._size > MAX_LINE:
-            self._data.clear()
-            self._size = -1
-            return
-        self._data.append(payload)
 
     def _end(self) -> None:
         data = self._data
