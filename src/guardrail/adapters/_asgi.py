@@ -37,7 +37,7 @@ from ._identity import IDENTITY_HEADERS, Identify
 from ._quota import applies, merge
 from ._refusal import Headers, Refusal, refusal
 from ._routes import Provider
-from ._usage import SSEUsageScanner, readable, usage_from_json
+from ._usage import SSEUsageScanner, usage_from_json, usage_reader
 
 _T = TypeVar("_T")
 
@@ -340,15 +340,16 @@ class _Settler:
         for key, value in headers:
             lkey = key.lower()
             if lkey == b"content-type":
-                content_type = value.lower()
+                content_type = value
             elif lkey == b"content-encoding":
                 encoding = value
             elif lkey == b"ratelimit" or lkey == b"x-ratelimit-limit-requests":
                 has_ratelimit = True
-        if self._usage and 200 <= self.status < 300 and (not encoding or readable(encoding)):
-            if content_type.startswith(b"text/event-stream"):
+        if self._usage and 200 <= self.status < 300:
+            reader = usage_reader(content_type, encoding)
+            if reader == "sse":
                 self._sse = SSEUsageScanner(encoding)
-            elif b"json" in content_type:
+            elif reader == "json":
                 self._json = []
                 self._encoding = encoding
         if self._extra and not has_ratelimit:

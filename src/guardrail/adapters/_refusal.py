@@ -52,6 +52,13 @@ _KINDS: dict[int, tuple[str, str, str, str, str]] = {
     ),
 }
 
+#: Hop-by-hop headers (RFC 9110 7.6.1, and PEP 3333's list, which a WSGI server refuses from an app),
+#: lower-case bytes: what a WSGI app may not send and a proxy does not forward.
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+     b"trailers", b"transfer-encoding", b"upgrade"}
+)  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Refusal:

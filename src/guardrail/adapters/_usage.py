@@ -75,10 +75,16 @@ def inflater(encoding: bytes | str) -> Any:
     return zlib.decompressobj(wbits) if wbits is not None else None
 
 
-def readable(encoding: bytes | str) -> bool:
-    """Whether a response with this ``Content-Encoding`` can be read for its usage."""
-    name = _coding(encoding)
-    return name in ("", "identity") or name in _WBITS
+def usage_reader(content_type: bytes | str, encoding: bytes | str) -> str | None:
+    """How a 2xx response's usage is read: ``"sse"`` (a stream, scanned as it goes), ``"json"`` (a side
+    copy, parsed at the end), or ``None`` (not read: another type, or an encoding left unread)."""
+    coding = _coding(encoding)
+    if coding not in ("", "identity") and coding not in _WBITS:
+        return None
+    kind = _coding(content_type)
+    if kind.startswith("text/event-stream"):
+        return "sse"
+    return "json" if "json" in kind else None
 
 
 def usage_from_json(body: bytes, encoding: bytes | str = b"") -> int | None:

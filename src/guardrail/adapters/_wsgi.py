@@ -24,9 +24,9 @@ from ._core import DEFAULT_BODY_TIMEOUT, DEFAULT_CHECK_TIMEOUT, DEFAULT_MAX_BODY
 from ._events import OnEvent, log_failure, logger
 from ._identity import Identify
 from ._quota import applies, merge
-from ._refusal import Headers, Refusal, refusal
+from ._refusal import HOP_BY_HOP, Headers, Refusal, refusal
 from ._routes import Provider
-from ._usage import SSEUsageScanner, readable, usage_from_json
+from ._usage import SSEUsageScanner, usage_from_json, usage_reader
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -94,15 +94,8 @@ def _read(environ: WSGIEnvironment, max_bytes: int) -> tuple[str, bytes]:
     return "complete", body
 
 
-#: Headers a WSGI application may not set (PEP 3333: hop-by-hop; wsgiref and waitress assert on them).
-_HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailers",
-     b"transfer-encoding", b"upgrade"}
-)  # fmt: skip
-
-
 def _respond(start_response: StartResponse, r: Refusal) -> list[bytes]:
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in r.headers if k not in _HOP_BY_HOP]
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in r.headers if k not in HOP_BY_HOP]
     start_response(_STATUS_LINES.get(r.status, f"{r.status} Error"), headers)
     return [r.body]
 
@@ -335,7 +328,7 @@ class _Watcher:
         for key, value in headers:
             lkey = key.lower()
             if lkey == "content-type":
-                content_type = value.lower()
+                content_type = value
             elif lkey == "content-encoding":
                 encoding = value
             elif lkey in ("ratelimit", "x-ratelimit-limit-requests"):
@@ -343,11 +336,11 @@ class _Watcher:
         self._sse = None
         self._json = None
         # Done from the start: nothing to settle (``settle_needed``), so the response is not read.
-        ok = self.status is not None and 200 <= self.status < 300 and (not encoding or readable(encoding))
-        if not self._done and ok:
-            if content_type.startswith("text/event-stream"):
+        if not self._done and self.status is not None and 200 <= self.status < 300:
+            reader = usage_reader(content_type, encoding)
+            if reader == "sse":
                 self._sse = SSEUsageScanner(encoding)
-            elif "json" in content_type:
+            elif reader == "json":
                 self._json = []
                 self._encoding = encoding
         if self._extra and not has_ratelimit:

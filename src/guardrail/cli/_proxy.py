@@ -18,24 +18,13 @@ from urllib.parse import urlsplit
 
 from .._types import Message, Receive, Scope, Send
 from ..adapters._identity import IDENTITY_HEADERS
+from ..adapters._refusal import HOP_BY_HOP
 
 if TYPE_CHECKING:  # httpx is imported when the proxy runs, so `guardrail --help` works without it
     import httpx
 
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"content-length",
-    }
-)
+#: Not forwarded either way: hop-by-hop headers, and what the client and httpx set for each hop.
+_HOP_BY_HOP = HOP_BY_HOP | {b"host", b"content-length"}
 
 
 #: The client's Content-Length is forwarded (the body is streamed with it, not re-chunked).
