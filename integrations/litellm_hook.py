@@ -29,13 +29,11 @@ from cachetools import TTLCache
 
 from guardrail._hashing import default_secret
 from guardrail.adapters import settings_from_env
-from guardrail.adapters._asgi import awaited
 from guardrail.adapters._build import resolve_guard
-from guardrail.adapters._quota import RequestQuota, applies, merge
+from guardrail.adapters._quota import acheck, awaited, quota_for
 from guardrail.adapters._refusal import refusal
 from guardrail.engine import Action, AsyncGuard, Decision, RequestFacts, settle_needed
 from guardrail.engine._core import EXTRA_REASON
-from guardrail.limiter import Limiter
 
 try:  # pragma: no cover - depends on litellm being installed
     from litellm.integrations.custom_logger import CustomLogger as _Base  # type: ignore[import-not-found]
@@ -97,18 +95,15 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
         elif options:
             raise ValueError("pass either guard= or the engine's options, not both")
         self.guard = guard
-        #: ``account_rpm``: requests per minute per account, in the engine's own limiter call (as the
-        #: middleware's quota: same keys, so a hook and a middleware on one Redis share a budget).
-        self.quota: RequestQuota | None = None
-        if account_rpm is not None:
-            limiter = guard.limiter if isinstance(guard, AsyncGuard) else Limiter("memory://")
-            core = getattr(guard, "core", None)
-            self.quota = RequestQuota(
-                account_rpm,
-                limiter,
-                core.secret if core is not None else default_secret(),
-                core.namespace if core is not None else "gr",
-            )
+        #: ``account_rpm``: requests per minute per account, in the engine's own limiter call when it can
+        #: (the middleware's quota, same keys: a hook and a middleware on one Redis share a budget).
+        core = getattr(guard, "core", None)
+        self.quota, self._quota_in_check = quota_for(
+            account_rpm,
+            guard,
+            core.secret if core is not None else default_secret(),
+            core.namespace if core is not None else "gr",
+        )
         self._pending: TTLCache[str, Decision] = TTLCache(maxsize=100_000, ttl=3600)
         self._ids = itertools.count()
 
@@ -134,17 +129,8 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
             account=account, ip=ip if isinstance(ip, str) and ip else None, path=path, body=body
         )
         try:  # a hung store must not hold the call either: fail open after CHECK_TIMEOUT
-            if self.quota is not None and isinstance(self.guard, AsyncGuard):
-                checking = self.guard.check(facts, extra=self.quota.request(account))
-            else:
-                checking = self.guard.check(facts)
-            decision = await asyncio.wait_for(awaited(checking), CHECK_TIMEOUT)
-            if self.quota is not None and not isinstance(self.guard, AsyncGuard) and applies(decision):
-                # Another guard takes no extra buckets: the quota is its own call, as in the middleware.
-                quota = await self.quota.aconsume(account)
-                if not quota.allowed:
-                    await self._settle(decision, 0)  # nothing will be generated: refund the engine
-                decision = merge(decision, quota, observe_only=False)
+            checking = acheck(self.guard, facts, self.quota, self._quota_in_check, observe_only=False)
+            decision, _ = await asyncio.wait_for(checking, CHECK_TIMEOUT)
         except Exception:  # guardrail failing must not fail the proxy
             logger.exception("guardrail LiteLLM hook failed; request allowed")
             return data

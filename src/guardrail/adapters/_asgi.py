@@ -14,7 +14,6 @@ through and is logged: the app keeps serving.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -34,22 +33,12 @@ from ._core import (
 )
 from ._events import OnEvent, log_failure, logger
 from ._identity import IDENTITY_HEADERS, Identify
-from ._quota import applies, merge
+from ._quota import acheck, awaited
 from ._refusal import Headers, Refusal, refusal
 from ._routes import Provider
 from ._usage import SSEUsageScanner, usage_from_json, usage_reader
 
 _T = TypeVar("_T")
-
-
-async def _value(value: _T) -> _T:
-    return value
-
-
-def awaited(result: Any) -> Awaitable[Any]:
-    """A guard's answer as an awaitable: an async guard's as it is; a duck-typed guard whose plain ``def``
-    returned its answer directly (it blocks the loop while it runs, so keep it quick) wrapped."""
-    return result if inspect.isawaitable(result) else _value(result)
 
 
 async def _send_refusal(send: Send, r: Refusal) -> None:
@@ -261,19 +250,7 @@ class Guardrail:
         """The engine's decision, the request quota's, and the refusal to send if any."""
         core = self.core
         facts = core.facts(account, ip, path, body)
-        if core.quota_in_check and core.quota is not None:
-            # One limiter call: the quota's bucket rides with the engine's, all or none (a refused
-            # request charged nothing, so there is nothing to refund).
-            decision = await awaited(self.guard.check(facts, extra=core.quota.request(account)))
-            return decision, decision.extra, core.verdict(decision, provider, decision.extra)
-        quota: MultiResult | None = None
-        decision = await awaited(self.guard.check(facts))
-        if core.quota is not None and applies(decision):
-            quota = await core.quota.aconsume(account)
-            if not quota.allowed:
-                if not core.observe_only:
-                    await awaited(self.guard.settle(decision, 0))  # nothing will be generated: refund
-                decision = merge(decision, quota, core.observe_only)
+        decision, quota = await acheck(self.guard, facts, core.quota, core.quota_in_check, core.observe_only)
         return decision, quota, core.verdict(decision, provider, quota)
 
     async def _deadline(self, watch: Watch | None, work: Awaitable[_T]) -> _T:

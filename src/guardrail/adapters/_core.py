@@ -16,11 +16,11 @@ from typing import Any, Literal
 from .._hashing import default_secret, hash_identifier, is_default_secret
 from ..engine import Action, AsyncGuard, Decision, Guard, MemoryEngineStore, RequestFacts
 from ..engine._core import Core as EngineCore
-from ..limiter import Limiter, MultiResult
+from ..limiter import MultiResult
 from ._build import check_sync_callable
 from ._events import GuardrailEvent, OnEvent, emit, log_failure, logger
 from ._identity import CREDENTIAL_HEADERS, Identify, RequestView, TrustedProxies, api_key
-from ._quota import RequestQuota, carries_extra
+from ._quota import RequestQuota, quota_for
 from ._refusal import Headers, Refusal, rate_limit_headers, refusal
 from ._routes import Provider, RouteTable
 
@@ -162,13 +162,7 @@ class Core:
 
     def attach_quota(self, account_rpm: float | None, guard: object) -> None:
         """Enforce ``account_rpm`` on the guard's limiter (its store and failure policy), if any."""
-        if account_rpm is None:
-            return
-        limiter = getattr(guard, "limiter", None)
-        if not isinstance(limiter, Limiter):
-            limiter = Limiter("memory://")
-        self.quota = RequestQuota(account_rpm, limiter, self.secret, self.namespace)
-        self.quota_in_check = carries_extra(guard) and limiter is getattr(guard, "limiter", None)
+        self.quota, self.quota_in_check = quota_for(account_rpm, guard, self.secret, self.namespace)
 
     # -- identity ---------------------------------------------------------------------------------
 

@@ -14,10 +14,13 @@ the engine decides, then the quota is consumed on its own and folded in with ``m
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from .._hashing import hash_identifier
-from ..engine import Action, AsyncGuard, Decision, Guard
+from ..engine import Action, AsyncGuard, Decision, Guard, RequestFacts
 from ..engine._core import EXTRA_REASON
 from ..limiter import BucketRequest, Limit, Limiter, MultiResult
 
@@ -79,3 +82,76 @@ def merge(decision: Decision, result: MultiResult, observe_only: bool) -> Decisi
         reasons=(*decision.reasons, REASON),
         extra=result,
     )
+
+
+def quota_for(
+    account_rpm: float | None, guard: object, secret: bytes, namespace: str
+) -> tuple[RequestQuota | None, bool]:
+    """The quota for ``account_rpm`` on the guard's limiter (its store and failure policy; an in-process
+    one for a guard without a limiter), and whether it rides in the guard's own limiter call."""
+    if account_rpm is None:
+        return None, False
+    own = getattr(guard, "limiter", None)
+    limiter = own if isinstance(own, Limiter) else Limiter("memory://")
+    return RequestQuota(account_rpm, limiter, secret, namespace), carries_extra(guard) and limiter is own
+
+
+_T = TypeVar("_T")
+
+
+async def _value(value: _T) -> _T:
+    return value
+
+
+def awaited(result: Any) -> Awaitable[Any]:
+    """A guard's answer as an awaitable: an async guard's as it is; a duck-typed guard whose plain ``def``
+    returned its answer directly (it blocks the loop while it runs, so keep it quick) wrapped."""
+    return result if inspect.isawaitable(result) else _value(result)
+
+
+async def acheck(
+    guard: Any, facts: RequestFacts, quota: RequestQuota | None, in_check: bool, observe_only: bool
+) -> tuple[Decision, MultiResult | None]:
+    """The guard's decision with the quota's folded in, and the quota's answer. In the guard's own call
+    when it takes extra buckets (all or none: a refused request charged nothing); else the two-call path,
+    the quota consulted only for an allowed request, and the engine refunded when the quota refuses."""
+    if quota is not None and in_check:
+        decision = await awaited(guard.check(facts, extra=quota.request(facts.account)))
+        return decision, decision.extra
+    decision = await awaited(guard.check(facts))
+    result: MultiResult | None = None
+    if quota is not None and applies(decision):
+        result = await quota.aconsume(facts.account)
+        if not result.allowed:
+            if not observe_only:
+                await awaited(guard.settle(decision, 0))  # nothing will be generated: refund
+            decision = merge(decision, result, observe_only)
+    return decision, result
+
+
+def check(
+    guard: Any, facts: RequestFacts, quota: RequestQuota | None, in_check: bool, observe_only: bool
+) -> tuple[Decision, MultiResult | None]:
+    """:func:`acheck` for a sync guard (WSGI); an awaitable answer is an error with a clear reason."""
+    if quota is not None and in_check:
+        decision = _sync(guard.check(facts, extra=quota.request(facts.account)))
+        return decision, decision.extra
+    decision = _sync(guard.check(facts))
+    result: MultiResult | None = None
+    if quota is not None and applies(decision):
+        result = quota.consume(facts.account)
+        if not result.allowed:
+            if not observe_only:
+                guard.settle(decision, 0)  # nothing will be generated: refund
+            decision = merge(decision, result, observe_only)
+    return decision, result
+
+
+def _sync(decision: Any) -> Any:
+    """A guard's answer where nothing can await: an awaitable (a duck-typed guard that turned out async)
+    is an error with a clear reason, not a puzzling one later."""
+    if inspect.isawaitable(decision):
+        if inspect.iscoroutine(decision):
+            decision.close()
+        raise TypeError("the guard's check() returned an awaitable: the WSGI middleware needs a sync guard")
+    return decision

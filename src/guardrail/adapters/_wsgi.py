@@ -10,7 +10,6 @@ wrapped only to watch chunks and always has its ``close()`` called. Read deadlin
 
 from __future__ import annotations
 
-import inspect
 import io
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
@@ -23,7 +22,7 @@ from ._build import check_sync_callable, resolve_guard
 from ._core import DEFAULT_BODY_TIMEOUT, DEFAULT_CHECK_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
 from ._events import OnEvent, log_failure, logger
 from ._identity import Identify
-from ._quota import applies, merge
+from ._quota import check
 from ._refusal import HOP_BY_HOP, Headers, Refusal, refusal
 from ._routes import Provider
 from ._usage import SSEUsageScanner, usage_from_json, usage_reader
@@ -257,29 +256,8 @@ class GuardrailWSGI:
         """The engine's decision, the request quota's, and the refusal to send if any (see the ASGI twin)."""
         core = self.core
         facts = core.facts(account, ip, path, body)
-        if core.quota_in_check and core.quota is not None:
-            # One limiter call: the quota's bucket rides with the engine's, all or none.
-            decision = self.guard.check(facts, extra=core.quota.request(account))
-            return decision, decision.extra, core.verdict(decision, provider, decision.extra)
-        quota: MultiResult | None = None
-        decision = _sync(self.guard.check(facts))
-        if core.quota is not None and applies(decision):
-            quota = core.quota.consume(account)
-            if not quota.allowed:
-                if not core.observe_only:
-                    self.guard.settle(decision, 0)  # nothing will be generated: refund
-                decision = merge(decision, quota, core.observe_only)
+        decision, quota = check(self.guard, facts, core.quota, core.quota_in_check, core.observe_only)
         return decision, quota, core.verdict(decision, provider, quota)
-
-
-def _sync(decision: Any) -> Any:
-    """A guard's answer on the WSGI side, where nothing can await: an awaitable (a duck-typed guard that
-    turned out async) is an error with a clear reason, not a puzzling one later."""
-    if inspect.isawaitable(decision):
-        if inspect.iscoroutine(decision):
-            decision.close()
-        raise TypeError("the guard's check() returned an awaitable: the WSGI middleware needs a sync guard")
-    return decision
 
 
 def _headers(environ: WSGIEnvironment) -> list[tuple[str, str]]:
