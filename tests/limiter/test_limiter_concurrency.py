@@ -16,20 +16,26 @@ import pytest
 from guardrail.limiter import Limit, Limiter, MemoryStore, TokenBucket
 
 RATE = 200.0
-BURST = 100.0  # a refill window (burst / rate = 0.5 s) longer than any scheduling stall of a busy machine
+BURST = 100.0  # a refill window (burst / rate = 0.5 s) longer than most scheduling stalls of a busy machine
 DURATION = 0.8
 
 
-def check(admitted: int, elapsed: float, calls: int | None = None, stall: float = 0.0) -> None:
+#: A gap between completed calls this long is the process descheduled, not the store's latency (calls
+#: complete a fraction of a millisecond apart under this load).
+STALL = 0.05
+
+
+def check(admitted: int, elapsed: float, calls: int | None = None, stalled: float = 0.0) -> None:
     """Upper bound always; lower bound "not much less" only as far as demand reached the store: on a
     loaded machine 50 tasks may not even send ``ceiling`` requests in the window, and while no call at all
-    completes for ``stall`` seconds (the process descheduled) the bucket fills up and stops there, which
-    loses the refill beyond its burst."""
+    completes (the process descheduled for ``stalled`` seconds in all) the refill can be lost: wholly when
+    the stall comes before the first call reaches the bucket (it starts full) or after the last one (no
+    one is left to spend it), beyond the burst when it comes in between. The bound takes the worst case."""
     ceiling = BURST + RATE * elapsed
     assert admitted <= ceiling + 1, (admitted, ceiling)
-    lost = RATE * max(0.0, stall - BURST / RATE)
+    lost = RATE * stalled
     demand = ceiling - lost if calls is None else min(ceiling - lost, calls)
-    assert admitted >= 0.8 * demand, (admitted, ceiling, calls, stall)
+    assert admitted >= 0.8 * demand, (admitted, ceiling, calls, stalled)
 
 
 def _worker(url: str, key: str, barrier: Any, out: Any) -> None:
@@ -70,7 +76,7 @@ def test_processes_on_one_redis_key(redis_url: str) -> None:
 
 
 async def _tasks(bucket: TokenBucket, key: str, tasks: int) -> tuple[int, float, int, float]:
-    """Admitted, elapsed, calls made, and the longest time no call completed."""
+    """Admitted, elapsed, calls made, and the time spent in stalls (no call completing for ``STALL``)."""
     # open the pool's connections first (to the hot key's node too): connection set-up is not demand
     await asyncio.gather(*(bucket.aconsume(f"{key}:warm:{i}") for i in range(tasks)))
     await asyncio.gather(*(bucket.apeek(key) for _ in range(tasks)))
@@ -98,8 +104,8 @@ async def _tasks(bucket: TokenBucket, key: str, tasks: int) -> tuple[int, float,
     finish = loop.time()
     done.append(finish)
     done.sort()
-    stall = max(b - a for a, b in itertools.pairwise(done))
-    return admitted, finish - start, total_calls, stall
+    stalled = sum(gap for gap in (b - a for a, b in itertools.pairwise(done)) if gap >= STALL)
+    return admitted, finish - start, total_calls, stalled
 
 
 @pytest.mark.parametrize(
