@@ -6,7 +6,7 @@ for the contract (``Guard``, ``AsyncGuard``, ``RequestFacts``, ``Decision``, ``A
 
 from __future__ import annotations
 
-from ._guard import STORE_DOWN_REASON, AsyncGuard, Guard, open_store, settle_needed
+from ._guard import STORE_DOWN_REASON, STORE_ERROR_REASON, AsyncGuard, Guard, open_store, settle_needed
 from ._linkage import Cluster, GroupFeatures, LinkageSettings
 from ._memory import MemoryEngineStore
 from ._policy import Policy, Rule
@@ -25,6 +25,7 @@ from .store import (
 
 __all__ = [
     "STORE_DOWN_REASON",
+    "STORE_ERROR_REASON",
     "AccountProfile",
     "Action",
     "AsyncGuard",

@@ -19,8 +19,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from guardrail.limiter import BucketRequest, CircuitBreaker, Limiter, MultiResult, StorageError
+from guardrail.limiter import (
+    BucketRequest,
+    CircuitBreaker,
+    Limiter,
+    MultiResult,
+    StorageError,
+    StoreReplyError,
+)
 from guardrail.limiter._gcra import CONSUME
+from guardrail.limiter._limiter import report_reply_error
 from guardrail.limiter._result import FAIL_CLOSED, BucketResult
 
 from ._core import Core, Prepared
@@ -31,12 +39,14 @@ from ._stores import engine_store_from_uri
 from ._types import Action, Decision, Event, RequestFacts
 from .store import AccountProfile, ClusterTable, ClusterVerdict, EngineStore, Observed, StoreSettings
 
-__all__ = ["STORE_DOWN_REASON", "AsyncGuard", "Guard", "open_store", "settle_needed"]
+__all__ = ["STORE_DOWN_REASON", "STORE_ERROR_REASON", "AsyncGuard", "Guard", "open_store", "settle_needed"]
 
 logger = logging.getLogger("guardrail.engine")
 
 #: The (server-side) reason on a decision taken while the engine store was unreachable.
 STORE_DOWN_REASON = "engine store unavailable: limits only"
+#: The reason on a decision whose account state the engine store could not read (a corrupted key).
+STORE_ERROR_REASON = "engine store error: limits only"
 #: At most one warning about an unreachable engine store per this many seconds.
 _STORE_WARN_EVERY = 10.0
 
@@ -178,6 +188,21 @@ class _Base:
                     )
         return _blind(prepared)
 
+    def _observe_failed(
+        self, prepared: Prepared, exc: StorageError, generation: int, *, shared: bool = False
+    ) -> tuple[Observed, bool, MultiResult | StorageError | None]:
+        """``(observed, blind, outcome)`` for a live request whose ``observe`` failed. An outage: blind
+        (see ``_store_failed``). A data error (StoreReplyError: a corrupted key, the store answering):
+        nothing learnt, the limiter decides as usual (not its failure policy: the store is up) with
+        ``outcome``, the decision that shared the round trip, if any. A replay raises either."""
+        if not isinstance(exc, StoreReplyError):
+            return self._store_failed(prepared, exc, generation, shared=shared), True, None
+        if prepared.offline:
+            raise exc
+        self._store_ok(generation)
+        report_reply_error(exc)
+        return _blind(prepared), False, exc.decision
+
     def _store_ok(self, generation: int) -> None:
         breaker = self._store_breaker
         if breaker.failures or breaker.strikes:
@@ -297,7 +322,7 @@ class Guard(_Base):
         extras, now, ahead, direct, epoch = self._ahead(prepared, extra)
         early: MultiResult | None = None
         limiter = self.limiter
-        blind, direct_failed = epoch < 0, False
+        blind, direct_failed, unread = epoch < 0, False, False
         if blind:
             observed = _blind(prepared)
         elif direct:
@@ -307,11 +332,10 @@ class Guard(_Base):
                     prepared.obs, CONSUME, ahead, now
                 )
             except StorageError as exc:
-                observed, blind, direct_failed = (
-                    self._store_failed(prepared, exc, epoch, shared=True),
-                    True,
-                    True,
-                )
+                observed, blind, refused = self._observe_failed(prepared, exc, epoch, shared=True)
+                direct_failed, unread = blind, not blind
+                if refused is not None:
+                    early = limiter.direct_outcome(refused, CONSUME, ahead, now)
             else:
                 early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
                 self._store_ok(epoch)
@@ -319,10 +343,13 @@ class Guard(_Base):
             try:
                 observed = self.store.observe(prepared.obs)
             except StorageError as exc:
-                observed, blind = self._store_failed(prepared, exc, epoch), True
+                observed, blind, _ = self._observe_failed(prepared, exc, epoch)
+                unread = not blind
             else:
                 self._store_ok(epoch)
         verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras, blind)
+        if unread:
+            reasons.append(STORE_ERROR_REASON)
         known, result = self._known(early, action, asked, ahead, blind, direct_failed, now)
         if not known:
             if early is not None and early.allowed:
@@ -427,7 +454,7 @@ class AsyncGuard(_Base):
         extras, now, ahead, direct, epoch = self._ahead(prepared, extra)
         early: MultiResult | None = None
         limiter = self.limiter
-        blind, direct_failed = epoch < 0, False
+        blind, direct_failed, unread = epoch < 0, False, False
         if blind:
             observed = _blind(prepared)
         elif direct:
@@ -436,11 +463,10 @@ class AsyncGuard(_Base):
                     prepared.obs, CONSUME, ahead, now
                 )
             except StorageError as exc:
-                observed, blind, direct_failed = (
-                    self._store_failed(prepared, exc, epoch, shared=True),
-                    True,
-                    True,
-                )
+                observed, blind, refused = self._observe_failed(prepared, exc, epoch, shared=True)
+                direct_failed, unread = blind, not blind
+                if refused is not None:
+                    early = limiter.direct_outcome(refused, CONSUME, ahead, now)
             else:
                 early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
                 self._store_ok(epoch)
@@ -448,10 +474,13 @@ class AsyncGuard(_Base):
             try:
                 observed = await self.store.aobserve(prepared.obs)
             except StorageError as exc:
-                observed, blind = self._store_failed(prepared, exc, epoch), True
+                observed, blind, _ = self._observe_failed(prepared, exc, epoch)
+                unread = not blind
             else:
                 self._store_ok(epoch)
         verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras, blind)
+        if unread:
+            reasons.append(STORE_ERROR_REASON)
         known, result = self._known(early, action, asked, ahead, blind, direct_failed, now)
         if not known:
             if early is not None and early.allowed:

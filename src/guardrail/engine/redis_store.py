@@ -43,8 +43,15 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from guardrail.limiter import BucketRequest, MultiResult, RedisStore, StorageError, storage_from_uri
-from guardrail.limiter._redis import BACKEND_ERRORS
+from guardrail.limiter import (
+    BucketRequest,
+    MultiResult,
+    RedisStore,
+    StorageError,
+    StoreReplyError,
+    storage_from_uri,
+)
+from guardrail.limiter._redis import BACKEND_ERRORS, backend_error
 from guardrail.limiter._uri import DEFAULT_TIMEOUT
 
 from ._sketch import cell_indexes, distinct_sorted
@@ -294,7 +301,7 @@ class RedisEngineStore:
         except StorageError:
             raise
         except BACKEND_ERRORS as err:
-            raise StorageError(f"{self._name}: {err}") from err
+            raise backend_error(self._name, err) from err
         except Exception as err:
             raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
 
@@ -422,8 +429,7 @@ class RedisEngineStore:
         source, sha = _script("observe")
         with self._errors():
             reply, decision = self._hot.decide_after((source, sha, keys, args), mode, requests, now)
-            if isinstance(reply, Exception):
-                raise reply
+        self._observe_failed(reply, decision)
         return self._observed(account, reply), decision
 
     async def aobserve_deciding(
@@ -433,9 +439,17 @@ class RedisEngineStore:
         source, sha = _script("observe")
         with self._errors():
             reply, decision = await self._hot.adecide_after((source, sha, keys, args), mode, requests, now)
-            if isinstance(reply, Exception):
-                raise reply
+        self._observe_failed(reply, decision)
         return self._observed(account, reply), decision
+
+    def _observe_failed(self, reply: Any, decision: MultiResult | StorageError) -> None:
+        """Raise for an error reply of ``observe`` in a shared round trip: a data error carries the
+        limiter decision that went with it (the store answered it); any other is an outage."""
+        if isinstance(reply, Exception):
+            err = backend_error(self._name, reply)
+            if isinstance(err, StoreReplyError):
+                err.decision = decision
+            raise err from reply
 
     # -- profiles and templates -----------------------------------------------------------------------
 

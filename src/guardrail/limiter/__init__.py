@@ -13,7 +13,7 @@ from ._limit import BucketRequest, Limit
 from ._limiter import Limiter
 from ._memory import MemoryStore
 from ._result import BucketResult, MultiResult
-from ._store import StorageError, Store
+from ._store import StorageError, Store, StoreReplyError
 from ._uri import DEFAULT_TIMEOUT, SCHEMES, storage_from_uri
 from ._window import WindowLimiter
 
@@ -46,6 +46,7 @@ __all__ = [
     "RedisStore",
     "StorageError",
     "Store",
+    "StoreReplyError",
     "TokenBucket",
     "WindowLimiter",
     "storage_from_uri",

@@ -17,6 +17,8 @@ keeps requests away from the store (backoff with jitter, one probe at a time) un
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,10 +27,30 @@ from ._breaker import CircuitBreaker
 from ._limit import BucketRequest, Limit, check_cost, check_key
 from ._memory import MemoryStore
 from ._result import FAIL_CLOSED, FAIL_OPEN, FALLBACK, BucketResult, MultiResult
-from ._store import StorageError, Store
+from ._store import StorageError, Store, StoreReplyError
 from ._uri import storage_from_uri
 
 POLICIES = ("local", "open", "closed")
+
+logger = logging.getLogger("guardrail.limiter")
+#: At most one error log about keys the store cannot read per this many seconds (per process).
+_REPLY_ERROR_EVERY = 10.0
+_reply_error_logged = -_REPLY_ERROR_EVERY
+
+
+def report_reply_error(exc: StoreReplyError) -> None:
+    """Log (at most every ``_REPLY_ERROR_EVERY`` seconds) that the store refused a call over its keys'
+    contents: a corrupted key, or another program's key under guardrail's prefix. Not an outage: only the
+    calls on those keys take the failure policy, so the log is the one way anyone learns of it."""
+    global _reply_error_logged
+    now = time.monotonic()
+    if now - _reply_error_logged >= _REPLY_ERROR_EVERY:
+        _reply_error_logged = now
+        logger.error(
+            "guardrail store cannot use a key's contents (%s); calls on it take the failure policy. "
+            "Another program may write under guardrail's key prefix, or the key was corrupted.",
+            exc,
+        )
 
 
 def _requests(
@@ -124,7 +146,7 @@ class Limiter:
     ) -> MultiResult:
         """The answer to a direct decision: the store's, or the failure policy's when it failed."""
         if isinstance(outcome, StorageError):
-            self.direct_failed()
+            self.direct_failed(outcome)
             return self._degraded(mode, requests, now)
         if self.breaker is not None:
             self.breaker.success()
@@ -139,10 +161,20 @@ class Limiter:
             return self.store.decide(mode, requests, now)
         return self._degraded(mode, requests, now)
 
-    def direct_failed(self) -> None:
-        """A direct decision's store failed before answering."""
+    def direct_failed(self, exc: StorageError | None = None) -> None:
+        """A direct decision's store failed (``exc``: how, when known)."""
         if self.breaker is not None:
-            self.breaker.failure()
+            self._failed(self.breaker.generation, exc)
+
+    def _failed(self, generation: int, exc: StorageError | None) -> None:
+        """Count a failed store call with the breaker, begun in ``generation``: an outage is a failure; a
+        reply about unreadable keys (StoreReplyError) is the store answering, and is logged instead."""
+        assert self.breaker is not None
+        if isinstance(exc, StoreReplyError):
+            self.breaker.success(generation)
+            report_reply_error(exc)
+        else:
+            self.breaker.failure(generation)
 
     # -- sync ----------------------------------------------------------------------------------------
 
@@ -155,8 +187,8 @@ class Limiter:
         if breaker.allow():
             try:
                 result = self.store.decide(mode, requests, now)
-            except StorageError:
-                breaker.failure(generation)
+            except StorageError as exc:
+                self._failed(generation, exc)
             else:
                 breaker.success(generation)
                 return result
@@ -196,8 +228,8 @@ class Limiter:
         if breaker.allow():
             try:
                 result = self.store.consume_one(key, limit, cost, now)
-            except StorageError:
-                breaker.failure(generation)
+            except StorageError as exc:
+                self._failed(generation, exc)
             else:
                 breaker.success(generation)
                 return result
@@ -215,8 +247,8 @@ class Limiter:
         if breaker.allow():
             try:
                 result = await self.store.adecide(mode, requests, now)
-            except StorageError:
-                breaker.failure(generation)
+            except StorageError as exc:
+                self._failed(generation, exc)
             else:
                 breaker.success(generation)
                 return result
@@ -250,8 +282,8 @@ class Limiter:
         if breaker.allow():
             try:
                 result = await self.store.aconsume_one(key, limit, cost, now)
-            except StorageError:
-                breaker.failure(generation)
+            except StorageError as exc:
+                self._failed(generation, exc)
             else:
                 breaker.success(generation)
                 return result

@@ -37,12 +37,20 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import (
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from . import _gcra, _wire
 from ._limit import BucketRequest, Limit
 from ._result import BucketResult, MultiResult
-from ._store import StorageError
+from ._store import StorageError, StoreReplyError
 
 #: Exceptions that mean "the store could not answer" (wrapped into StorageError in one place, here).
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (
@@ -53,6 +61,33 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _REFUND_ERRORS: tuple[type[BaseException], ...] = (*BACKEND_ERRORS, StorageError)
+
+#: Error replies that mean the server cannot serve now (a replica, full memory, a cluster in failover, a
+#: script running long, a lost login...), whatever the keys: an outage for the failure policy and breaker.
+_UNAVAILABLE = (OutOfMemoryError, ReadOnlyError, NoPermissionError)
+_UNAVAILABLE_CODES = (
+    "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "LOADING", "BUSY", "NOREPLICAS", "MISCONF", "NOAUTH",
+    "WRONGPASS", "NOPERM", "MOVED", "ASK", "CROSSSLOT", "max number of clients",
+)  # fmt: skip
+
+
+def is_data_error(err: BaseException) -> bool:
+    """Whether ``err`` is the server's error reply about a key's contents (a key of the wrong type, a
+    value a script cannot read as a number): the server is up and only the keys of this call are at fault.
+    Anything else (an unreachable server, an availability reply, an error of unknown kind) is an outage."""
+    if not isinstance(err, ResponseError) or isinstance(err, _UNAVAILABLE):
+        return False
+    text = str(err)
+    if text.startswith(_UNAVAILABLE_CODES):
+        return False
+    return text.startswith(("WRONGTYPE", "value is not")) or "user_script" in text
+
+
+def backend_error(name: str, err: BaseException) -> StorageError:
+    """The StorageError a backend exception becomes: a StoreReplyError for a data error (see
+    :func:`is_data_error`), else a plain StorageError (the store could not answer)."""
+    kind = StoreReplyError if is_data_error(err) else StorageError
+    return kind(f"{name}: {err}")
 
 
 def _negated(requests: Sequence[BucketRequest]) -> list[BucketRequest]:
@@ -209,7 +244,7 @@ class RedisStore:
         try:
             return self._sync().client
         except BACKEND_ERRORS as err:
-            raise StorageError(f"{self._name}: {err}") from err
+            raise backend_error(self._name, err) from err
 
     async def aclient(self) -> Any:
         """This event loop's redis-py asyncio client (created on first use, one per loop since asyncio
@@ -218,7 +253,7 @@ class RedisStore:
         try:
             return (await self._aentry()).client
         except BACKEND_ERRORS as err:
-            raise StorageError(f"{self._name}: {err}") from err
+            raise backend_error(self._name, err) from err
 
     async def _async(self) -> Any:
         """Former name of ``aclient`` (its callers expect redis-py's exceptions), kept as an alias."""
@@ -352,7 +387,7 @@ class RedisStore:
                 return self._run(mode, requests, now)
             return self._cross_slot(mode, requests, groups, now)
         except BACKEND_ERRORS as err:
-            raise StorageError(f"{self._name}: {err}") from err
+            raise backend_error(self._name, err) from err
 
     def _cross_slot(
         self, mode: str, requests: Sequence[BucketRequest], groups: list[list[int]], now: float | None
@@ -398,7 +433,7 @@ class RedisStore:
             )
             reply = self._call(entry, packed, self._sha_one, (k,), lambda: _wire.argv_one(limit, cost, now))
         except BACKEND_ERRORS as err:
-            raise StorageError(f"{self._name}: {err}") from err
+            raise backend_error(self._name, err) from err
         return _wire.parse_one(key, limit, cost, reply)
 
     # -- async ---------------------------------------------------------------------------------------
@@ -428,7 +463,7 @@ class RedisStore:
                 return await self._arun(mode, requests, now)
             return await self._across_slot(mode, requests, groups, now)
         except BACKEND_ERRORS as err:
-            raise StorageError(f"{self._name}: {err}") from err
+            raise backend_error(self._name, err) from err
 
     async def _across_slot(
         self, mode: str, requests: Sequence[BucketRequest], groups: list[list[int]], now: float | None
@@ -480,7 +515,7 @@ class RedisStore:
                 entry, packed, self._sha_one, (k,), lambda: _wire.argv_one(limit, cost, now)
             )
         except BACKEND_ERRORS as err:
-            raise StorageError(f"{self._name}: {err}") from err
+            raise backend_error(self._name, err) from err
         return _wire.parse_one(key, limit, cost, reply)
 
     # -- a caller's script and a decision in one round trip ---------------------------------------------
@@ -586,7 +621,7 @@ class RedisStore:
         except (StorageError, ValueError):
             raise
         except BACKEND_ERRORS as err:
-            raise StorageError(f"{self._name}: {err}") from err
+            raise backend_error(self._name, err) from err
         except Exception as err:
             raise StorageError(f"{self._name}: {type(err).__name__}: {err}") from err
 
@@ -612,6 +647,8 @@ class RedisStore:
         self, mode: str, requests: Sequence[BucketRequest], reply: Any
     ) -> MultiResult | StorageError:
         if isinstance(reply, Exception):
+            if is_data_error(reply):
+                return StoreReplyError(f"{self._name}: {reply}")
             return StorageError(f"{self._name}: {type(reply).__name__}: {reply}")
         try:
             return _wire.parse_many(mode, requests, reply)

@@ -17,6 +17,23 @@ class StorageError(Exception):
     """
 
 
+class StoreReplyError(StorageError):
+    """The store answered, with an error about the data of this call's keys (a key of the wrong type, a
+    value that is not a number): one corrupted or foreign key, not an outage.
+
+    The failure policy answers the call, but the circuit breaker counts it as the store answering, so one
+    bad key (say another application's key under the same prefix) never takes every other key's requests
+    off the store.
+
+    ``decision``: when the failing script shared its round trip with a limiter decision
+    (``RedisStore.decide_after``), that decision's own outcome, which stands.
+    """
+
+    def __init__(self, message: str, decision: MultiResult | StorageError | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+
 @runtime_checkable
 class Store(Protocol):
     """Where token-bucket TATs live. ``now`` is for tests and offline replay only; normally ``None``,

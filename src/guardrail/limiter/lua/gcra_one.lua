@@ -15,7 +15,9 @@ else
   local t = redis.call("TIME")
   now = t[1] * 1000000 + t[2]
 end
-local stored = tonumber(redis.call("GET", KEYS[1]))
+-- MGET, not GET: a key of another type reads as absent (and is overwritten), as in gcra.lua, so a foreign or
+-- corrupted value under the prefix costs one fresh bucket, never an error on every call.
+local stored = tonumber(redis.call("MGET", KEYS[1])[1])
 local tat = stored or now
 if tat < now then
   tat = now
