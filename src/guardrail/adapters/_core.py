@@ -59,6 +59,11 @@ def _warn_default_secret() -> None:
         )
 
 
+#: Path parts of Azure OpenAI's own routes (per deployment, and the newer ``/openai/v1/`` surface): there
+#: the server authenticates on ``api-key`` before ``Authorization``.
+AZURE_PATHS = ("/openai/deployments/", "/openai/v1/")
+
+
 class Core:
     """Validated, precomputed settings plus the per-request pure logic."""
 
@@ -197,7 +202,7 @@ class Core:
             if account is not None and not isinstance(account, str):
                 account = str(account)
         if not account:
-            if provider == "openai" and "/openai/deployments/" in path:
+            if provider == "openai" and any(marker in path for marker in AZURE_PATHS):
                 provider = "azure"  # Azure OpenAI reads its ``api-key`` header before Authorization
             account = api_key(headers, query, provider)
         if not account:
