@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -367,6 +369,43 @@ def test_proxy_reads_guardrail_variables_with_one_worker_too(monkeypatch: pytest
     assert options["trusted_proxies"] == "10.0.0.0/8" and options["on_oversize"] == "pass"
     assert options["account_rpm"] == 5 and options["storage"] == "memory://"
     assert settings_from_env(_proxy._environment(args)) == options
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_proxy_flags_switch_off_what_guardrail_variables_set(
+    monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    """``--no-observe-only``, ``--account-rpm off``, ``--trusted-proxies ""`` and ``--on-oversize`` win over
+    the environment, in the process and in the workers' environment alike."""
+    import argparse
+
+    import uvicorn
+
+    from guardrail.cli import _proxy
+
+    monkeypatch.setenv("GUARDRAIL_OBSERVE_ONLY", "1")
+    monkeypatch.setenv("GUARDRAIL_ACCOUNT_RPM", "30")
+    monkeypatch.setenv("GUARDRAIL_TRUSTED_PROXIES", "10.0.0.0/8")
+    monkeypatch.setenv("GUARDRAIL_ON_OVERSIZE", "pass")
+    parser = argparse.ArgumentParser()
+    _proxy.register(parser.add_subparsers())
+    argv = ["proxy", "--upstream", "http://127.0.0.1:1", "--no-observe-only", "--account-rpm", "off"]
+    argv += ["--trusted-proxies", "", "--on-oversize", "refuse"]
+    args = parser.parse_args([*argv, "--workers", workers])
+    options = _proxy._options(args)
+    assert options == {"storage": "memory://", "observe_only": False, "on_oversize": "refuse"}
+    launched: list[tuple[Any, dict[str, str]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: launched.append((app, dict(os.environ))))
+    assert _proxy.run(args) == 0
+    app, environment = launched[0]
+    if workers == "1":
+        core = app.core
+        assert core.observe_only is False and core.quota is None and core.on_oversize == "refuse"
+    else:  # each worker builds its app from the environment it inherits
+        assert settings_from_env(environment) == options
+        assert "GUARDRAIL_ACCOUNT_RPM" not in environment and "GUARDRAIL_TRUSTED_PROXIES" not in environment
+    with pytest.raises(SystemExit):
+        parser.parse_args([*argv[:3], "--account-rpm", "-3"])
 
 
 @given(st.integers(min_value=0, max_value=10_000), st.floats(min_value=0.0, max_value=0.999))

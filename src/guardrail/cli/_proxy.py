@@ -214,16 +214,40 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
     if args.storage is not None:
         options["storage"] = args.storage
-    options["observe_only"] = bool(args.observe_only or options.get("observe_only", False))
-    if args.account_rpm is not None:
+    if args.observe_only is not None:
+        options["observe_only"] = args.observe_only
+    if args.account_rpm is _OFF:
+        options.pop("account_rpm", None)
+    elif args.account_rpm is not None:
         options["account_rpm"] = args.account_rpm
-    if args.trusted_proxies:
-        options["trusted_proxies"] = args.trusted_proxies
+    if args.trusted_proxies is not None:
+        if args.trusted_proxies.strip():
+            options["trusted_proxies"] = args.trusted_proxies
+        else:
+            options.pop("trusted_proxies", None)
     if getattr(args, "proxy_header", None):
         options["proxy_header"] = args.proxy_header
     if args.max_body_bytes is not None:
         options["max_body_bytes"] = args.max_body_bytes
+    if getattr(args, "on_oversize", None):
+        options["on_oversize"] = args.on_oversize
     return options
+
+
+#: ``--account-rpm off``: no quota, whatever ``GUARDRAIL_ACCOUNT_RPM`` says.
+_OFF = "off"
+
+
+def _rpm(value: str) -> float | str:
+    if value.strip().lower() in ("off", "none", "0"):
+        return _OFF
+    try:
+        rpm = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected requests per minute or off, got {value!r}") from None
+    if not rpm > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number or off, got {value!r}")
+    return rpm
 
 
 def _environment(args: argparse.Namespace) -> dict[str, str]:
@@ -255,9 +279,23 @@ def register(subparsers: Any) -> None:
         default=None,
         help="storage URI (memory:// or redis://...; default $GUARDRAIL_STORAGE or memory://)",
     )
-    parser.add_argument("--account-rpm", type=float, default=None, help="requests per minute per account")
-    parser.add_argument("--observe-only", action="store_true", help="decide and record, never refuse")
-    parser.add_argument("--trusted-proxies", default="", help="comma-separated proxy IPs/CIDRs to trust")
+    parser.add_argument(
+        "--account-rpm",
+        type=_rpm,
+        default=None,
+        help="requests per minute per account (off: none, whatever $GUARDRAIL_ACCOUNT_RPM says)",
+    )
+    parser.add_argument(
+        "--observe-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decide and record, never refuse (--no-observe-only overrides $GUARDRAIL_OBSERVE_ONLY)",
+    )
+    parser.add_argument(
+        "--trusted-proxies",
+        default=None,
+        help='comma-separated proxy IPs/CIDRs to trust ("": none, whatever $GUARDRAIL_TRUSTED_PROXIES says)',
+    )
     parser.add_argument(
         "--proxy-header",
         default=None,
@@ -265,6 +303,12 @@ def register(subparsers: Any) -> None:
         help="the header the trusted proxies write (default $GUARDRAIL_PROXY_HEADER or x-forwarded-for)",
     )
     parser.add_argument("--max-body-bytes", type=int, default=None, help="request body cap")
+    parser.add_argument(
+        "--on-oversize",
+        default=None,
+        choices=["refuse", "pass"],
+        help="a body over the cap: refuse (413) or pass uninspected (default $GUARDRAIL_ON_OVERSIZE, refuse)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="upstream read timeout, seconds")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (use Redis if > 1)")
     parser.set_defaults(handler=run)
@@ -300,7 +344,10 @@ def run(args: argparse.Namespace) -> int:
     # Worker processes import the app themselves: hand the options over through the environment.
     os.environ["GUARDRAIL_UPSTREAM"] = args.upstream
     os.environ["GUARDRAIL_UPSTREAM_TIMEOUT"] = str(args.timeout)
-    os.environ.update(_environment(args))
+    environment = _environment(args)
+    for name in _ENV_NAMES.values():  # an option the command line switched off must not reach the workers
+        os.environ.pop(name, None)
+    os.environ.update(environment)
     uvicorn.run("guardrail.cli._proxy:app_from_env", factory=True, workers=args.workers, **common)
     return 0
 
