@@ -9,7 +9,11 @@ The hook sees the parsed request (``data``) and LiteLLM's authenticated key (``u
 account is the key's ``user_id`` (else its team, else the hashed key LiteLLM hands over), so budgets
 follow LiteLLM's own identities. A refusal is raised as ``fastapi.HTTPException`` (429 with ``Retry-After``
 / ``retry-after-ms``, or 403 with ``x-should-retry: false``), which LiteLLM turns into its error response.
-The success hook settles the actual output tokens from the response's ``usage``. Configuration comes from
+The success hook settles the actual output tokens from the response's ``usage``; for a streamed call
+LiteLLM calls no success hook, so the streaming iterator hook passes every chunk on as it comes and settles
+from the last usage the stream carried (OpenAI's final ``usage`` chunk with ``stream_options``, a Responses
+``response.completed`` event, Anthropic's ``message_delta`` in raw SSE bytes), or leaves the estimate
+standing when it carried none (a stream cut short). Configuration comes from
 the same ``GUARDRAIL_*`` variables as the middleware (``GUARDRAIL_STORAGE``, ``GUARDRAIL_ACCOUNT_RPM``...).
 
 Written against the hook signatures LiteLLM documents (custom_callback.md, "CALL HOOKS - proxy only");
@@ -22,13 +26,13 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from cachetools import TTLCache
 
 from guardrail._hashing import default_secret
-from guardrail.adapters import settings_from_env
+from guardrail.adapters import SSEUsageScanner, output_tokens, settings_from_env
 from guardrail.adapters._build import resolve_guard
 from guardrail.adapters._quota import acheck, awaited, quota_for
 from guardrail.adapters._refusal import refusal
@@ -172,12 +176,28 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
             usage = getattr(response, "usage", None)
             if usage is None and isinstance(response, Mapping):
                 usage = response.get("usage")
-            tokens = _get(usage, "completion_tokens")
-            if tokens is None:
-                tokens = _get(usage, "output_tokens")
-            if isinstance(tokens, int) and tokens >= 0:
+            tokens = _output_tokens(usage)
+            if tokens is not None:
                 await self._settle(decision, tokens)
         return response
+
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: AsyncIterator[Any], request_data: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        """Pass the stream on chunk by chunk; settle its output tokens once it ends (or is abandoned)."""
+        decision = self._take(request_data)
+        if decision is None:
+            async for chunk in response:
+                yield chunk
+            return
+        usage = _StreamUsage()
+        try:
+            async for chunk in response:
+                usage.read(chunk)
+                yield chunk
+        finally:  # also when the client goes away mid-stream (the generator is closed at its yield)
+            if usage.tokens is not None:
+                await self._settle(decision, usage.tokens)
 
     async def async_post_call_failure_hook(
         self,
@@ -208,6 +228,46 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
             logger.exception("guardrail settle failed; ignored")
 
 
+def _output_tokens(usage: Any) -> int | None:
+    """The output tokens of a ``usage`` (a mapping or an object; OpenAI's or Anthropic/Responses' name)."""
+    if usage is None:
+        return None
+    tokens = _get(usage, "completion_tokens")
+    if tokens is None:
+        tokens = _get(usage, "output_tokens")
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else None
+
+
+class _StreamUsage:
+    """The last output-token count a LiteLLM stream carried: chunk objects or dicts with ``usage``
+    (chat completions), events whose ``response`` has one (Responses API), or raw SSE bytes (passed-through
+    Anthropic streams). A chunk it cannot read is skipped: the stream itself is never touched."""
+
+    __slots__ = ("_sse", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens: int | None = None
+        self._sse: SSEUsageScanner | None = None
+
+    def read(self, chunk: Any) -> None:
+        try:
+            if isinstance(chunk, (bytes, bytearray, str)):
+                if self._sse is None:
+                    self._sse = SSEUsageScanner()
+                self._sse.feed(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
+                found = self._sse.tokens
+            elif isinstance(chunk, dict):
+                found = output_tokens(chunk)
+            else:
+                found = _output_tokens(_get(chunk, "usage"))
+                if found is None:
+                    found = _output_tokens(_get(_get(chunk, "response"), "usage"))
+        except Exception:  # an odd chunk must not break the stream
+            return
+        if found is not None:
+            self.tokens = found
+
+
 def _metadata(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """LiteLLM's request metadata (``litellm_metadata`` on the routes where ``metadata`` is the client's)."""
     for key in ("litellm_metadata", "metadata"):
@@ -219,6 +279,8 @@ def _metadata(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)

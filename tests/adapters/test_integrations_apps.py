@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -158,6 +159,59 @@ async def test_litellm_hook_allows_throttles_blocks_and_settles() -> None:
     assert await hook.async_pre_call_hook(mallory, None, {"input": "x"}, "embeddings") == {"input": "x"}
     broken = GuardrailLiteLLM(guard=AsyncScriptedGuard(fail=True))
     assert await broken.async_pre_call_hook(alice, None, {"messages": []}, "completion") == {"messages": []}
+
+
+async def _stream(chunks: list[Any]) -> AsyncIterator[Any]:
+    for chunk in chunks:
+        yield chunk
+
+
+_USAGE_CHUNK = SimpleNamespace(usage=SimpleNamespace(completion_tokens=17))
+_COMPLETED = {"type": "response.completed", "response": {"usage": {"output_tokens": 9}}}
+_DELTA = b'event: message_delta\ndata: {"type": "message_delta", "usa'
+
+
+@pytest.mark.parametrize(
+    ("chunks", "tokens"),
+    [
+        # chat completions with stream_options.include_usage: the last chunk carries the usage (objects)
+        ([SimpleNamespace(usage=None)] * 3 + [_USAGE_CHUNK], 17),
+        # Responses API events as dicts: usage on response.completed
+        ([{"type": "response.output_text.delta"}, _COMPLETED], 9),
+        # an Anthropic stream passed through as raw SSE bytes, split mid-line
+        ([_DELTA, b'ge": {"output_tokens": 33}}\n\n'], 33),
+        # no usage at all (a stream without include_usage, or cut short): the estimate stands
+        ([SimpleNamespace(usage=None), b"\x00odd", 42], None),
+    ],
+)
+async def test_litellm_hook_settles_streams_from_their_last_usage(
+    chunks: list[Any], tokens: int | None
+) -> None:
+    guard = AsyncScriptedGuard(rpm=100)
+    hook = GuardrailLiteLLM(guard=guard)
+    alice = SimpleNamespace(user_id="alice", team_id=None, token="hashed", api_key=None)
+    data = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "stream": True, "metadata": {}}
+    await hook.async_pre_call_hook(alice, None, data, "acompletion")
+    passed = [c async for c in hook.async_post_call_streaming_iterator_hook(alice, _stream(chunks), data)]
+    assert passed == chunks  # every chunk passed on, untouched, in order
+    assert guard.settled == ([] if tokens is None else [("user_id:alice", tokens)])
+    assert len(hook._pending) == 0
+
+
+async def test_litellm_hook_settles_a_stream_the_client_abandons() -> None:
+    guard = AsyncScriptedGuard(rpm=100)
+    hook = GuardrailLiteLLM(guard=guard)
+    alice = SimpleNamespace(user_id="alice", team_id=None, token="hashed", api_key=None)
+    data = {"model": "gpt", "messages": [], "stream": True, "metadata": {}}
+    await hook.async_pre_call_hook(alice, None, data, "acompletion")
+    chunks = [{"usage": {"completion_tokens": 5}}, {"choices": []}, {"choices": []}]
+    stream = hook.async_post_call_streaming_iterator_hook(alice, _stream(chunks), data)
+    assert await stream.__anext__() == chunks[0]
+    await stream.aclose()  # the client went away after the first chunk
+    assert guard.settled == [("user_id:alice", 5)]
+    # a stream with no decision behind it (nothing charged) passes through as it is
+    other = [c async for c in hook.async_post_call_streaming_iterator_hook(alice, _stream([1, 2]), {})]
+    assert other == [1, 2]
 
 
 # -- reverse proxy ---------------------------------------------------------------------------------
