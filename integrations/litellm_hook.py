@@ -13,7 +13,8 @@ The success hook settles the actual output tokens from the response's ``usage``;
 LiteLLM calls no success hook, so the streaming iterator hook passes every chunk on as it comes and settles
 from the last usage the stream carried (OpenAI's final ``usage`` chunk with ``stream_options``, a Responses
 ``response.completed`` event, Anthropic's ``message_delta`` in raw SSE bytes), or leaves the estimate
-standing when it carried none (a stream cut short). Configuration comes from
+standing when it carried none (a stream cut short; one that failed upstream is refunded, as the failure
+hook refunds). Configuration comes from
 the same ``GUARDRAIL_*`` variables as the middleware (``GUARDRAIL_STORAGE``, ``GUARDRAIL_ACCOUNT_RPM``...).
 
 Written against the hook signatures LiteLLM documents (custom_callback.md, "CALL HOOKS - proxy only");
@@ -26,7 +27,7 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any
 
 from cachetools import TTLCache
@@ -110,6 +111,7 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
         )
         self._pending: TTLCache[str, Decision] = TTLCache(maxsize=100_000, ttl=3600)
         self._ids = itertools.count()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @staticmethod
     def account_of(user_api_key_dict: Any) -> str:
@@ -191,13 +193,20 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
                 yield chunk
             return
         usage = _StreamUsage()
+        failed = False
         try:
             async for chunk in response:
                 usage.read(chunk)
                 yield chunk
-        finally:  # also when the client goes away mid-stream (the generator is closed at its yield)
-            if usage.tokens is not None:
-                await self._settle(decision, usage.tokens)
+        except Exception:
+            failed = True  # the upstream failed mid-stream: LiteLLM's failure hook finds no ticket now
+            raise
+        finally:
+            # Also when the client goes away mid-stream: the server cancels the task, and an await here
+            # would be cancelled too, so the settlement runs as a task of its own.
+            tokens = usage.tokens if usage.tokens is not None else (0 if failed else None)
+            if tokens is not None:
+                self._spawn(self._settle(decision, tokens))
 
     async def async_post_call_failure_hook(
         self,
@@ -210,6 +219,12 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
         if decision is not None:
             await self._settle(decision, 0)
         return None
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task that outlives the request's (kept referenced until it ends)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _take(self, data: Any) -> Decision | None:
         if not isinstance(data, dict):

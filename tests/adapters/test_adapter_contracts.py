@@ -324,10 +324,10 @@ def test_an_async_hook_outside_an_event_loop_is_dropped_not_kept() -> None:
     assert len(_events._hook_tasks) == before and ran == []
 
 
-@pytest.mark.parametrize("path", ["/openai/deployments/gpt/chat/completions", "/openai/v1/chat/completions"])
-def test_on_azure_paths_the_api_key_header_comes_first(path: str) -> None:
+def test_on_azure_paths_the_api_key_header_comes_first() -> None:
     """An Azure OpenAI server reads ``api-key``: a decoy ``Authorization`` must not buy a fresh budget."""
     guard = AsyncScriptedGuard(rpm=100)
+    path = "/openai/deployments/gpt/chat/completions"
     with TestClient(asgi_at(path, guard=guard)) as client:
         for decoy in ("d1", "d2"):
             client.post(path, content=BODY, headers={"api-key": "az", "authorization": f"Bearer {decoy}"})

@@ -387,6 +387,9 @@ def test_proxy_flags_switch_off_what_guardrail_variables_set(
     monkeypatch.setenv("GUARDRAIL_ACCOUNT_RPM", "30")
     monkeypatch.setenv("GUARDRAIL_TRUSTED_PROXIES", "10.0.0.0/8")
     monkeypatch.setenv("GUARDRAIL_ON_OVERSIZE", "pass")
+    for name in ("GUARDRAIL_UPSTREAM", "GUARDRAIL_UPSTREAM_TIMEOUT", "GUARDRAIL_STORAGE"):
+        monkeypatch.setenv(name, "")  # ``run`` writes these for its workers: restored after the test
+        monkeypatch.delenv(name)
     parser = argparse.ArgumentParser()
     _proxy.register(parser.add_subparsers())
     argv = ["proxy", "--upstream", "http://127.0.0.1:1", "--no-observe-only", "--account-rpm", "off"]

@@ -194,6 +194,7 @@ async def test_litellm_hook_settles_streams_from_their_last_usage(
     await hook.async_pre_call_hook(alice, None, data, "acompletion")
     passed = [c async for c in hook.async_post_call_streaming_iterator_hook(alice, _stream(chunks), data)]
     assert passed == chunks  # every chunk passed on, untouched, in order
+    await asyncio.gather(*hook._tasks)
     assert guard.settled == ([] if tokens is None else [("user_id:alice", tokens)])
     assert len(hook._pending) == 0
 
@@ -208,10 +209,68 @@ async def test_litellm_hook_settles_a_stream_the_client_abandons() -> None:
     stream = hook.async_post_call_streaming_iterator_hook(alice, _stream(chunks), data)
     assert await stream.__anext__() == chunks[0]
     await stream.aclose()  # the client went away after the first chunk
+    await asyncio.gather(*hook._tasks)
     assert guard.settled == [("user_id:alice", 5)]
     # a stream with no decision behind it (nothing charged) passes through as it is
     other = [c async for c in hook.async_post_call_streaming_iterator_hook(alice, _stream([1, 2]), {})]
     assert other == [1, 2]
+
+
+class _SlowSettle(AsyncScriptedGuard):
+    """Settles after an await, as a guard on Redis does."""
+
+    async def settle(self, decision: Any, output_tokens: int) -> None:
+        await asyncio.sleep(0.01)
+        await super().settle(decision, output_tokens)
+
+
+async def test_litellm_hook_settles_a_stream_cancelled_while_waiting_for_the_upstream() -> None:
+    """A server cancels the response task when the client leaves (Starlette through an anyio scope, which
+    cancels every await inside it): the settlement must not be cancelled with it."""
+    import anyio
+
+    guard = _SlowSettle(rpm=100)
+    hook = GuardrailLiteLLM(guard=guard)
+    alice = SimpleNamespace(user_id="alice", team_id=None, token="hashed", api_key=None)
+    data = {"model": "gpt", "messages": [], "stream": True, "metadata": {}}
+    await hook.async_pre_call_hook(alice, None, data, "acompletion")
+    upstream_waits = asyncio.Event()
+
+    async def upstream() -> AsyncIterator[Any]:
+        yield {"usage": {"completion_tokens": 8}}
+        upstream_waits.set()
+        await asyncio.sleep(3600)
+        yield {"choices": []}
+
+    async def respond() -> None:
+        async for _ in hook.async_post_call_streaming_iterator_hook(alice, upstream(), data):
+            pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(respond)
+        await upstream_waits.wait()
+        tg.cancel_scope.cancel()
+    await asyncio.wait_for(asyncio.gather(*hook._tasks), 5)
+    assert guard.settled == [("user_id:alice", 8)]
+
+
+async def test_litellm_hook_refunds_a_stream_that_fails_upstream() -> None:
+    guard = AsyncScriptedGuard(rpm=100)
+    hook = GuardrailLiteLLM(guard=guard)
+    alice = SimpleNamespace(user_id="alice", team_id=None, token="hashed", api_key=None)
+    data = {"model": "gpt", "messages": [], "stream": True, "metadata": {}}
+    await hook.async_pre_call_hook(alice, None, data, "acompletion")
+
+    async def upstream() -> AsyncIterator[Any]:
+        yield {"choices": []}
+        raise RuntimeError("upstream went away")
+
+    with pytest.raises(RuntimeError):
+        async for _ in hook.async_post_call_streaming_iterator_hook(alice, upstream(), data):
+            pass
+    await hook.async_post_call_failure_hook(data, RuntimeError("upstream went away"), alice)
+    await asyncio.gather(*hook._tasks)
+    assert guard.settled == [("user_id:alice", 0)]  # refunded once
 
 
 # -- reverse proxy ---------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
+from redis._parsers import _RESP2Parser
 
 from guardrail.engine import (
     STORE_DOWN_REASON,
@@ -51,33 +52,77 @@ def facts(account: str, ts: float | None = None) -> RequestFacts:
     return RequestFacts(account=account, ip="203.0.113.7", path="/v1/chat/completions", body=BODY, ts=ts)
 
 
+#: What Redis 7 appends to an error raised inside a script; how Redis 6 wraps one.
+R7 = " script: ab, on @user_script:9."
+R6 = "ERR Error running script (call to f_ab): @user_script:1: @user_script: 1: "
+
+
+def _parsed(reply: str) -> BaseException:
+    """The exception redis-py raises for an error reply (its own parser: subclasses, codes stripped)."""
+    parser = _RESP2Parser.__new__(_RESP2Parser)
+    return parser.parse_error(reply)
+
+
 @pytest.mark.parametrize(
-    ("err", "data"),
+    ("reply", "data"),
     [
-        (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value script: ab"), True),
-        (ResponseError("value is not a valid float script: ab, on @user_script:3."), True),
-        (ResponseError("user_script:9: attempt to perform arithmetic on a nil value script: ab"), True),
-        (OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'. script: ab"), False),
-        (ReadOnlyError("You can't write against a read only replica. script: ab, on @user_script:2."), False),
-        (ResponseError("BUSY Redis is busy running a script."), False),
-        (ResponseError("CLUSTERDOWN The cluster is down"), False),
-        (ResponseError("max number of clients reached"), False),
-        (ResponseError("something new"), False),
-        (ConnectionError("refused"), False),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value" + R7, True),
+        ("ERR value is not a valid float script: ab, on @user_script:3.", True),
+        ("ERR user_script:9: attempt to perform arithmetic on a nil value" + R7, True),
+        (R6 + "-WRONGTYPE Operation", True),
+        # the server cannot serve now, whatever the keys (Redis 7 appends the script to errors inside one)
+        ("OOM command not allowed when used memory > 'maxmemory'. script: ab, on @user_script:2.", False),
+        ("READONLY You can't write against a read only replica. script: ab, on @user_script:2.", False),
+        (R6 + "-READONLY You can't", False),
+        (R6 + "-OOM command not", False),
+        ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", False),
+        ("TRYAGAIN Multiple keys request during rehashing of slot", False),
+        ("CLUSTERDOWN The cluster is down", False),
+        ("LOADING Redis is loading the dataset in memory", False),
+        ("BUSY Redis is busy running a script.", False),
+        ("NOAUTH Authentication required.", False),
+        ("ERR max number of clients reached", False),
+        ("ERR something new", False),
     ],
-)
-def test_only_replies_about_a_keys_contents_are_data_errors(err: BaseException, data: bool) -> None:
-    assert is_data_error(err) is data
+)  # fmt: skip
+def test_only_replies_about_a_keys_contents_are_data_errors(reply: str, data: bool) -> None:
+    assert is_data_error(_parsed(reply)) is data
 
 
-def _corrupt(url: str, pattern: str) -> list[bytes]:
-    """Put a hash where guardrail keeps something else (or a string where it keeps a hash)."""
+def test_exceptions_that_are_not_replies_are_outages() -> None:
+    assert not is_data_error(ConnectionError("refused"))
+    assert not is_data_error(TimeoutError())
+
+
+_corrupted: list[tuple[str, bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_corrupted_keys() -> Iterator[None]:
+    """The keys a test corrupted are deleted after it: they sit under the shared default prefix."""
+    yield
+    while _corrupted:
+        url, key = _corrupted.pop()
+        client = redis.Redis.from_url(url)
+        try:
+            client.delete(key)
+        finally:
+            client.close()
+
+
+def _corrupt(url: str, pattern: str, *, garbage: bool = False) -> list[bytes]:
+    """Put a hash where guardrail keeps something else (or a string where it keeps a hash); ``garbage``:
+    keep a hash, with fields that are not numbers."""
     client = redis.Redis.from_url(url)
     try:
         keys: list[bytes] = list(client.scan_iter(match=pattern))
         assert keys, pattern
         for key in keys:
+            _corrupted.append((url, key))
             kind = client.type(key)
+            if garbage and kind == b"hash":
+                client.hset(key, mapping={"requests": "many", "h3": "x", "part:zz": "1"})
+                continue
             client.delete(key)
             if kind == b"hash":
                 client.set(key, "not a hash")
@@ -152,7 +197,7 @@ def test_a_data_error_takes_the_failure_policy_for_that_call_only(
     limiter.local = False  # a store that can fail: give it the breaker and fallback a remote store has
     limiter.breaker = CircuitBreaker()
     limiter._fallback = MemoryStore(source="fallback") if failure == "local" else None
-    limit = Limit(rate=1, burst=5)
+    limit = Limit(rate=0.01, burst=5)  # no refill within the test, however slow the machine
     with caplog.at_level(logging.ERROR, logger="guardrail.limiter"):
         answers = []
         for i in range(12):  # far more than the breaker's three strikes, back to back
@@ -227,3 +272,28 @@ def test_a_replay_raises(redis_url: str) -> None:
         assert issubclass(StoreReplyError, StorageError)
     finally:
         guard.close()
+
+
+@pytest.mark.parametrize("garbage", [False, True], ids=["wrong-type", "unreadable-fields"])
+def test_one_bad_account_record_does_not_stop_reclustering(redis_url: str, garbage: bool) -> None:
+    namespace = f"t{uuid.uuid4().hex[:12]}"
+    bad = f"bad-{namespace}"
+    guard = Guard(redis_url, namespace=namespace)
+    try:
+        for name in (bad, f"good-{namespace}"):
+            guard.check(facts(name))
+        _corrupt(redis_url, f"*acct:{guard.account_id(bad)}", garbage=garbage)
+        accounts = {p.account for p in guard.store.profiles()}
+        assert guard.account_id(f"good-{namespace}") in accounts and guard.account_id(bad) not in accounts
+        guard.recluster()  # raised StorageError (and so stopped for everyone) before
+    finally:
+        guard.close()
+
+    async def run() -> set[str]:
+        again = AsyncGuard(redis_url, namespace=namespace)
+        try:
+            return {p.account for p in await again.store.aprofiles()}
+        finally:
+            await again.aclose()
+
+    assert guard.account_id(bad) not in asyncio.run(run())

@@ -59,9 +59,10 @@ def _warn_default_secret() -> None:
         )
 
 
-#: Path parts of Azure OpenAI's own routes (per deployment, and the newer ``/openai/v1/`` surface): there
-#: the server authenticates on ``api-key`` before ``Authorization``.
-AZURE_PATHS = ("/openai/deployments/", "/openai/v1/")
+#: Path parts only Azure OpenAI's own routes have: there the server authenticates on ``api-key`` before
+#: ``Authorization``. (Not ``/openai/v1/``: Azure's newer surface shares it with other OpenAI-compatible
+#: gateways that read ``Authorization`` only, where ``api-key`` first would let a rotating decoy in.)
+AZURE_PATHS = ("/openai/deployments/",)
 
 
 class Core:

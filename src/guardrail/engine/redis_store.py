@@ -51,6 +51,7 @@ from guardrail.limiter import (
     StoreReplyError,
     storage_from_uri,
 )
+from guardrail.limiter._limiter import report_reply_error
 from guardrail.limiter._redis import BACKEND_ERRORS, backend_error
 from guardrail.limiter._uri import DEFAULT_TIMEOUT
 
@@ -465,10 +466,8 @@ class RedisEngineStore:
                 pipe = client.pipeline(transaction=False)
                 for m in batch:
                     pipe.hgetall(self._kp + b"acct:" + m)
-                replies = pipe.execute()
-            for m, d in zip(batch, replies, strict=True):
-                if d:
-                    yield _profile(_s(m), d)
+                replies = pipe.execute(raise_on_error=False)
+            yield from self._readable_profiles(batch, replies)
 
     async def aprofiles(self) -> list[AccountProfile]:
         out: list[AccountProfile] = []
@@ -480,9 +479,27 @@ class RedisEngineStore:
                 pipe = client.pipeline(transaction=False)
                 for m in batch:
                     pipe.hgetall(self._kp + b"acct:" + m)
-                replies = await pipe.execute()
-            out.extend(_profile(_s(m), d) for m, d in zip(batch, replies, strict=True) if d)
+                replies = await pipe.execute(raise_on_error=False)
+            out.extend(self._readable_profiles(batch, replies))
         return out
+
+    def _readable_profiles(self, batch: Sequence[bytes], replies: Sequence[Any]) -> Iterator[AccountProfile]:
+        """The profiles of one pipelined HGETALL batch. An account whose hash cannot be read (another type
+        under the key, fields that are not numbers) is left out and logged, so one bad key never stops the
+        re-clustering of every other account; any other error reply is the store failing."""
+        for m, d in zip(batch, replies, strict=True):
+            if isinstance(d, Exception):
+                err = backend_error(self._name, d)
+                if not isinstance(err, StoreReplyError):
+                    raise err from d
+                report_reply_error(err)
+            elif d:
+                try:
+                    profile = _profile(_s(m), d)
+                except (KeyError, ValueError, TypeError, IndexError) as exc:
+                    report_reply_error(StoreReplyError(f"{self._name}: unreadable account record: {exc!r}"))
+                    continue
+                yield profile
 
     def _template_calls(self, parts: Sequence[int]) -> Iterator[tuple[list[bytes], list[bytes]]]:
         for i in range(0, len(parts), _BATCH):

@@ -37,15 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from redis.crc import key_slot
-from redis.exceptions import (
-    NoPermissionError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-)
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from . import _gcra, _wire
 from ._limit import BucketRequest, Limit
@@ -62,25 +54,34 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (
 
 _REFUND_ERRORS: tuple[type[BaseException], ...] = (*BACKEND_ERRORS, StorageError)
 
-#: Error replies that mean the server cannot serve now (a replica, full memory, a cluster in failover, a
-#: script running long, a lost login...), whatever the keys: an outage for the failure policy and breaker.
-_UNAVAILABLE = (OutOfMemoryError, ReadOnlyError, NoPermissionError)
+#: How the server's replies about a key's contents begin, once redis-py has taken off a leading ``ERR``:
+#: a command on a key of another type, a value that is not a number, a script's own runtime error (Redis 7).
+_DATA_ERRORS = ("WRONGTYPE", "value is not", "hash value is not", "user_script:")
+#: Redis 6 wraps every error inside a script as "Error running script ...: -CODE message": these codes there
+#: mean the server cannot serve (a replica, full memory, a failover, a lost login...), not a bad key.
 _UNAVAILABLE_CODES = (
-    "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "LOADING", "BUSY", "NOREPLICAS", "MISCONF", "NOAUTH",
-    "WRONGPASS", "NOPERM", "MOVED", "ASK", "CROSSSLOT", "max number of clients",
+    "OOM", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "LOADING", "BUSY", "NOREPLICAS", "MISCONF",
+    "NOAUTH", "WRONGPASS", "NOPERM", "MOVED", "ASK", "CROSSSLOT",
 )  # fmt: skip
 
 
 def is_data_error(err: BaseException) -> bool:
     """Whether ``err`` is the server's error reply about a key's contents (a key of the wrong type, a
     value a script cannot read as a number): the server is up and only the keys of this call are at fault.
-    Anything else (an unreachable server, an availability reply, an error of unknown kind) is an outage."""
-    if not isinstance(err, ResponseError) or isinstance(err, _UNAVAILABLE):
+
+    redis-py raises its own subclasses for the replies that mean the server cannot serve (OOM, READONLY,
+    MASTERDOWN, CLUSTERDOWN, TRYAGAIN, LOADING, a refused login...) and strips their code, so only a plain
+    ``ResponseError`` can be a data error; anything else (an unreachable server, an unknown reply) is an
+    outage for the failure policy and the breaker.
+    """
+    if type(err) is not ResponseError:
         return False
     text = str(err)
-    if text.startswith(_UNAVAILABLE_CODES):
-        return False
-    return text.startswith(("WRONGTYPE", "value is not")) or "user_script" in text
+    if text.startswith(_DATA_ERRORS):
+        return True
+    if text.startswith("Error running script"):  # Redis 6: the inner reply follows as "-CODE ..."
+        return not any(f"-{code} " in text for code in _UNAVAILABLE_CODES)
+    return False
 
 
 def backend_error(name: str, err: BaseException) -> StorageError:
