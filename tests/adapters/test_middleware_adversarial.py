@@ -564,10 +564,19 @@ def test_uncopyable_evidence_is_logged_without_failing(caplog: pytest.LogCapture
 
 
 async def test_observe_only_passes_oversize_and_stalled_bodies() -> None:
+    events: list[Any] = []
     big = Client([{"type": "http.request", "body": b"x" * 100, "more_body": False}])
-    mw = Guardrail(big.app, guard=AsyncScriptedGuard(), max_body_bytes=10, observe_only=True)
+    mw = Guardrail(
+        big.app, guard=AsyncScriptedGuard(), max_body_bytes=10, observe_only=True, on_event=events.append
+    )
     await mw(scope_for(headers=[(b"content-length", b"100")]), big.receive, big.send)
     assert big.status == 200 and b"".join(m.get("body", b"") for m in big.app_received) == b"x" * 100
+    bad = Client(one(BODY))
+    await mw(scope_for(headers=[(b"content-length", b"12, 13")]), bad.receive, bad.send)
+    assert bad.status == 200
+    # recorded as the refusals enforcing would send, so a rollout can count them
+    assert [(e.outcome, e.status) for e in events] == [("observed", 413), ("observed", 400)]
+    assert "would be refused with 413" in events[0].reasons[-1]
 
     class Stalling(Client):
         async def receive(self) -> dict[str, Any]:
@@ -577,9 +586,22 @@ async def test_observe_only_passes_oversize_and_stalled_bodies() -> None:
             return {"type": "http.request", "body": b"rest", "more_body": False}
 
     slow = Stalling([{"type": "http.request", "body": b"head", "more_body": True}])
-    mw = Guardrail(slow.app, guard=AsyncScriptedGuard(), body_timeout=0.05, observe_only=True)
+    events.clear()
+    mw = Guardrail(
+        slow.app, guard=AsyncScriptedGuard(), body_timeout=0.05, observe_only=True, on_event=events.append
+    )
     await mw(scope_for(), slow.receive, slow.send)
     assert slow.status == 200 and b"".join(m.get("body", b"") for m in slow.app_received) == b"headrest"
+    assert [(e.outcome, e.status) for e in events] == [("observed", 408)]
+    # with on_oversize="pass" an unread body is passed uninspected whatever the mode
+    events.clear()
+    again = Client([{"type": "http.request", "body": b"x" * 100, "more_body": False}])
+    passing = Guardrail(
+        again.app, guard=AsyncScriptedGuard(), max_body_bytes=10, on_oversize="pass", observe_only=True,
+        on_event=events.append,
+    )  # fmt: skip
+    await passing(scope_for(headers=[(b"content-length", b"100")]), again.receive, again.send)
+    assert [(e.outcome, e.status) for e in events] == [("passed_uninspected", None)]
 
 
 # -- 12. a rotating credential in a header the app does not read must not buy a fresh budget

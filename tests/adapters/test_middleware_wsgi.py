@@ -110,6 +110,15 @@ def test_observe_only_and_guard_failure() -> None:
     assert client.post(CHAT, json=BODY, headers=auth("k")).status_code == 200
 
 
+def test_observe_only_records_the_body_refusals_it_did_not_send() -> None:
+    events: list[Any] = []
+    client = make_app(ScriptedGuard(), observe_only=True, max_body_bytes=10, on_event=events.append)
+    r = client.test_client().post(CHAT, data=b"x" * 100, headers=auth("k"))
+    assert r.status_code == 200 and r.json is not None and r.json["len"] == 100
+    assert [(e.outcome, e.status) for e in events] == [("observed", 413)]
+    assert "would be refused with 413" in events[0].reasons[-1]
+
+
 def test_stream_settles_and_closes() -> None:
     guard = ScriptedGuard()
     client = make_app(guard).test_client()

@@ -225,13 +225,19 @@ class Guardrail:
             )
             await _send_refusal(send, refused)
             return
+        if inspected:
+            outcome, would_status, note = core.outcome(decision, None), None, None
+        else:
+            outcome, would_status, note = core.unread(status.value)
         core.event(
             path=path,
             provider=provider,
             account=account,
             ip=ip,
-            outcome=core.outcome(decision, None) if inspected else "passed_uninspected",
+            outcome=outcome,
             decision=decision,
+            status=would_status,
+            note=note,
         )
         settler = _Settler(send, core.allow_headers(decision, quota), settle_needed(self.guard, decision))
         try:

@@ -65,6 +65,10 @@ def _warn_default_secret() -> None:
 AZURE_PATHS = ("/openai/deployments/",)
 
 
+#: The refusal an unread body gets when enforcing, by how its read ended.
+_UNREAD_STATUS = {"too_large": 413, "bad_length": 400, "timeout": 408}
+
+
 class Core:
     """Validated, precomputed settings plus the per-request pure logic."""
 
@@ -276,8 +280,10 @@ class Core:
         decision: Decision | None = None,
         status: int | None = None,
         error: str | None = None,
+        note: str | None = None,
     ) -> None:
-        """Build and emit one event (identifiers hashed with the deployment secret)."""
+        """Build and emit one event (identifiers hashed with the deployment secret); ``note``: a reason of
+        the adapter's own, after the engine's."""
         if not self.wants_event(outcome):
             return
         action = would = None
@@ -290,6 +296,8 @@ class Core:
             retry_after = decision.retry_after
             reasons = tuple(decision.reasons)
             evidence = decision.evidence
+        if note is not None:
+            reasons = (*reasons, note)
         emit(
             GuardrailEvent(
                 ts=time.time(),
@@ -308,6 +316,15 @@ class Core:
             ),
             self.on_event,
         )
+
+    def unread(self, body: str) -> tuple[str, int | None, str | None]:
+        """The event of a request passed on with its body uninspected (``body``: how its read ended):
+        ``(outcome, status, note)``. In observe-only mode with ``on_oversize="refuse"`` it is a would-be
+        refusal: ``observed``, with the status enforcing would send (413 / 400 / 408) and why."""
+        if self.observe_only and self.on_oversize == "refuse":
+            code = _UNREAD_STATUS.get(body, 400)
+            return "observed", code, f"body {body.replace('_', ' ')}: would be refused with {code}"
+        return "passed_uninspected", None, None
 
     def outcome(self, decision: Decision, refused: Refusal | None) -> str:
         if refused is not None:

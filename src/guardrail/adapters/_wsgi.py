@@ -222,13 +222,19 @@ class GuardrailWSGI:
                 status=refused.status,
             )
             return _respond(start_response, refused)
+        if inspected:
+            outcome, would_status, note = core.outcome(decision, None), None, None
+        else:
+            outcome, would_status, note = core.unread(status)
         core.event(
             path=path,
             provider=provider,
             account=account,
             ip=ip,
-            outcome=core.outcome(decision, None) if inspected else "passed_uninspected",
+            outcome=outcome,
             decision=decision,
+            status=would_status,
+            note=note,
         )
         watcher = _Watcher(
             self.guard,
