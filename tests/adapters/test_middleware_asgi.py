@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -554,3 +556,63 @@ def test_replay_is_exact_for_any_chunking(data: bytes, cuts: list[int], cap: int
         assert h.status == 200 and h.app_body == data
     else:
         assert h.status == 413 and h.app_body is None
+
+
+# -- compressed request bodies: the engine reads what an inflating app reads --------------------------
+
+
+_PROMPT = json.dumps(
+    {"model": "m", "messages": [{"role": "user", "content": "tell me about tides"}]}
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("coding", "packed"),
+    [
+        ("gzip", gzip.compress(_PROMPT)),
+        ("deflate", zlib.compress(_PROMPT)),
+        ("gzip, gzip", gzip.compress(gzip.compress(_PROMPT))),
+        ("GZIP", gzip.compress(_PROMPT[:30]) + gzip.compress(_PROMPT[30:])),  # two members, as gzip allows
+    ],
+)
+async def test_a_compressed_body_is_inspected_and_replayed_as_sent(coding: str, packed: bytes) -> None:
+    h = Harness(_chunks(packed, 7))
+    guard = AsyncScriptedGuard()
+    events: list[GuardrailEvent] = []
+    mw = Guardrail(h.app, guard=guard, on_event=events.append)
+    await mw(_scope(CHAT, auth_key="k", headers=[(b"content-encoding", coding.encode())]), h.receive, h.send)
+    assert h.status == 200 and h.app_body == packed  # the app gets the exact bytes
+    assert guard.seen[0].body == _PROMPT and events[0].outcome == "allowed"
+
+
+@pytest.mark.parametrize(("on_oversize", "observe"), [("refuse", False), ("pass", False), ("refuse", True)])
+async def test_a_compression_bomb_costs_at_most_the_cap(on_oversize: str, observe: bool) -> None:
+    bomb = gzip.compress(b"{" + b" " * (50 << 20) + b"}")  # 50 MB of JSON in ~50 KB
+    h = Harness(_chunks(bomb, 8192))
+    guard = AsyncScriptedGuard()
+    events: list[GuardrailEvent] = []
+    mw = Guardrail(
+        h.app, guard=guard, max_body_bytes=1 << 20, on_oversize=on_oversize, observe_only=observe,
+        on_event=events.append,
+    )  # fmt: skip
+    await mw(_scope(CHAT, auth_key="k", headers=[(b"content-encoding", b"gzip")]), h.receive, h.send)
+    if on_oversize == "refuse" and not observe:
+        assert h.status == 413 and h.app_body is None
+        assert events[0].outcome == "too_large"
+    else:
+        assert h.status == 200 and h.app_body == bomb and guard.seen[0].body is None
+        expected = ("observed", 413) if observe else ("passed_uninspected", None)
+        assert (events[0].outcome, events[0].status) == expected
+
+
+@pytest.mark.parametrize(
+    ("coding", "data"), [("br", b"\x8b\x02\x80{}\x03"), ("gzip", b"not gzip"), ("gzip", b"")]
+)
+async def test_an_unreadable_coding_passes_uninspected(coding: str, data: bytes) -> None:
+    h = Harness([{"type": "http.request", "body": data, "more_body": False}])
+    guard = AsyncScriptedGuard()
+    events: list[GuardrailEvent] = []
+    mw = Guardrail(h.app, guard=guard, on_event=events.append, observe_only=True)
+    await mw(_scope(CHAT, auth_key="k", headers=[(b"content-encoding", coding.encode())]), h.receive, h.send)
+    assert h.status == 200 and h.app_body == data and guard.seen[0].body is None
+    assert (events[0].outcome, events[0].status) == ("passed_uninspected", None)  # not a would-be refusal

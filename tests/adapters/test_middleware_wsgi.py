@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -265,3 +266,20 @@ def test_constructor_is_validated() -> None:
         GuardrailWSGI(Recorder(), guard=ScriptedGuard(), on_oversize="maybe")
     mw = GuardrailWSGI(Recorder(), storage="memory://", account_rpm=1)
     assert "GuardrailWSGI" in repr(mw)
+
+
+@pytest.mark.parametrize("max_body", [1 << 20, 300])
+def test_a_compressed_body_is_inspected_and_replayed_as_sent(max_body: int) -> None:
+    raw = json.dumps({"model": "m", "messages": [{"role": "user", "content": "tides " * 200}]}).encode()
+    packed = gzip.compress(raw)
+    assert len(packed) < 300 < len(raw)
+    guard = ScriptedGuard()
+    events: list[Any] = []
+    client = make_app(guard, max_body_bytes=max_body, on_event=events.append).test_client()
+    r = client.post(CHAT, data=packed, headers={**auth("k"), "Content-Encoding": "gzip"})
+    if max_body > len(raw):
+        # the app gets the bytes as sent (its digest); the engine read the inflated prompt
+        assert r.status_code == 200 and r.json is not None
+        assert r.json["sha"] == hashlib.sha256(packed).hexdigest() and guard.seen[0].body == raw
+    else:  # inflates beyond the cap: refused like any body over it
+        assert r.status_code == 413 and events[0].outcome == "too_large" and not guard.seen

@@ -31,6 +31,7 @@ from ._core import (
     MAX_USAGE_BODY,
     Core,
 )
+from ._encoding import coding_of, decoded_for_engine
 from ._events import OnEvent, log_failure, logger
 from ._identity import IDENTITY_HEADERS, Identify
 from ._quota import acheck, awaited
@@ -197,16 +198,22 @@ class Guardrail:
             await _send_refusal(send, r)
             return
         inspected = status is BodyStatus.COMPLETE
-        if not inspected and core.refuse_unread:
-            code = 413 if status is BodyStatus.TOO_LARGE else 400
-            outcome = "too_large" if code == 413 else "bad_length"
+        seen, body_state = read.body, status.value  # what the engine reads, and how its read ended
+        if inspected:
+            coding = coding_of(raw_headers)
+            if coding is not None:  # the app may inflate it: the engine reads what the app will
+                seen, body_state = decoded_for_engine(read.body, coding, core.max_body_bytes)
+                inspected = body_state == "complete"
+        if not inspected and core.refuse_unread and body_state in ("too_large", "bad_length"):
+            code = 413 if body_state == "too_large" else 400
+            outcome = body_state
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=outcome, status=code)
             await _send_refusal(send, refusal(provider, code))
             return
 
         try:
             decision, quota, refused = await self._deadline(
-                watch, self._decide(account, ip, path, read.body if inspected else None, provider)
+                watch, self._decide(account, ip, path, seen if inspected else None, provider)
             )
         except Exception as exc:
             error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
@@ -228,7 +235,7 @@ class Guardrail:
         if inspected:
             outcome, would_status, note = core.outcome(decision, None), None, None
         else:
-            outcome, would_status, note = core.unread(status.value)
+            outcome, would_status, note = core.unread(body_state)
         core.event(
             path=path,
             provider=provider,

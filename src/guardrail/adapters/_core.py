@@ -321,8 +321,8 @@ class Core:
         """The event of a request passed on with its body uninspected (``body``: how its read ended):
         ``(outcome, status, note)``. In observe-only mode with ``on_oversize="refuse"`` it is a would-be
         refusal: ``observed``, with the status enforcing would send (413 / 400 / 408) and why."""
-        if self.observe_only and self.on_oversize == "refuse":
-            code = _UNREAD_STATUS.get(body, 400)
+        if self.observe_only and self.on_oversize == "refuse" and body in _UNREAD_STATUS:
+            code = _UNREAD_STATUS[body]
             return "observed", code, f"body {body.replace('_', ' ')}: would be refused with {code}"
         return "passed_uninspected", None, None
 

@@ -20,6 +20,7 @@ from ..limiter import MultiResult
 from ._body import parse_length
 from ._build import check_sync_callable, resolve_guard
 from ._core import DEFAULT_BODY_TIMEOUT, DEFAULT_CHECK_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
+from ._encoding import decoded_for_engine
 from ._events import OnEvent, log_failure, logger
 from ._identity import Identify
 from ._quota import check
@@ -200,13 +201,18 @@ class GuardrailWSGI:
             code = 408 if status == "timeout" else 400
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)
             return _respond(start_response, refusal(provider, code))
-        if not inspected and core.refuse_unread:
+        seen = body  # what the engine reads: the app may inflate a compressed body
+        coding = environ.get("HTTP_CONTENT_ENCODING")
+        if inspected and coding:
+            seen, status = decoded_for_engine(body, coding, core.max_body_bytes)
+            inspected = status == "complete"
+        if not inspected and core.refuse_unread and status in ("too_large", "bad_length"):
             code = 413 if status == "too_large" else 400
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)
             return _respond(start_response, refusal(provider, code))
 
         try:
-            decision, quota, refused = self._decide(account, ip, path, body if inspected else None, provider)
+            decision, quota, refused = self._decide(account, ip, path, seen if inspected else None, provider)
         except Exception as exc:
             error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
             core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=error)
