@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -487,3 +488,47 @@ def test_sse_scanner_survives_a_corrupt_compressed_stream() -> None:
     scanner.feed(b"more")
     scanner.close()
     assert scanner.tokens is None
+
+
+# -- compressed request bodies ----------------------------------------------------------------------
+
+
+@given(
+    st.binary(max_size=3000),
+    st.lists(st.sampled_from(["gzip", "deflate", "raw", "x-gzip"]), min_size=1, max_size=3),
+    st.integers(min_value=1, max_value=4),
+)
+def test_compressed_bodies_read_back_exactly(data: bytes, codings: list[str], members: int) -> None:
+    import gzip
+    import zlib
+
+    from guardrail.adapters._encoding import decoded_for_engine
+
+    def packed(body: bytes, coding: str) -> bytes:
+        if coding == "deflate":
+            return zlib.compress(body)
+        if coding == "raw":
+            packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+            return packer.compress(body) + packer.flush()
+        step = max(1, len(body) // members)  # gzip: several members
+        parts = [body[i : i + step] for i in range(0, len(body), step)] or [b""]
+        return b"".join(gzip.compress(part) for part in parts)
+
+    body = data
+    for coding in codings:  # applied in order, named in order ("raw" is deflate data without a header)
+        body = packed(body, coding)
+    names = ["deflate" if c == "raw" else c for c in codings]
+    assert decoded_for_engine(body, ", ".join(names), 1 << 20) == (data, "complete")
+    if len(data) > 10:
+        assert decoded_for_engine(body, ", ".join(names), len(data) - 1) == (b"", "too_large")
+    assert decoded_for_engine(body, ", ".join(names), sys.maxsize)[0] == data  # no cap: no overflow
+
+
+@given(st.binary(max_size=2000), st.sampled_from(["gzip", "deflate", "gzip, deflate", "br", "x, y, z, w"]))
+def test_any_bytes_under_any_coding_never_raise(data: bytes, coding: str) -> None:
+    from guardrail.adapters._encoding import decoded_for_engine, engine_view
+
+    decoded, outcome = decoded_for_engine(data, coding, 4096)
+    assert outcome in ("complete", "too_large", "unsupported") and len(decoded) <= 4096
+    seen, same = engine_view(data, coding, 4096)
+    assert same == outcome and (seen == data if outcome == "unsupported" else seen == decoded)

@@ -593,6 +593,15 @@ async def test_observe_only_passes_oversize_and_stalled_bodies() -> None:
     await mw(scope_for(), slow.receive, slow.send)
     assert slow.status == 200 and b"".join(m.get("body", b"") for m in slow.app_received) == b"headrest"
     assert [(e.outcome, e.status) for e in events] == [("observed", 408)]
+    # a stalled body gets 408 whatever on_oversize says: observe-only records it so with "pass" too
+    events.clear()
+    stalled = Stalling([{"type": "http.request", "body": b"head", "more_body": True}])
+    mw = Guardrail(
+        stalled.app, guard=AsyncScriptedGuard(), body_timeout=0.05, observe_only=True, on_oversize="pass",
+        on_event=events.append,
+    )  # fmt: skip
+    await mw(scope_for(), stalled.receive, stalled.send)
+    assert stalled.status == 200 and [(e.outcome, e.status) for e in events] == [("observed", 408)]
     # with on_oversize="pass" an unread body is passed uninspected whatever the mode
     events.clear()
     again = Client([{"type": "http.request", "body": b"x" * 100, "more_body": False}])

@@ -561,6 +561,11 @@ def test_replay_is_exact_for_any_chunking(data: bytes, cuts: list[int], cap: int
 # -- compressed request bodies: the engine reads what an inflating app reads --------------------------
 
 
+def _raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
 _PROMPT = json.dumps(
     {"model": "m", "messages": [{"role": "user", "content": "tell me about tides"}]}
 ).encode()
@@ -573,6 +578,10 @@ _PROMPT = json.dumps(
         ("deflate", zlib.compress(_PROMPT)),
         ("gzip, gzip", gzip.compress(gzip.compress(_PROMPT))),
         ("GZIP", gzip.compress(_PROMPT[:30]) + gzip.compress(_PROMPT[30:])),  # two members, as gzip allows
+        ("x-gzip", gzip.compress(_PROMPT) + b"\0" * 64),  # trailing zero padding, as gzip readers allow
+        ("deflate", gzip.compress(_PROMPT)),  # gzip data under the other name, as lenient inflaters read
+        ("deflate", _raw_deflate(_PROMPT)),  # raw deflate, no zlib header
+        ("identity, gzip", gzip.compress(_PROMPT)),
     ],
 )
 async def test_a_compressed_body_is_inspected_and_replayed_as_sent(coding: str, packed: bytes) -> None:
@@ -605,14 +614,32 @@ async def test_a_compression_bomb_costs_at_most_the_cap(on_oversize: str, observ
         assert (events[0].outcome, events[0].status) == expected
 
 
-@pytest.mark.parametrize(
-    ("coding", "data"), [("br", b"\x8b\x02\x80{}\x03"), ("gzip", b"not gzip"), ("gzip", b"")]
-)
-async def test_an_unreadable_coding_passes_uninspected(coding: str, data: bytes) -> None:
+_UNREADABLE = [("br", b"\x8b\x02\x80{}\x03"), ("gzip", b"not gzip"), ("zstd, gzip", gzip.compress(_PROMPT))]
+
+
+@pytest.mark.parametrize(("coding", "data"), _UNREADABLE)
+async def test_a_coding_guardrail_cannot_undo_is_refused_with_415(coding: str, data: bytes) -> None:
+    h = Harness([{"type": "http.request", "body": data, "more_body": False}])
+    mw = Guardrail(h.app, guard=AsyncScriptedGuard())
+    await mw(_scope(CHAT, auth_key="k", headers=[(b"content-encoding", coding.encode())]), h.receive, h.send)
+    assert h.status == 415 and h.app_body is None
+    headers = dict(h.sent[0]["headers"])
+    assert headers[b"accept-encoding"] == b"gzip, deflate" and headers[b"x-should-retry"] == b"false"
+
+
+@pytest.mark.parametrize("observe", [False, True])
+@pytest.mark.parametrize(("coding", "data"), [*_UNREADABLE, ("br", _PROMPT)])
+async def test_passed_the_engine_reads_such_a_body_as_it_came(
+    coding: str, data: bytes, observe: bool
+) -> None:
+    """``on_oversize="pass"`` (or observe-only): the app gets the bytes, and the engine reads them as an app
+    that does not inflate would (a plain prompt mislabelled ``br`` is still a prompt)."""
     h = Harness([{"type": "http.request", "body": data, "more_body": False}])
     guard = AsyncScriptedGuard()
     events: list[GuardrailEvent] = []
-    mw = Guardrail(h.app, guard=guard, on_event=events.append, observe_only=True)
+    options: dict[str, Any] = {"observe_only": True} if observe else {"on_oversize": "pass"}
+    mw = Guardrail(h.app, guard=guard, on_event=events.append, **options)
     await mw(_scope(CHAT, auth_key="k", headers=[(b"content-encoding", coding.encode())]), h.receive, h.send)
-    assert h.status == 200 and h.app_body == data and guard.seen[0].body is None
-    assert (events[0].outcome, events[0].status) == ("passed_uninspected", None)  # not a would-be refusal
+    assert h.status == 200 and h.app_body == data and guard.seen[0].body == data
+    expected = ("observed", 415) if observe else ("allowed", None)
+    assert (events[0].outcome, events[0].status) == expected

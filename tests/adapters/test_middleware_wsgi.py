@@ -283,3 +283,14 @@ def test_a_compressed_body_is_inspected_and_replayed_as_sent(max_body: int) -> N
         assert r.json["sha"] == hashlib.sha256(packed).hexdigest() and guard.seen[0].body == raw
     else:  # inflates beyond the cap: refused like any body over it
         assert r.status_code == 413 and events[0].outcome == "too_large" and not guard.seen
+
+
+def test_a_coding_guardrail_cannot_undo_is_refused_or_read_as_it_came() -> None:
+    raw = json.dumps(BODY).encode()
+    refusing = make_app(ScriptedGuard()).test_client()
+    r = refusing.post(CHAT, data=raw, headers={**auth("k"), "Content-Encoding": "br"})
+    assert r.status_code == 415 and r.headers["accept-encoding"] == "gzip, deflate"
+    guard = ScriptedGuard()
+    passing = make_app(guard, on_oversize="pass").test_client()
+    r = passing.post(CHAT, data=raw, headers={**auth("k"), "Content-Encoding": "br"})
+    assert r.status_code == 200 and guard.seen[0].body == raw

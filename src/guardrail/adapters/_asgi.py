@@ -31,7 +31,7 @@ from ._core import (
     MAX_USAGE_BODY,
     Core,
 )
-from ._encoding import coding_of, decoded_for_engine
+from ._encoding import REFUSED_BODIES, coding_of, engine_view
 from ._events import OnEvent, log_failure, logger
 from ._identity import IDENTITY_HEADERS, Identify
 from ._quota import acheck, awaited
@@ -201,11 +201,11 @@ class Guardrail:
         seen, body_state = read.body, status.value  # what the engine reads, and how its read ended
         if inspected:
             coding = coding_of(raw_headers)
-            if coding is not None:  # the app may inflate it: the engine reads what the app will
-                seen, body_state = decoded_for_engine(read.body, coding, core.max_body_bytes)
-                inspected = body_state == "complete"
-        if not inspected and core.refuse_unread and body_state in ("too_large", "bad_length"):
-            code = 413 if body_state == "too_large" else 400
+            if coding is not None:  # the app may inflate it: the engine reads what the app would
+                seen, body_state = engine_view(read.body, coding, core.max_body_bytes)
+                inspected = body_state != "too_large"
+        if body_state != "complete" and core.refuse_unread and body_state in REFUSED_BODIES:
+            code = REFUSED_BODIES[body_state]
             outcome = body_state
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=outcome, status=code)
             await _send_refusal(send, refusal(provider, code))
@@ -232,10 +232,10 @@ class Guardrail:
             )
             await _send_refusal(send, refused)
             return
-        if inspected:
+        if body_state == "complete":
             outcome, would_status, note = core.outcome(decision, None), None, None
         else:
-            outcome, would_status, note = core.unread(body_state)
+            outcome, would_status, note = core.unread(body_state, core.outcome(decision, None))
         core.event(
             path=path,
             provider=provider,

@@ -18,6 +18,7 @@ from ..engine import Action, AsyncGuard, Decision, Guard, MemoryEngineStore, Req
 from ..engine._core import Core as EngineCore
 from ..limiter import MultiResult
 from ._build import check_sync_callable
+from ._encoding import REFUSED_BODIES
 from ._events import GuardrailEvent, OnEvent, emit, log_failure, logger
 from ._identity import CREDENTIAL_HEADERS, Identify, RequestView, TrustedProxies, api_key
 from ._quota import RequestQuota, quota_for
@@ -66,7 +67,7 @@ AZURE_PATHS = ("/openai/deployments/",)
 
 
 #: The refusal an unread body gets when enforcing, by how its read ended.
-_UNREAD_STATUS = {"too_large": 413, "bad_length": 400, "timeout": 408}
+_UNREAD_STATUS = {**REFUSED_BODIES, "timeout": 408}
 
 
 class Core:
@@ -317,13 +318,16 @@ class Core:
             self.on_event,
         )
 
-    def unread(self, body: str) -> tuple[str, int | None, str | None]:
-        """The event of a request passed on with its body uninspected (``body``: how its read ended):
-        ``(outcome, status, note)``. In observe-only mode with ``on_oversize="refuse"`` it is a would-be
-        refusal: ``observed``, with the status enforcing would send (413 / 400 / 408) and why."""
-        if self.observe_only and self.on_oversize == "refuse" and body in _UNREAD_STATUS:
-            code = _UNREAD_STATUS[body]
+    def unread(self, body: str, inspected: str) -> tuple[str, int | None, str | None]:
+        """The event of a request passed on although its body failed a check (``body``: how its read or
+        decoding ended; ``inspected``: the outcome when the engine still read it): ``(outcome, status,
+        note)``. In observe-only mode a check enforcing would refuse on is a would-be refusal:
+        ``observed``, with the status enforcing would send (413 / 400 / 408 / 415) and why."""
+        code = _UNREAD_STATUS.get(body)
+        if self.observe_only and code is not None and (body == "timeout" or self.on_oversize == "refuse"):
             return "observed", code, f"body {body.replace('_', ' ')}: would be refused with {code}"
+        if body == "unsupported":
+            return inspected, None, None  # the engine read the bytes as they came
         return "passed_uninspected", None, None
 
     def outcome(self, decision: Decision, refused: Refusal | None) -> str:

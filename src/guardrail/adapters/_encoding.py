@@ -4,20 +4,32 @@ An app (or a framework middleware in front of it) that inflates request bodies r
 client sent compressed; the engine must read the same prompt, or compressing would be a way around
 inspection. The app still gets the exact bytes that arrived: only the engine's copy is inflated, bounded by
 the same cap as any body (a small compressed body may inflate a thousandfold), so a bomb costs at most the
-cap. Codings the standard library does not read (br, zstd) leave the body uninspected.
+cap. The decoder is as lenient as the inflaters apps use (zlib-wrapped, raw or gzip data under either
+name, several gzip members, trailing zero padding). A coding it cannot undo (br, zstd, a corrupt stream)
+is ``unsupported``: the caller refuses it (415) or lets the engine read the bytes as they are.
 """
 
 from __future__ import annotations
 
+import sys
 import zlib
 from typing import Literal
 
-from ._usage import inflater
+__all__ = ["ACCEPTED", "REFUSED_BODIES", "coding_of", "decoded_for_engine", "engine_view"]
 
-__all__ = ["coding_of", "decoded_for_engine"]
-
-#: How a request body's coding was read: inflated (or not coded), over the cap once inflated, or unread.
-Outcome = Literal["complete", "too_large", "unreadable"]
+#: How a request body's coding was read: inflated (or not coded), over the cap once inflated, or not undone.
+Outcome = Literal["complete", "too_large", "unsupported"]
+#: The codings undone, as a 415's ``Accept-Encoding`` names them (RFC 7694).
+ACCEPTED = "gzip, deflate"
+_CODINGS = frozenset({"gzip", "x-gzip", "deflate"})
+#: zlib or gzip header, detected (the first try); raw deflate (the fallback: what some clients send).
+_AUTO, _RAW = 32 + zlib.MAX_WBITS, -zlib.MAX_WBITS
+#: Input is fed in slices this long, so a member's leftover (``unused_data``) never copies more.
+_SLICE = 64 << 10
+#: More gzip members than this in one body is no real client's doing (each costs a decoder).
+_MAX_MEMBERS = 64
+#: More codings than this on one body is no real client's doing either.
+_MAX_CODINGS = 3
 
 
 def coding_of(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -26,41 +38,72 @@ def coding_of(headers: list[tuple[bytes, bytes]]) -> str | None:
     return ", ".join(found) if found else None
 
 
+#: The refusal a body that failed a check gets under ``on_oversize="refuse"``, by how the check ended.
+REFUSED_BODIES = {"too_large": 413, "bad_length": 400, "unsupported": 415}
+
+
+def engine_view(body: bytes, encoding: str, cap: int) -> tuple[bytes, Outcome]:
+    """What the engine reads of a coded body, and how decoding ended: the inflated body; nothing when
+    it inflates beyond ``cap`` (``too_large``); the bytes as they came when the coding cannot be undone
+    (``unsupported``: what an app that does not inflate reads; refused with 415 under ``refuse``)."""
+    decoded, outcome = decoded_for_engine(body, encoding, cap)
+    return (body if outcome == "unsupported" else decoded), outcome
+
+
 def decoded_for_engine(body: bytes, encoding: str | None, cap: int) -> tuple[bytes, Outcome]:
-    """``body`` as the app would read it after undoing ``encoding`` (a ``Content-Encoding`` value: codings
-    applied in order, so undone last first), at most ``cap`` bytes. ``("", "too_large")`` when it inflates
-    beyond ``cap``; ``(b"", "unreadable")`` for a coding left unread or a corrupt stream."""
+    """``body`` as an inflating app reads it after undoing ``encoding`` (a ``Content-Encoding`` value:
+    codings applied in order, so undone last first), at most ``cap`` bytes: ``(inflated, "complete")``,
+    ``(b"", "too_large")`` beyond ``cap``, ``(b"", "unsupported")`` when it cannot be undone. Never raises."""
     if encoding is None:
         return body, "complete"
-    codings = [c.strip().lower() for c in encoding.split(",")]
-    codings = [c for c in codings if c and c != "identity"]
+    codings = [c for c in (part.strip().lower() for part in encoding.split(",")) if c and c != "identity"]
     if not codings:
         return body, "complete"
-    if len(codings) > 3:  # nobody codes a body more than twice: do not inflate in a loop for a client
-        return b"", "unreadable"
-    for coding in reversed(codings):
-        inflated = _inflate(body, coding, cap)
-        if isinstance(inflated, str):
-            return b"", inflated
-        body = inflated
+    if len(codings) > _MAX_CODINGS or not _CODINGS.issuperset(codings):
+        return b"", "unsupported"
+    limit = max(0, min(cap, sys.maxsize - 1))
+    try:
+        for _ in codings:
+            inflated = _inflate(body, limit)
+            if isinstance(inflated, str):
+                return b"", inflated
+            body = inflated
+    except (zlib.error, OverflowError, MemoryError, ValueError):
+        return b"", "unsupported"
     return body, "complete"
 
 
-def _inflate(data: bytes, coding: str, cap: int) -> bytes | Literal["too_large", "unreadable"]:
-    """One coding undone; a gzip body may hold several members, read one after the other as gzip does."""
+def _inflate(data: bytes, limit: int) -> bytes | Literal["too_large", "unsupported"]:
+    """One gzip / deflate layer undone, at most ``limit`` bytes: zlib- or gzip-wrapped (every member),
+    else raw deflate."""
+    try:
+        return _members(data, limit, _AUTO)
+    except zlib.error:
+        return _members(data, limit, _RAW)  # no zlib or gzip header: raw deflate, as some clients send
+
+
+def _members(data: bytes, limit: int, wbits: int) -> bytes | Literal["too_large", "unsupported"]:
+    view = memoryview(data)
     out = bytearray()
-    while True:
-        decoder = inflater(coding)
-        if decoder is None:
-            return "unreadable"
-        try:
-            out += decoder.decompress(data, cap + 1 - len(out))
-        except zlib.error:
-            return "unreadable"
-        if len(out) > cap or decoder.unconsumed_tail:
-            return "too_large"
-        if not decoder.eof:
-            return "unreadable"  # truncated: the app cannot read it either
-        data = decoder.unused_data
-        if not data or "gzip" not in coding:
-            return bytes(out)
+    pos = members = 0
+    while pos < len(view):
+        if members and (wbits == _RAW or (view[pos] == 0 and data.count(0, pos) == len(data) - pos)):
+            break  # raw deflate has no members after it; trailing zero padding, as gzip readers allow
+        if members == _MAX_MEMBERS:
+            return "unsupported"
+        members += 1
+        decoder = zlib.decompressobj(wbits)
+        while not decoder.eof:
+            if pos >= len(view):
+                return "unsupported"  # truncated: an inflating app cannot read it either
+            piece = view[pos : pos + _SLICE]
+            try:
+                out += decoder.decompress(piece, limit + 1 - len(out))
+            except zlib.error:
+                if members == 1:
+                    raise  # the caller tries the other framing
+                return "unsupported"
+            if len(out) > limit or decoder.unconsumed_tail:
+                return "too_large"
+            pos += len(piece) - len(decoder.unused_data)
+    return bytes(out)

@@ -50,6 +50,13 @@ _KINDS: dict[int, tuple[str, str, str, str, str]] = {
         "DEADLINE_EXCEEDED",
         "Request timeout.",
     ),
+    415: (
+        "invalid_request_error",
+        "unsupported_content_encoding",
+        "invalid_request_error",
+        "INVALID_ARGUMENT",
+        "Unsupported content encoding.",
+    ),
 }
 
 #: Hop-by-hop headers (RFC 9110 7.6.1, and PEP 3333's list, which a WSGI server refuses from an app),
@@ -106,7 +113,8 @@ def refusal(
     reset_after: float | None = None,
     unit: str = "requests",
 ) -> Refusal:
-    """The response for a refused request (429 throttle, 403 block, 413 too large, 408 stalled, 400)."""
+    """The response for a refused request (429 throttle, 403 block, 413 too large, 408 stalled, 400 bad
+    length, 415 a content coding guardrail cannot read)."""
     if status not in _KINDS:
         raise ValueError(f"no refusal shape for status {status}")
     message = _KINDS[status][4]
@@ -127,6 +135,8 @@ def refusal(
         headers.append((b"x-should-retry", b"false"))
     elif status in (400, 408, 413):
         headers += [(b"x-should-retry", b"false"), (b"connection", b"close")]
+    elif status == 415:  # the body was read whole: the connection can stay; RFC 7694 names what is read
+        headers += [(b"x-should-retry", b"false"), (b"accept-encoding", b"gzip, deflate")]
     body = _error_body(provider, status, message)
     headers.append((b"content-length", str(len(body)).encode()))
     return Refusal(status, headers, body)

@@ -20,7 +20,7 @@ from ..limiter import MultiResult
 from ._body import parse_length
 from ._build import check_sync_callable, resolve_guard
 from ._core import DEFAULT_BODY_TIMEOUT, DEFAULT_CHECK_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
-from ._encoding import decoded_for_engine
+from ._encoding import REFUSED_BODIES, engine_view
 from ._events import OnEvent, log_failure, logger
 from ._identity import Identify
 from ._quota import check
@@ -204,10 +204,10 @@ class GuardrailWSGI:
         seen = body  # what the engine reads: the app may inflate a compressed body
         coding = environ.get("HTTP_CONTENT_ENCODING")
         if inspected and coding:
-            seen, status = decoded_for_engine(body, coding, core.max_body_bytes)
-            inspected = status == "complete"
-        if not inspected and core.refuse_unread and status in ("too_large", "bad_length"):
-            code = 413 if status == "too_large" else 400
+            seen, status = engine_view(body, coding, core.max_body_bytes)
+            inspected = status != "too_large"
+        if status != "complete" and core.refuse_unread and status in REFUSED_BODIES:
+            code = REFUSED_BODIES[status]
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)
             return _respond(start_response, refusal(provider, code))
 
@@ -228,10 +228,10 @@ class GuardrailWSGI:
                 status=refused.status,
             )
             return _respond(start_response, refused)
-        if inspected:
+        if status == "complete":
             outcome, would_status, note = core.outcome(decision, None), None, None
         else:
-            outcome, would_status, note = core.unread(status)
+            outcome, would_status, note = core.unread(status, core.outcome(decision, None))
         core.event(
             path=path,
             provider=provider,
