@@ -202,7 +202,11 @@ class Guardrail:
         if inspected:
             coding = coding_of(raw_headers)
             if coding is not None:  # the app may inflate it: the engine reads what the app would
-                seen, body_state = engine_view(read.body, coding, core.max_body_bytes)
+                # In a worker thread (zlib lets go of the GIL): a few KB may inflate to the whole cap, tens
+                # of milliseconds that must not stall every other request on the event loop.
+                seen, body_state = await anyio.to_thread.run_sync(
+                    engine_view, read.body, coding, core.max_body_bytes
+                )
                 inspected = body_state != "too_large"
         if body_state != "complete" and core.refuse_unread and body_state in REFUSED_BODIES:
             code = REFUSED_BODIES[body_state]
