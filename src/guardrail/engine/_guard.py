@@ -189,19 +189,27 @@ class _Base:
         return _blind(prepared)
 
     def _observe_failed(
-        self, prepared: Prepared, exc: StorageError, generation: int, *, shared: bool = False
-    ) -> tuple[Observed, bool, MultiResult | StorageError | None]:
-        """``(observed, blind, outcome)`` for a live request whose ``observe`` failed. An outage: blind
-        (see ``_store_failed``). A data error (StoreReplyError: a corrupted key, the store answering):
-        nothing learnt, the limiter decides as usual (not its failure policy: the store is up) with
-        ``outcome``, the decision that shared the round trip, if any. A replay raises either."""
+        self,
+        prepared: Prepared,
+        exc: StorageError,
+        generation: int,
+        shared: tuple[list[BucketRequest], float | None] | None = None,
+    ) -> tuple[Observed, bool, MultiResult | None]:
+        """``(observed, blind, early)`` for a live request whose ``observe`` failed. An outage: blind (see
+        ``_store_failed``). A data error (StoreReplyError: a corrupted key, the store answering): nothing
+        learnt, the limiter decides as usual (not its failure policy: the store is up); ``shared`` (the
+        buckets and clock of a shared round trip) gives ``early``, that round trip's limiter answer. A
+        replay raises either."""
         if not isinstance(exc, StoreReplyError):
-            return self._store_failed(prepared, exc, generation, shared=shared), True, None
+            return self._store_failed(prepared, exc, generation, shared=shared is not None), True, None
         if prepared.offline:
             raise exc
         self._store_ok(generation)
         report_reply_error(exc)
-        return _blind(prepared), False, exc.decision
+        early = None
+        if shared is not None and exc.decision is not None:
+            early = self.limiter.direct_outcome(exc.decision, CONSUME, *shared)
+        return _blind(prepared), False, early
 
     def _store_ok(self, generation: int) -> None:
         breaker = self._store_breaker
@@ -266,15 +274,22 @@ class _Base:
         return extras, now, ahead, direct, epoch
 
     def _plan(
-        self, prepared: Prepared, observed: Observed, extras: list[BucketRequest], blind: bool = False
+        self,
+        prepared: Prepared,
+        observed: Observed,
+        extras: list[BucketRequest],
+        blind: bool = False,
+        unread: bool = False,
     ) -> tuple[ClusterVerdict | None, Action, list[str], list[BucketRequest], list[BucketRequest]]:
         """After ``observe``: the governing cluster, action, reasons, the engine's buckets and all asked
-        (``blind``: the engine store could not be asked)."""
+        (``blind``: the engine store could not be asked; ``unread``: it could not read the account)."""
         core = self.core
         core.remember_sample(prepared, observed)
         verdict, action, reasons = core.buckets(observed)
         if blind:
             reasons.append(STORE_DOWN_REASON)
+        if unread:
+            reasons.append(STORE_ERROR_REASON)
         charged = [] if action is Action.BLOCK else core.bucket_requests(prepared, verdict, action)
         return verdict, action, reasons, charged, _with_extra(charged, extras, action)
 
@@ -332,10 +347,8 @@ class Guard(_Base):
                     prepared.obs, CONSUME, ahead, now
                 )
             except StorageError as exc:
-                observed, blind, refused = self._observe_failed(prepared, exc, epoch, shared=True)
+                observed, blind, early = self._observe_failed(prepared, exc, epoch, (ahead, now))
                 direct_failed, unread = blind, not blind
-                if refused is not None:
-                    early = limiter.direct_outcome(refused, CONSUME, ahead, now)
             else:
                 early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
                 self._store_ok(epoch)
@@ -347,9 +360,7 @@ class Guard(_Base):
                 unread = not blind
             else:
                 self._store_ok(epoch)
-        verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras, blind)
-        if unread:
-            reasons.append(STORE_ERROR_REASON)
+        verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras, blind, unread)
         known, result = self._known(early, action, asked, ahead, blind, direct_failed, now)
         if not known:
             if early is not None and early.allowed:
@@ -463,10 +474,8 @@ class AsyncGuard(_Base):
                     prepared.obs, CONSUME, ahead, now
                 )
             except StorageError as exc:
-                observed, blind, refused = self._observe_failed(prepared, exc, epoch, shared=True)
+                observed, blind, early = self._observe_failed(prepared, exc, epoch, (ahead, now))
                 direct_failed, unread = blind, not blind
-                if refused is not None:
-                    early = limiter.direct_outcome(refused, CONSUME, ahead, now)
             else:
                 early = limiter.direct_outcome(outcome, CONSUME, ahead, now)
                 self._store_ok(epoch)
@@ -478,9 +487,7 @@ class AsyncGuard(_Base):
                 unread = not blind
             else:
                 self._store_ok(epoch)
-        verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras, blind)
-        if unread:
-            reasons.append(STORE_ERROR_REASON)
+        verdict, action, reasons, charged, asked = self._plan(prepared, observed, extras, blind, unread)
         known, result = self._known(early, action, asked, ahead, blind, direct_failed, now)
         if not known:
             if early is not None and early.allowed:
