@@ -208,7 +208,7 @@ class Guardrail:
                     engine_view, read.body, coding, core.max_body_bytes
                 )
                 inspected = body_state != "too_large"
-        if body_state != "complete" and core.refuse_unread and body_state in REFUSED_BODIES:
+        if core.refuse_unread and body_state in REFUSED_BODIES:
             code = REFUSED_BODIES[body_state]
             outcome = body_state
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=outcome, status=code)
@@ -236,10 +236,7 @@ class Guardrail:
             )
             await _send_refusal(send, refused)
             return
-        if body_state == "complete":
-            outcome, would_status, note = core.outcome(decision, None), None, None
-        else:
-            outcome, would_status, note = core.unread(body_state, core.outcome(decision, None))
+        outcome, would_status, note = core.passed(body_state, decision)
         core.event(
             path=path,
             provider=provider,

@@ -60,12 +60,6 @@ def _warn_default_secret() -> None:
         )
 
 
-#: Path parts only Azure OpenAI's own routes have: there the server authenticates on ``api-key`` before
-#: ``Authorization``. (Not ``/openai/v1/``: Azure's newer surface shares it with other OpenAI-compatible
-#: gateways that read ``Authorization`` only, where ``api-key`` first would let a rotating decoy in.)
-AZURE_PATHS = ("/openai/deployments/",)
-
-
 #: The refusal an unread body gets when enforcing, by how its read ended.
 _UNREAD_STATUS = {**REFUSED_BODIES, "timeout": 408}
 
@@ -208,8 +202,11 @@ class Core:
             if account is not None and not isinstance(account, str):
                 account = str(account)
         if not account:
-            if provider == "openai" and any(marker in path for marker in AZURE_PATHS):
-                provider = "azure"  # Azure OpenAI reads its ``api-key`` header before Authorization
+            # Azure OpenAI reads its ``api-key`` header before Authorization on its deployment paths (not
+            # on ``/openai/v1/``: other OpenAI-compatible gateways serve that path and read Authorization
+            # only, where ``api-key`` first would let a rotating decoy in).
+            if provider == "openai" and "/openai/deployments/" in path:
+                provider = "azure"
             account = api_key(headers, query, provider)
         if not account:
             account = f"ip:{ip}" if ip else "anonymous"
@@ -318,16 +315,19 @@ class Core:
             self.on_event,
         )
 
-    def unread(self, body: str, inspected: str) -> tuple[str, int | None, str | None]:
-        """The event of a request passed on although its body failed a check (``body``: how its read or
-        decoding ended; ``inspected``: the outcome when the engine still read it): ``(outcome, status,
-        note)``. In observe-only mode a check enforcing would refuse on is a would-be refusal:
-        ``observed``, with the status enforcing would send (413 / 400 / 408 / 415) and why."""
+    def passed(self, body: str, decision: Decision) -> tuple[str, int | None, str | None]:
+        """``(outcome, status, note)`` of the event of a request passed on to the app; ``body``: how its
+        read (or decoding) ended. A body that failed a check enforcing would refuse on, in observe-only
+        mode: ``observed``, with the status enforcing would send (413 / 400 / 408 / 415) and why; one
+        passed without inspection: ``passed_uninspected``; else the engine's outcome (a coding not undone
+        was read as it came)."""
+        if body == "complete":
+            return self.outcome(decision, None), None, None
         code = _UNREAD_STATUS.get(body)
         if self.observe_only and code is not None and (body == "timeout" or self.on_oversize == "refuse"):
             return "observed", code, f"body {body.replace('_', ' ')}: would be refused with {code}"
         if body == "unsupported":
-            return inspected, None, None  # the engine read the bytes as they came
+            return self.outcome(decision, None), None, None
         return "passed_uninspected", None, None
 
     def outcome(self, decision: Decision, refused: Refusal | None) -> str:

@@ -206,7 +206,7 @@ class GuardrailWSGI:
         if inspected and coding:
             seen, status = engine_view(body, coding, core.max_body_bytes)
             inspected = status != "too_large"
-        if status != "complete" and core.refuse_unread and status in REFUSED_BODIES:
+        if core.refuse_unread and status in REFUSED_BODIES:
             code = REFUSED_BODIES[status]
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)
             return _respond(start_response, refusal(provider, code))
@@ -228,10 +228,7 @@ class GuardrailWSGI:
                 status=refused.status,
             )
             return _respond(start_response, refused)
-        if status == "complete":
-            outcome, would_status, note = core.outcome(decision, None), None, None
-        else:
-            outcome, would_status, note = core.unread(status, core.outcome(decision, None))
+        outcome, would_status, note = core.passed(status, decision)
         core.event(
             path=path,
             provider=provider,
