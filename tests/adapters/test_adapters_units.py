@@ -412,6 +412,38 @@ def test_proxy_flags_switch_off_what_guardrail_variables_set(
         parser.parse_args([*argv[:3], "--account-rpm", "-3"])
 
 
+@pytest.mark.parametrize(
+    ("storage", "workers", "warned"),
+    [("memory://", "2", True), ("memory://", "1", False), ("redis://:s3cret@127.0.0.1:1/0", "2", False)],
+)
+def test_proxy_says_where_it_listens_and_warns_of_unshared_workers(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    storage: str,
+    workers: str,
+    warned: bool,
+) -> None:
+    import argparse
+
+    import uvicorn
+
+    from guardrail.cli import _proxy
+
+    for name in ("GUARDRAIL_UPSTREAM", "GUARDRAIL_UPSTREAM_TIMEOUT", "GUARDRAIL_STORAGE"):
+        monkeypatch.setenv(name, "")  # ``run`` writes these for its workers: restored after the test
+        monkeypatch.delenv(name)
+    parser = argparse.ArgumentParser()
+    _proxy.register(parser.add_subparsers())
+    argv = ["proxy", "--upstream", "http://127.0.0.1:1", "--port", "8123", "--storage", storage]
+    args = parser.parse_args([*argv, "--workers", workers])
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    assert _proxy.run(args) == 0
+    err = capsys.readouterr().err
+    assert "listening on http://127.0.0.1:8123, forwarding to http://127.0.0.1:1" in err
+    assert ("separate budgets" in err) is warned
+    assert "s3cret" not in err
+
+
 @given(st.integers(min_value=0, max_value=10_000), st.floats(min_value=0.0, max_value=0.999))
 def test_remaining_count_ignores_float_noise_but_not_fractions(whole: int, fraction: float) -> None:
     # A bucket at a whole count can come back from float timestamps a hair below it (49 as

@@ -420,6 +420,24 @@ async def test_proxy_drops_headers_the_connection_header_lists() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
             r = await client.get("/v1/models")
         assert r.status_code == 200 and r.headers["x-kept"] == "yes" and "x-hop" not in r.headers
+        assert r.headers["content-length"] == "2"  # the raw bytes are relayed: the upstream's length holds
+    finally:
+        await proxy.aclose()
+        server.close()
+
+
+async def test_proxy_relays_a_chunked_upstream_without_a_length() -> None:
+    server, url = await _raw_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n"
+        b"content-length: 99\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    )
+    proxy = ProxyApp(url)
+    try:
+        transport = httpx.ASGITransport(app=proxy)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            r = await client.get("/v1/models")
+        assert r.status_code == 200 and r.content == b"{}"
+        assert "content-length" not in r.headers and "transfer-encoding" not in r.headers
     finally:
         await proxy.aclose()
         server.close()

@@ -174,13 +174,17 @@ def test_block_is_403_not_retried_and_app_not_called() -> None:
     assert guard.settled == []
 
 
-def test_observe_only_never_refuses_but_records() -> None:
+def test_observe_only_never_refuses_but_records(caplog: pytest.LogCaptureFixture) -> None:
     events: list[GuardrailEvent] = []
     guard = AsyncScriptedGuard(rpm=1, blocked=frozenset({"bad"}))
     client = TestClient(make_app(guard, observe_only=True, on_event=events.append))
-    assert [client.post(CHAT, json=BODY, headers=auth("bad")).status_code for _ in range(3)] == [200] * 3
+    with caplog.at_level(logging.INFO, logger="guardrail.adapters"):
+        assert [client.post(CHAT, json=BODY, headers=auth("bad")).status_code for _ in range(3)] == [200] * 3
     assert [e.outcome for e in events] == ["observed"] * 3
     assert events[0].would_action == "block" and events[0].reasons
+    # The plain log line alone says who (the keyed hash) and what would have been done.
+    line = caplog.records[0].getMessage()
+    assert f"account={events[0].account}" in line and "would=block" in line and events[0].reasons[0] in line
 
 
 # -- failures inside guardrail ---------------------------------------------------------------------

@@ -63,10 +63,14 @@ def emit(event: GuardrailEvent, hook: OnEvent | None) -> None:
         try:
             logger.log(
                 level,
-                "guardrail %s %s %s",
+                "guardrail %s %s %s account=%s would=%s status=%s reasons=%s",
                 event.outcome,
                 event.provider,
                 event.path,
+                event.account or "-",
+                event.would_action or "-",
+                event.status if event.status is not None else "-",
+                ",".join(event.reasons) or "-",
                 extra={"guardrail": event.as_dict()},
             )
         except Exception:  # a broken handler or odd evidence must not turn into a 500

@@ -3,7 +3,8 @@
 For model servers not written in Python (llama.cpp, TGI, Ollama, a vendor gateway): uvicorn serves a small
 ASGI app that forwards every request to ``--upstream`` with httpx, streaming the response back chunk by
 chunk (server-sent events included), wrapped in the ``Guardrail`` middleware. Hop-by-hop headers are
-dropped both ways; the upstream's status, headers and body are otherwise passed on unchanged.
+dropped both ways (``Date`` is the proxy's own); the upstream's status, headers (``Content-Length``
+included) and body bytes are otherwise passed on unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 from .._types import Message, Receive, Scope, Send
 from ..adapters._identity import IDENTITY_HEADERS
 from ..adapters._refusal import HOP_BY_HOP
+from ..limiter._uri import display_uri
 
 if TYPE_CHECKING:  # httpx is imported when the proxy runs, so `guardrail --help` works without it
     import httpx
@@ -27,8 +29,8 @@ if TYPE_CHECKING:  # httpx is imported when the proxy runs, so `guardrail --help
 _HOP_BY_HOP = HOP_BY_HOP | {b"host", b"content-length"}
 
 
-#: The client's Content-Length is forwarded (the body is streamed with it, not re-chunked).
-_HOP_BY_HOP_REQUEST = _HOP_BY_HOP - {b"content-length"}
+#: A message's Content-Length is forwarded with it (the body is streamed as it came, not re-chunked).
+_HOP_BY_HOP_KEEP_LENGTH = _HOP_BY_HOP - {b"content-length"}
 
 
 class _ClientGone(Exception):
@@ -122,9 +124,8 @@ class ProxyApp:
         # lists them: dropping them would let the upstream authenticate another credential than the one
         # the guard counted (a decoy ``Authorization`` listed in ``Connection``, the real key elsewhere).
         listed = _connection_listed(incoming) - IDENTITY_HEADERS
-        headers = [
-            (k, v) for k, v in incoming if k.lower() not in _HOP_BY_HOP_REQUEST and k.lower() not in listed
-        ]
+        drop = _HOP_BY_HOP_KEEP_LENGTH | listed
+        headers = [(k, v) for k, v in incoming if k.lower() not in drop]
         import httpx  # already loaded by _http(): a dictionary lookup
 
         client = self._http()
@@ -150,8 +151,10 @@ class ProxyApp:
             raw = [(k.lower(), v) for k, v in upstream.headers.raw]
             listed = _connection_listed(raw)
             # ``Date`` is the proxy server's own (uvicorn adds it to every response, guardrail's refusals
-            # included): the upstream's would make two.
-            out = [(k, v) for k, v in raw if k not in _HOP_BY_HOP and k not in listed and k != b"date"]
+            # included): the upstream's would make two. The raw bytes are relayed, so the upstream's
+            # Content-Length holds for them; with a Transfer-Encoding it has no meaning (RFC 9112, 6.3).
+            drop = _HOP_BY_HOP if b"transfer-encoding" in {k for k, _ in raw} else _HOP_BY_HOP_KEEP_LENGTH
+            out = [(k, v) for k, v in raw if k not in drop and k not in listed and k != b"date"]
             await send({"type": "http.response.start", "status": upstream.status_code, "headers": out})
             async for chunk in upstream.aiter_raw():
                 if chunk:
@@ -330,6 +333,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"guardrail proxy: {exc}", file=sys.stderr)
         return 2
+    storage = str(_options(args).get("storage", "memory://"))
+    if args.workers > 1 and urlsplit(storage).scheme == "memory":
+        print(
+            f"guardrail proxy: warning: {args.workers} workers on {storage} keep {args.workers} separate"
+            " budgets and histories; use --storage redis://... to share them",
+            file=sys.stderr,
+        )
+    print(
+        f"guardrail proxy: listening on http://{args.host}:{args.port}, forwarding to {args.upstream}"
+        f" ({args.workers} worker{'s' if args.workers > 1 else ''}, storage {display_uri(storage)})",
+        file=sys.stderr,
+        flush=True,
+    )
     common: dict[str, Any] = {
         "host": args.host,
         "port": args.port,

@@ -67,6 +67,12 @@ def _client_options(options: dict[str, Any], *, asyncio: bool) -> dict[str, Any]
     return merged
 
 
+def display_uri(uri: str) -> str:
+    """``uri`` without its credentials (``redis://:secret@host/0`` -> ``redis://host/0``), for logs."""
+    parsed = urllib.parse.urlparse(uri)
+    return f"{parsed.scheme}://{parsed.netloc.rsplit('@', 1)[-1]}{parsed.path}"
+
+
 def storage_from_uri(uri: str, *, prefix: str = "gr:lim:", **options: Any) -> Store:
     """Build a store from a URI. Extra keyword options go to ``MemoryStore`` (``max_keys``, ``stripes``,
     ``clock``) or to the redis-py client constructor (``socket_timeout``, ``password``, ``ssl_ca_certs``...).
@@ -86,7 +92,7 @@ def storage_from_uri(uri: str, *, prefix: str = "gr:lim:", **options: Any) -> St
         import redis  # noqa: F401
     except ImportError as err:
         raise ValueError(f"{uri!r} needs redis-py: pip install 'guardrail[redis]'") from err
-    name = f"{parsed.scheme}://{parsed.netloc.rsplit('@', 1)[-1]}{parsed.path}"
+    name = display_uri(uri)
     if scheme in ("redis", "rediss", "redis+unix"):
         url = uri.replace(parsed.scheme, "unix" if scheme == "redis+unix" else scheme, 1)
         return _standalone(url, prefix, name, options)
