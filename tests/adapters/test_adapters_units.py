@@ -564,3 +564,32 @@ def test_any_bytes_under_any_coding_never_raise(data: bytes, coding: str) -> Non
     assert outcome in ("complete", "too_large", "unsupported") and len(decoded) <= 4096
     seen, same = engine_view(data, coding, 4096)
     assert same == outcome and (seen == data if outcome == "unsupported" else seen == decoded)
+
+
+@given(
+    st.lists(st.binary(max_size=400), min_size=1, max_size=5),
+    st.lists(st.integers(min_value=0, max_value=70_000), min_size=5, max_size=5),
+    st.binary(max_size=40),
+)
+def test_gzip_reads_at_least_what_gzip_and_zlib_readers_read(
+    parts: list[bytes], padding: list[int], trailing: bytes
+) -> None:
+    """Zero padding between members is skipped (as ``gzip.decompress`` does); bytes after a whole member that
+    are no whole member are ignored with what follows (as ``zlib`` with gzip framing ignores all after the
+    first): neither makes a body unreadable to the engine that such readers read."""
+    import gzip
+    import zlib
+
+    from guardrail.adapters._encoding import decoded_for_engine
+
+    body = b"".join(
+        gzip.compress(part) + b"\0" * pad for part, pad in zip(parts, padding[: len(parts)], strict=True)
+    )
+    assert decoded_for_engine(body, "gzip", 1 << 22) == (b"".join(parts), "complete")
+    assert gzip.decompress(body) == b"".join(parts)
+    tail = body + trailing
+    decoded, outcome = decoded_for_engine(tail, "gzip", 1 << 22)
+    assert outcome == "complete" and decoded.startswith(b"".join(parts))
+    assert decoded.startswith(zlib.decompress(tail, 47))
+    if not trailing.lstrip(b"\0").startswith(b"\x1f\x8b"):
+        assert decoded == b"".join(parts)

@@ -645,5 +645,51 @@ async def test_passed_the_engine_reads_such_a_body_as_it_came(
     mw = Guardrail(h.app, guard=guard, on_event=events.append, **options)
     await mw(_scope(CHAT, auth_key="k", headers=[(b"content-encoding", coding.encode())]), h.receive, h.send)
     assert h.status == 200 and h.app_body == data and guard.seen[0].body == data
-    expected = ("observed", 415) if observe else ("allowed", None)
+    expected = ("observed", 415) if observe else ("passed_uninspected", None)
     assert (events[0].outcome, events[0].status) == expected
+    assert observe or "body coding not undone: read as it came" in events[0].reasons
+
+
+async def test_a_large_coded_body_inflates_in_guardrails_own_threads() -> None:
+    """Beyond the inline size the inflating runs in a worker thread of guardrail's own: the app's sync
+    routes holding every thread of anyio's shared pool do not hold it up."""
+    big = json.dumps({"model": "m", "messages": [{"role": "user", "content": "tides " * 40_000}]}).encode()
+    packed = gzip.compress(big)
+    release = anyio.Event()
+    blocked = anyio.to_thread.current_default_thread_limiter().total_tokens
+    h = Harness(_chunks(packed, 4096))
+    guard = AsyncScriptedGuard()
+    mw = Guardrail(h.app, guard=guard, max_body_bytes=1 << 21)
+    async with anyio.create_task_group() as tg:
+        for _ in range(int(blocked)):  # the app's threads, all busy
+            tg.start_soon(anyio.to_thread.run_sync, anyio.from_thread.run, release.wait)
+        await anyio.sleep(0.05)
+        with anyio.fail_after(5):
+            await mw(_scope(CHAT, auth_key="k", headers=[(b"content-encoding", b"gzip")]), h.receive, h.send)
+        release.set()
+    assert len(big) > (64 << 10) and h.status == 200 and guard.seen[0].body == big
+
+
+async def test_inflating_that_cannot_start_in_time_fails_open() -> None:
+    """guardrail's inflating threads all taken (a burst of large coded bodies): after ``check_timeout`` the
+    request goes to the app as sent, with an ``error`` event, as for an engine that does not answer."""
+    from guardrail.adapters import _asgi
+
+    big = json.dumps({"model": "m", "messages": [{"role": "user", "content": "tides " * 40_000}]}).encode()
+    packed = gzip.compress(big)
+    limiter = _asgi._inflaters()
+    holders = [object() for _ in range(int(limiter.total_tokens))]
+    for holder in holders:
+        await limiter.acquire_on_behalf_of(holder)
+    h = Harness(_chunks(packed, 4096))
+    events: list[GuardrailEvent] = []
+    guard = AsyncScriptedGuard()
+    mw = Guardrail(h.app, guard=guard, max_body_bytes=1 << 21, check_timeout=0.2, on_event=events.append)
+    try:
+        with anyio.fail_after(5):
+            await mw(_scope(CHAT, auth_key="k", headers=[(b"content-encoding", b"gzip")]), h.receive, h.send)
+    finally:
+        for holder in holders:
+            limiter.release_on_behalf_of(holder)
+    assert h.status == 200 and h.app_body == packed and guard.seen == []
+    assert events[0].outcome == "error" and "TimeoutError" in (events[0].error or "")

@@ -290,7 +290,13 @@ def test_a_coding_guardrail_cannot_undo_is_refused_or_read_as_it_came() -> None:
     refusing = make_app(ScriptedGuard()).test_client()
     r = refusing.post(CHAT, data=raw, headers={**auth("k"), "Content-Encoding": "br"})
     assert r.status_code == 415 and r.headers["accept-encoding"] == "gzip, deflate"
+    assert r.status == "415 Unsupported Media Type"
     guard = ScriptedGuard()
-    passing = make_app(guard, on_oversize="pass").test_client()
+    events: list[GuardrailEvent] = []
+    passing = make_app(guard, on_oversize="pass", on_event=events.append).test_client()
     r = passing.post(CHAT, data=raw, headers={**auth("k"), "Content-Encoding": "br"})
     assert r.status_code == 200 and guard.seen[0].body == raw
+    assert (
+        events[0].outcome == "passed_uninspected"
+        and "body coding not undone: read as it came" in events[0].reasons
+    )

@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import anyio
+from anyio.lowlevel import RunVar
 
 from .._types import ASGIApp, Message, Receive, Scope, Send
 from ..engine import AsyncGuard, Decision, settle_needed
 from ..limiter import MultiResult
-from ._body import BodyStatus, Replay, Watch, Watchdog, read_body
+from ._body import BodyRead, BodyStatus, Replay, Watch, Watchdog, read_body
 from ._build import resolve_guard
 from ._core import (
     DEFAULT_BODY_TIMEOUT,
@@ -31,7 +32,7 @@ from ._core import (
     MAX_USAGE_BODY,
     Core,
 )
-from ._encoding import REFUSED_BODIES, coding_of, engine_view
+from ._encoding import INLINE_INFLATE, REFUSED_BODIES, Outcome, coding_of, engine_view
 from ._events import OnEvent, log_failure, logger
 from ._identity import IDENTITY_HEADERS, Identify
 from ._quota import acheck, awaited
@@ -40,6 +41,20 @@ from ._routes import Provider
 from ._usage import SSEUsageScanner, usage_from_json, usage_reader
 
 _T = TypeVar("_T")
+
+#: Worker threads inflating large coded bodies at once, per event loop (a few: each is bounded by the cap).
+INFLATE_THREADS = 4
+_INFLATERS: RunVar[anyio.CapacityLimiter] = RunVar("guardrail_inflaters")
+
+
+def _inflaters() -> anyio.CapacityLimiter:
+    """guardrail's own thread limiter on the running event loop (made on first use there)."""
+    try:
+        return _INFLATERS.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(INFLATE_THREADS)
+        _INFLATERS.set(limiter)
+        return limiter
 
 
 async def _send_refusal(send: Send, r: Refusal) -> None:
@@ -202,11 +217,11 @@ class Guardrail:
         if inspected:
             coding = coding_of(raw_headers)
             if coding is not None:  # the app may inflate it: the engine reads what the app would
-                # In a worker thread (zlib lets go of the GIL): a few KB may inflate to the whole cap, tens
-                # of milliseconds that must not stall every other request on the event loop.
-                seen, body_state = await anyio.to_thread.run_sync(
-                    engine_view, read.body, coding, core.max_body_bytes
-                )
+                try:
+                    seen, body_state = await self._inflated(watch, read.body, coding)
+                except Exception as exc:
+                    await self._fail_open(scope, receive, send, read, exc, path, provider, account, ip)
+                    return
                 inspected = body_state != "too_large"
         if core.refuse_unread and body_state in REFUSED_BODIES:
             code = REFUSED_BODIES[body_state]
@@ -220,9 +235,7 @@ class Guardrail:
                 watch, self._decide(account, ip, path, seen if inspected else None, provider)
             )
         except Exception as exc:
-            error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
-            core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=error)
-            await self.app(scope, Replay(receive, read.body, read.more), send)
+            await self._fail_open(scope, receive, send, read, exc, path, provider, account, ip)
             return
         if refused is not None:
             core.event(
@@ -266,6 +279,39 @@ class Guardrail:
         facts = core.facts(account, ip, path, body)
         decision, quota = await acheck(self.guard, facts, core.quota, core.quota_in_check, core.observe_only)
         return decision, quota, core.verdict(decision, provider, quota)
+
+    async def _inflated(self, watch: Watch | None, body: bytes, coding: str) -> tuple[bytes, Outcome]:
+        """The engine's view of a coded body. Up to ``INLINE_INFLATE`` bytes inflate on the event loop
+        (tens of microseconds: nearly every real body); beyond, in one of guardrail's own worker threads
+        (zlib lets go of the GIL): a few KB may inflate to the whole cap, tens of milliseconds that must
+        not stall the loop, nor wait behind the app's threads in anyio's shared pool, nor take them.
+        Under the same deadline as the engine's check."""
+        cap = self.core.max_body_bytes
+        seen, state = engine_view(body, coding, min(cap, INLINE_INFLATE))
+        if state != "too_large" or cap <= INLINE_INFLATE:
+            return seen, state
+        work = anyio.to_thread.run_sync(
+            engine_view, body, coding, cap, limiter=_inflaters(), abandon_on_cancel=True
+        )
+        return await self._deadline(watch, work)
+
+    async def _fail_open(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        read: BodyRead,
+        exc: Exception,
+        path: str,
+        provider: Provider,
+        account: str,
+        ip: str | None,
+    ) -> None:
+        """A failure inside guardrail's inspection: logged (the key masked), an ``error`` event, and the
+        request passed on to the app as it came."""
+        error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
+        self.core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=error)
+        await self.app(scope, Replay(receive, read.body, read.more), send)
 
     async def _deadline(self, watch: Watch | None, work: Awaitable[_T]) -> _T:
         """Await ``work`` for at most ``check_timeout`` seconds, else raise ``TimeoutError``.

@@ -319,15 +319,18 @@ class Core:
         """``(outcome, status, note)`` of the event of a request passed on to the app; ``body``: how its
         read (or decoding) ended. A body that failed a check enforcing would refuse on, in observe-only
         mode: ``observed``, with the status enforcing would send (413 / 400 / 408 / 415) and why; one
-        passed without inspection: ``passed_uninspected``; else the engine's outcome (a coding not undone
-        was read as it came)."""
+        passed without inspection: ``passed_uninspected``, also a coding not undone (the engine read the
+        bytes as they came, which is seldom a prompt), unless the engine would have refused it anyway;
+        else the engine's outcome."""
         if body == "complete":
             return self.outcome(decision, None), None, None
         code = _UNREAD_STATUS.get(body)
         if self.observe_only and code is not None and (body == "timeout" or self.on_oversize == "refuse"):
             return "observed", code, f"body {body.replace('_', ' ')}: would be refused with {code}"
         if body == "unsupported":
-            return self.outcome(decision, None), None, None
+            outcome = self.outcome(decision, None)
+            note = "body coding not undone: read as it came"
+            return ("passed_uninspected" if outcome == "allowed" else outcome), None, note
         return "passed_uninspected", None, None
 
     def outcome(self, decision: Decision, refused: Refusal | None) -> str:

@@ -5,8 +5,9 @@ client sent compressed; the engine must read the same prompt, or compressing wou
 inspection. The app still gets the exact bytes that arrived: only the engine's copy is inflated, bounded by
 the same cap as any body (a small compressed body may inflate a thousandfold), so a bomb costs at most the
 cap. The decoder is as lenient as the inflaters apps use (zlib-wrapped, raw or gzip data under either
-name, several gzip members, trailing zero padding). A coding it cannot undo (br, zstd, a corrupt stream)
-is ``unsupported``: the caller refuses it (415) or lets the engine read the bytes as they are.
+name, several gzip members, zero padding, trailing bytes after a whole member ignored). A coding it
+cannot undo (br, zstd, a corrupt first member, more than 64 members) is ``unsupported``: the caller
+refuses it (415) or lets the engine read the bytes as they are.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ import sys
 import zlib
 from typing import Literal
 
-__all__ = ["ACCEPTED", "REFUSED_BODIES", "coding_of", "decoded_for_engine", "engine_view"]
+__all__ = [
+    "ACCEPTED",
+    "INLINE_INFLATE",
+    "REFUSED_BODIES",
+    "Outcome",
+    "coding_of",
+    "decoded_for_engine",
+    "engine_view",
+]
 
 #: How a request body's coding was read: inflated (or not coded), over the cap once inflated, or not undone.
 Outcome = Literal["complete", "too_large", "unsupported"]
@@ -28,6 +37,9 @@ _AUTO, _RAW = 32 + zlib.MAX_WBITS, -zlib.MAX_WBITS
 _SLICE = 64 << 10
 #: More gzip members than this in one body is no real client's doing (each costs a decoder).
 _MAX_MEMBERS = 64
+#: A coded body inflated up to this many bytes in the caller's thread (well under a millisecond); the ASGI
+#: middleware inflates a larger one in a worker thread.
+INLINE_INFLATE = 64 << 10
 #: More codings than this on one body is no real client's doing either.
 _MAX_CODINGS = 3
 
@@ -83,27 +95,50 @@ def _inflate(data: bytes, limit: int) -> bytes | Literal["too_large", "unsupport
 
 
 def _members(data: bytes, limit: int, wbits: int) -> bytes | Literal["too_large", "unsupported"]:
+    """Every member of one layer. After the first, zero padding is skipped and whatever does not decode
+    as a whole member ends the layer with what came before it, as one-member readers (``zlib`` with
+    gzip framing) ignore all that follows the first; a first member that does not decode raises."""
     view = memoryview(data)
     out = bytearray()
     pos = members = 0
     while pos < len(view):
-        if members and (wbits == _RAW or (view[pos] == 0 and data.count(0, pos) == len(data) - pos)):
-            break  # raw deflate has no members after it; trailing zero padding, as gzip readers allow
+        if members:
+            if wbits == _RAW:
+                break  # raw deflate has no members after it
+            pos = _past_zeros(data, pos)
+            if pos == len(view):
+                break
         if members == _MAX_MEMBERS:
             return "unsupported"
         members += 1
         decoder = zlib.decompressobj(wbits)
+        kept = len(out)
         while not decoder.eof:
-            if pos >= len(view):
-                return "unsupported"  # truncated: an inflating app cannot read it either
+            if pos >= len(view):  # truncated: an inflating app cannot read it either
+                if members == 1:
+                    return "unsupported"
+                del out[kept:]
+                return bytes(out)
             piece = view[pos : pos + _SLICE]
             try:
                 out += decoder.decompress(piece, limit + 1 - len(out))
             except zlib.error:
                 if members == 1:
                     raise  # the caller tries the other framing
-                return "unsupported"
+                del out[kept:]
+                return bytes(out)
             if len(out) > limit or decoder.unconsumed_tail:
                 return "too_large"
             pos += len(piece) - len(decoder.unused_data)
     return bytes(out)
+
+
+def _past_zeros(data: bytes, pos: int) -> int:
+    """The first position at or after ``pos`` not holding a zero byte (zero padding between members)."""
+    while pos < len(data):
+        piece = data[pos : pos + _SLICE]
+        rest = piece.lstrip(b"\0")
+        pos += len(piece) - len(rest)
+        if rest:
+            break
+    return pos

@@ -34,7 +34,11 @@ if TYPE_CHECKING:
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 _READ_CHUNK = 64 * 1024
 _STATUS_LINES = {400: "400 Bad Request", 403: "403 Forbidden", 408: "408 Request Timeout"}
-_STATUS_LINES |= {413: "413 Content Too Large", 429: "429 Too Many Requests"}
+_STATUS_LINES |= {
+    413: "413 Content Too Large",
+    415: "415 Unsupported Media Type",
+    429: "429 Too Many Requests",
+}
 
 
 class _Chained(io.RawIOBase):
