@@ -19,7 +19,7 @@ from integrations import fastapi_app, flask_app, toymodel
 from integrations.litellm_hook import GuardrailLiteLLM
 from starlette.testclient import TestClient
 
-from guardrail.adapters import GuardrailFromEnv
+from guardrail.adapters import Guardrail, GuardrailFromEnv
 from guardrail.cli._proxy import ProxyApp
 
 pytestmark = pytest.mark.anyio
@@ -279,8 +279,6 @@ async def test_litellm_hook_refunds_a_stream_that_fails_upstream() -> None:
 async def test_proxy_app_forwards_and_guards() -> None:
     upstream = fastapi_app.build_model_app()
     inner = httpx.AsyncClient(transport=httpx.ASGITransport(app=upstream), base_url="http://upstream")
-    from guardrail.adapters import Guardrail
-
     guard = AsyncScriptedGuard(rpm=2)
     proxy = Guardrail(ProxyApp("http://upstream", client=inner), guard=guard)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy), base_url="http://proxy") as client:
@@ -483,6 +481,128 @@ async def test_proxy_forwards_identity_headers_even_if_connection_lists_them() -
         await client.get("/v1/models", headers={**headers, "x-extra": "1"})
     assert seen[0]["authorization"] == "Bearer decoy" and seen[0]["x-api-key"] == "real"
     assert "x-extra" not in seen[0]
+    await inner.aclose()
+
+
+def _recording_upstream(seen: list[tuple[str, list[tuple[str, str]], bytes]]) -> Any:
+    async def upstream(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        seen.append((scope["path"], [(k.decode(), v.decode()) for k, v in scope["headers"]], body))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return upstream
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/chat/completions/.", "/v1/chat/completions/x/..", "/v1//chat/completions", "/v1/chat\\completions"],
+)
+async def test_proxy_refuses_paths_an_upstream_may_normalise_into_an_inspected_route(path: str) -> None:
+    """Guardrail matches the path as it came; httpx (and many servers) drop dot segments and merge
+    slashes: forwarded, ``/v1/chat/completions/.`` would reach the chat route uninspected."""
+    seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
+    inner = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_recording_upstream(seen)), base_url="http://u"
+    )
+    proxy = Guardrail(ProxyApp("http://u", client=inner), guard=AsyncScriptedGuard(rpm=1000))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "headers": [(b"authorization", b"Bearer k")], "client": ("1.2.3.4", 5), "root_path": "",
+    }  # fmt: skip
+    await proxy(scope, receive, send)
+    assert sent[0]["status"] == 400 and seen == []
+    await inner.aclose()
+
+
+async def test_proxy_percent_encoded_dot_segment_is_refused_too() -> None:
+    seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
+    inner = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_recording_upstream(seen)), base_url="http://u"
+    )
+    proxy = ProxyApp("http://u", client=inner)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    # uvicorn decodes the path: "%2e" is "." in scope["path"], still "%2e" in raw_path.
+    scope = {
+        "type": "http", "method": "POST", "path": "/v1/chat/completions/.",
+        "raw_path": b"/v1/chat/completions/%2e", "query_string": b"", "headers": [], "client": ("1.2.3.4", 5),
+    }  # fmt: skip
+    await proxy(scope, receive, send)
+    assert sent[0]["status"] == 400 and seen == []
+    await inner.aclose()
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_proxy_passes_on_the_address_chain_only_from_trusted_proxies(trusted: bool) -> None:
+    seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
+    inner = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_recording_upstream(seen)), base_url="http://u"
+    )
+    options: dict[str, Any] = {"trusted_proxies": "127.0.0.1"} if trusted else {}
+    proxy_app = ProxyApp("http://u", client=inner)
+    proxy = Guardrail(proxy_app, guard=AsyncScriptedGuard(rpm=1000), **options)
+    proxy_app.trusted = proxy.core.trusted
+    spoof = {"x-forwarded-for": "6.6.6.6", "forwarded": "for=6.6.6.6", "x-real-ip": "6.6.6.6"}
+    transport = httpx.ASGITransport(app=proxy, client=("127.0.0.1", 4000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+        await client.get("/v1/models", headers=spoof)
+    headers = seen[0][1]
+    chain = [v for k, v in headers if k == "x-forwarded-for"]
+    if trusted:  # the chain goes on, the trusted proxy appended as the next hop
+        assert chain == ["6.6.6.6", "127.0.0.1"] and ("x-real-ip", "6.6.6.6") in headers
+        assert [v for k, v in headers if k == "forwarded"] == ["for=6.6.6.6", "for=127.0.0.1"]
+    else:  # the client's own lines dropped: the socket peer is the whole chain
+        assert chain == ["127.0.0.1"] and "6.6.6.6" not in str(headers)
+    await inner.aclose()
+
+
+async def test_proxy_forwards_a_chunked_body_without_the_clients_content_length() -> None:
+    """Transfer-Encoding with a Content-Length beside it (which it overrides): forwarding both made h11
+    refuse the request (a 500); the body goes upstream whole, framed by httpx."""
+    seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
+    inner = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_recording_upstream(seen)), base_url="http://u"
+    )
+    proxy = ProxyApp("http://u", client=inner)
+    sent: list[dict[str, Any]] = []
+    parts = iter([b'{"a": ', b"1}"])
+
+    async def receive() -> dict[str, Any]:
+        chunk = next(parts, None)
+        return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "POST", "path": "/v1/other", "raw_path": b"/v1/other", "query_string": b"",
+        "headers": [(b"content-length", b"4"), (b"transfer-encoding", b"chunked")], "client": ("1.2.3.4", 5),
+    }  # fmt: skip
+    await proxy(scope, receive, send)
+    assert sent[0]["status"] == 200 and seen[0][2] == b'{"a": 1}'
+    assert ("content-length", "4") not in seen[0][1]
     await inner.aclose()
 
 

@@ -3,14 +3,16 @@
 For model servers not written in Python (llama.cpp, TGI, Ollama, a vendor gateway): uvicorn serves a small
 ASGI app that forwards every request to ``--upstream`` with httpx, streaming the response back chunk by
 chunk (server-sent events included), wrapped in the ``Guardrail`` middleware. Hop-by-hop headers are
-dropped both ways (``Date`` is the proxy's own); the upstream's status, headers (``Content-Length``
-included) and body bytes are otherwise passed on unchanged.
+dropped both ways (``Date`` is the proxy's own), and the client's address headers replaced unless it
+is a trusted proxy; the upstream's status, headers (``Content-Length`` included) and body bytes are
+otherwise passed on unchanged. Paths an upstream might normalise into another route get a 400.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._types import Message, Receive, Scope, Send
-from ..adapters._identity import IDENTITY_HEADERS
+from ..adapters._identity import IDENTITY_HEADERS, TrustedProxies
 from ..adapters._refusal import HOP_BY_HOP
 from ..limiter._uri import display_uri
 
@@ -31,6 +33,41 @@ _HOP_BY_HOP = HOP_BY_HOP | {b"host", b"content-length"}
 
 #: A message's Content-Length is forwarded with it (the body is streamed as it came, not re-chunked).
 _HOP_BY_HOP_KEEP_LENGTH = _HOP_BY_HOP - {b"content-length"}
+
+
+logger = logging.getLogger("guardrail.proxy")
+
+#: Address headers a client can write itself: replaced by the socket peer unless that is a trusted proxy.
+_ADDRESS_HEADERS = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
+
+
+def _forwarding(
+    headers: list[tuple[bytes, bytes]], peer: str | None, trusted: TrustedProxies | None
+) -> list[tuple[bytes, bytes]]:
+    """The request's address headers as the upstream should get them. From a trusted proxy its chain goes
+    on with that proxy as the next hop; from anyone else the client's own lines are dropped and the
+    socket peer is the whole chain, so the upstream's address-based accounting sees who connected (a
+    client writing ``X-Forwarded-For: 6.6.6.6`` would otherwise choose its address there)."""
+    if trusted is not None and trusted.trusts(peer):
+        out = list(headers)
+    else:
+        out = [(k, v) for k, v in headers if k.lower() not in _ADDRESS_HEADERS]
+    if peer:
+        out.append((b"x-forwarded-for", peer.encode("latin-1")))
+        if any(k.lower() == b"forwarded" for k, _ in out):
+            node = f'"[{peer}]"' if ":" in peer else peer
+            out.append((b"forwarded", f"for={node}".encode("latin-1")))
+    return out
+
+
+def _ambiguous(path: str) -> bool:
+    """A path with dot segments, empty segments or backslashes, which an upstream may normalise into
+    another route than the one guardrail matched (``/v1/chat/completions/.`` is not an inspected
+    route, but may reach ``/v1/chat/completions`` upstream: httpx itself drops the dot segment)."""
+    segments = path.split("/")[1:]
+    if segments and segments[-1] == "":
+        segments.pop()  # one trailing slash is a route form guardrail matches
+    return "\\" in path or any(s in ("", ".", "..") for s in segments)
 
 
 class _ClientGone(Exception):
@@ -80,6 +117,8 @@ class ProxyApp:
         self.upstream = upstream.rstrip("/")
         self._timeout = timeout
         self._client = client
+        #: The proxies whose forwarding headers are passed on (set to the wrapping middleware's own).
+        self.trusted: TrustedProxies | None = None
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -107,6 +146,9 @@ class ProxyApp:
             # upstream URL would name another host: only origin-form paths are forwarded.
             await _error(send, 400, "invalid request target", "invalid_request_error", "invalid_request")
             return
+        if _ambiguous(scope.get("path", "")) or _ambiguous(raw_path.decode("latin-1")):
+            await _error(send, 400, "invalid request path", "invalid_request_error", "invalid_request")
+            return
         first = await receive()
         if first["type"] == "http.disconnect":
             return
@@ -125,7 +167,11 @@ class ProxyApp:
         # the guard counted (a decoy ``Authorization`` listed in ``Connection``, the real key elsewhere).
         listed = _connection_listed(incoming) - IDENTITY_HEADERS
         drop = _HOP_BY_HOP_KEEP_LENGTH | listed
+        if any(k.lower() == b"transfer-encoding" for k, _ in incoming):
+            drop |= {b"content-length"}  # has no meaning beside it (RFC 9112, 6.3): httpx frames the body
         headers = [(k, v) for k, v in incoming if k.lower() not in drop]
+        client_addr = scope.get("client")
+        headers = _forwarding(headers, client_addr[0] if client_addr else None, self.trusted)
         import httpx  # already loaded by _http(): a dictionary lookup
 
         client = self._http()
@@ -146,6 +192,10 @@ class ProxyApp:
             return
         except httpx.HTTPError as exc:
             await _bad_gateway(send, f"upstream unreachable: {type(exc).__name__}")
+            return
+        except Exception as exc:  # the forwarding itself failed (h11 refusing a request it cannot frame)
+            logger.warning("guardrail proxy: forwarding failed", exc_info=True)
+            await _bad_gateway(send, f"upstream request failed: {type(exc).__name__}")
             return
         try:
             raw = [(k.lower(), v) for k, v in upstream.headers.raw]
@@ -265,7 +315,10 @@ def build_app(args: argparse.Namespace) -> Any:
     """The proxy wrapped in ``Guardrail``, from parsed arguments."""
     from ..adapters import Guardrail
 
-    return Guardrail(ProxyApp(args.upstream, timeout=args.timeout), **_options(args))
+    proxy = ProxyApp(args.upstream, timeout=args.timeout)
+    app = Guardrail(proxy, **_options(args))
+    proxy.trusted = app.core.trusted
+    return app
 
 
 def register(subparsers: Any) -> None:
@@ -374,4 +427,7 @@ def app_from_env() -> Any:
 
     upstream = os.environ.get("GUARDRAIL_UPSTREAM", "")
     timeout = float(os.environ.get("GUARDRAIL_UPSTREAM_TIMEOUT", "600"))
-    return GuardrailFromEnv(ProxyApp(upstream, timeout=timeout))
+    proxy = ProxyApp(upstream, timeout=timeout)
+    app = GuardrailFromEnv(proxy)
+    proxy.trusted = app.core.trusted
+    return app
