@@ -75,26 +75,29 @@ def _text(content: Any) -> str:
     return ""
 
 
-def prompt_of(body: Mapping[str, Any]) -> str:
-    """The latest user text of a chat / messages / responses body ("" when none)."""
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in reversed(messages):
-            if isinstance(message, Mapping) and message.get("role") == "user":
-                return _text(message.get("content"))
-    contents = body.get("contents")  # Gemini generateContent
-    if isinstance(contents, list):
-        for item in reversed(contents):
-            if isinstance(item, Mapping) and item.get("role", "user") == "user":
-                parts = item.get("parts")
-                return _text(parts if isinstance(parts, list) else [])
-    value = body.get("input", body.get("prompt"))
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        for item in reversed(value):
-            if isinstance(item, Mapping) and item.get("role", "user") == "user":
-                return _text(item.get("content"))
+def prompt_of(body: Mapping[str, Any], api: str = "chat") -> str:
+    """The latest user text of a body, read where ``api`` puts it, as the real API does ("" when none):
+    ``messages`` for chat completions and Anthropic messages, ``input`` for responses, ``contents`` for
+    Gemini. A field of another API's shape is ignored, as the real APIs ignore or refuse it."""
+    if api == "gemini":
+        contents = body.get("contents")
+        if isinstance(contents, list):
+            for item in reversed(contents):
+                if isinstance(item, Mapping) and item.get("role", "user") == "user":
+                    parts = item.get("parts")
+                    return _text(parts if isinstance(parts, list) else [])
+        return ""
+    if api == "responses":
+        value = body.get("input")
+        if isinstance(value, str):
+            return value
+        items = value if isinstance(value, list) else []
+    else:
+        messages = body.get("messages")
+        items = messages if isinstance(messages, list) else []
+    for item in reversed(items):
+        if isinstance(item, Mapping) and item.get("role", "user") == "user" and "content" in item:
+            return _text(item.get("content"))
     return ""
 
 
@@ -146,7 +149,7 @@ def _ident(prefix: str, prompt: str) -> str:
 
 
 def chat_completion(body: Mapping[str, Any]) -> dict[str, Any]:
-    prompt = prompt_of(body)
+    prompt = prompt_of(body, "chat")
     text = reply(prompt)
     prompt_tokens, completion_tokens = count_tokens(prompt), count_tokens(text)
     return {
@@ -171,7 +174,7 @@ def chat_completion(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def chat_completion_stream(body: Mapping[str, Any]) -> Iterator[str]:
-    prompt = prompt_of(body)
+    prompt = prompt_of(body, "chat")
     text = reply(prompt)
     ident, created, model = _ident("chatcmpl", prompt), int(time.time()), str(body.get("model") or MODEL)
     base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
@@ -196,7 +199,7 @@ def chat_completion_stream(body: Mapping[str, Any]) -> Iterator[str]:
 
 
 def response(body: Mapping[str, Any]) -> dict[str, Any]:
-    prompt = prompt_of(body)
+    prompt = prompt_of(body, "responses")
     text = reply(prompt)
     p, c = count_tokens(prompt), count_tokens(text)
     ident = _ident("resp", prompt)
@@ -263,7 +266,7 @@ def response_stream(body: Mapping[str, Any]) -> Iterator[str]:
 
 
 def message(body: Mapping[str, Any]) -> dict[str, Any]:
-    prompt = prompt_of(body)
+    prompt = prompt_of(body, "messages")
     text = reply(prompt)
     return {
         "id": _ident("msg", prompt),
@@ -278,7 +281,7 @@ def message(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def message_stream(body: Mapping[str, Any]) -> Iterator[str]:
-    prompt = prompt_of(body)
+    prompt = prompt_of(body, "messages")
     text = reply(prompt)
     start = message(body)
     start["content"] = []
@@ -325,14 +328,14 @@ def _gemini_chunk(
 
 
 def generate_content(body: Mapping[str, Any], model: str) -> dict[str, Any]:
-    prompt = prompt_of(body)
+    prompt = prompt_of(body, "gemini")
     text = reply(prompt)
     return _gemini_chunk(text, model, count_tokens(prompt), count_tokens(text), final=True)
 
 
 def generate_content_stream(body: Mapping[str, Any], model: str) -> Iterator[str]:
     """``streamGenerateContent?alt=sse``: one GenerateContentResponse per event, usage on every chunk."""
-    prompt = prompt_of(body)
+    prompt = prompt_of(body, "gemini")
     text = reply(prompt)
     pieces = list(_pieces(text))
     sent = ""

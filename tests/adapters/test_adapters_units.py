@@ -593,3 +593,39 @@ def test_gzip_reads_at_least_what_gzip_and_zlib_readers_read(
     assert decoded.startswith(zlib.decompress(tail, 47))
     if not trailing.lstrip(b"\0").startswith(b"\x1f\x8b"):
         assert decoded == b"".join(parts)
+
+
+_SEGMENT = st.sampled_from(["v1", "chat", "completions", "messages", ".", "..", "", "x", "a.b", "\\"])
+
+
+@given(st.lists(_SEGMENT, max_size=8))
+def test_canonical_path_resolves_dots_and_merges_slashes(segments: list[str]) -> None:
+    from guardrail.extract import ambiguous_path, canonical_path
+
+    path = "/" + "/".join(segments)
+    canon = canonical_path(path)
+    assert canonical_path(canon) == canon and not ambiguous_path(canon.rstrip("/") + "/x")
+    assert canon.startswith("/") and "//" not in canon and "\\" not in canon
+    if ".." not in segments:
+        expected = [s for s in path.replace("\\", "/").split("/") if s not in ("", ".")]
+        assert canon == "/" + "/".join(expected)
+
+
+@given(st.sampled_from(["/v1/chat/completions", "/v1/messages", "/v1/responses"]), st.data())
+def test_a_route_normalised_into_an_inspected_one_is_inspected(route: str, data: st.DataObject) -> None:
+    """Dot segments, doubled slashes and backslashes that a normalising server (or httpx) would remove
+    never turn an inspected route into an uninspected twin, for the middleware and the extractor alike."""
+    from guardrail.adapters._routes import RouteTable
+    from guardrail.extract import Prompt, extract
+
+    out: list[str] = []
+    for segment in route.strip("/").split("/"):
+        for _ in range(data.draw(st.integers(0, 2))):
+            out.append(data.draw(st.sampled_from([".", "", "junk/.."])))
+        out.append(segment)
+    sep = data.draw(st.sampled_from(["/", "\\"]))
+    path = "/" + sep.join(out) if sep == "/" else "/" + "/".join(out[:-1]) + "\\" + out[-1]
+    table = RouteTable()
+    assert table.match(path) == table.match(route) is not None
+    body = {"messages": [{"role": "user", "content": "hi"}], "input": "hi", "max_tokens": 5}
+    assert isinstance(extract(path, body), Prompt) and extract(path, body).api == extract(route, body).api

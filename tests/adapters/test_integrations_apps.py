@@ -41,6 +41,53 @@ def test_reply_is_long_deterministic_prose(prompt: str) -> None:
     assert text.count("\n\n") >= 2
 
 
+_MARK = "zebra-quartz-marker"
+_PARTS = st.sampled_from(
+    [
+        _MARK,
+        {"type": "text", "text": _MARK},
+        {"type": "input_text", "text": _MARK},
+        {"type": "foo", "text": _MARK},
+        {"type": "document", "text": _MARK},
+        {"text": _MARK, "thought": True},
+        {"type": "image_url", "image_url": {"url": "data:,"}},
+        None,
+    ]
+)
+_CONTENT = st.one_of(st.just(_MARK), st.lists(_PARTS, max_size=3), st.none(), st.just({}))
+_TURN = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "model"]), "content": _CONTENT}
+)
+_GEMINI_TURN = st.fixed_dictionaries(
+    {"parts": st.lists(_PARTS, max_size=3)}, optional={"role": st.sampled_from(["user", "model"])}
+)
+_FIELDS = {
+    "messages": st.one_of(st.lists(_TURN, max_size=3), st.just({}), st.just(_MARK)),
+    "input": st.one_of(st.just(_MARK), st.lists(_TURN, max_size=3)),
+    "prompt": st.just(_MARK),
+    "contents": st.lists(_GEMINI_TURN, max_size=3),
+    "system": st.just("x"),
+}
+_ROUTES = {
+    "chat": "/v1/chat/completions",
+    "messages": "/v1/messages",
+    "responses": "/v1/responses",
+    "gemini": "/v1beta/models/g:generateContent",
+}
+
+
+@given(st.sampled_from(sorted(_ROUTES)), st.fixed_dictionaries({}, optional=_FIELDS))
+def test_what_the_toy_model_answers_the_engine_reads(api: str, body: dict[str, Any]) -> None:
+    """Whatever text the toy server takes for the prompt (its answer varies with it), the engine's
+    extractor reads too: a body shape the server answers must not carry a prompt past inspection."""
+    from guardrail.extract import Prompt, extract
+
+    if _MARK not in toymodel.prompt_of(body, api):
+        return
+    prompt = extract(_ROUTES[api], body)
+    assert isinstance(prompt, Prompt) and _MARK in prompt.text
+
+
 def test_reply_varies_and_writes_code_when_asked() -> None:
     assert toymodel.reply("Tell me about rivers") != toymodel.reply("Tell me about mountains")
     assert "```python" in toymodel.reply("Write a python function to average numbers")
@@ -502,55 +549,40 @@ def _recording_upstream(seen: list[tuple[str, list[tuple[str, str]], bytes]]) ->
 
 
 @pytest.mark.parametrize(
-    "path",
-    ["/v1/chat/completions/.", "/v1/chat/completions/x/..", "/v1//chat/completions", "/v1/chat\\completions"],
+    ("path", "raw"),
+    [
+        ("/v1/chat/completions/.", b"/v1/chat/completions/."),
+        ("/v1/chat/completions/x/..", b"/v1/chat/completions/x/.."),
+        ("/v1/chat/completions/.", b"/v1/chat/completions/%2e"),  # uvicorn decodes scope["path"]
+        ("/v1//chat//completions", b"/v1//chat//completions"),
+        ("/v1\\messages", b"/v1\\messages"),
+    ],
 )
-async def test_proxy_refuses_paths_an_upstream_may_normalise_into_an_inspected_route(path: str) -> None:
-    """Guardrail matches the path as it came; httpx (and many servers) drop dot segments and merge
-    slashes: forwarded, ``/v1/chat/completions/.`` would reach the chat route uninspected."""
+async def test_proxy_inspects_paths_an_upstream_may_normalise_into_an_inspected_route(
+    path: str, raw: bytes
+) -> None:
+    """httpx (and many servers) drop dot segments and merge slashes: ``/v1/chat/completions/.`` reaches
+    the chat route upstream, so guardrail matches it as that route and inspects it."""
     seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
-    inner = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=_recording_upstream(seen)), base_url="http://u"
-    )
-    proxy = Guardrail(ProxyApp("http://u", client=inner), guard=AsyncScriptedGuard(rpm=1000))
+    upstream = httpx.ASGITransport(app=_recording_upstream(seen))
+    inner = httpx.AsyncClient(transport=upstream, base_url="http://u")
+    guard = AsyncScriptedGuard(rpm=1000)
+    proxy = Guardrail(ProxyApp("http://u", client=inner), guard=guard)
     sent: list[dict[str, Any]] = []
+    body = json.dumps(chat("inspect me")).encode()
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     scope = {
-        "type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "type": "http", "method": "POST", "path": path, "raw_path": raw, "query_string": b"",
         "headers": [(b"authorization", b"Bearer k")], "client": ("1.2.3.4", 5), "root_path": "",
     }  # fmt: skip
     await proxy(scope, receive, send)
-    assert sent[0]["status"] == 400 and seen == []
-    await inner.aclose()
-
-
-async def test_proxy_percent_encoded_dot_segment_is_refused_too() -> None:
-    seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
-    inner = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=_recording_upstream(seen)), base_url="http://u"
-    )
-    proxy = ProxyApp("http://u", client=inner)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    # uvicorn decodes the path: "%2e" is "." in scope["path"], still "%2e" in raw_path.
-    scope = {
-        "type": "http", "method": "POST", "path": "/v1/chat/completions/.",
-        "raw_path": b"/v1/chat/completions/%2e", "query_string": b"", "headers": [], "client": ("1.2.3.4", 5),
-    }  # fmt: skip
-    await proxy(scope, receive, send)
-    assert sent[0]["status"] == 400 and seen == []
+    assert sent[0]["status"] == 200 and len(guard.seen) == 1 and guard.seen[0].body == body
     await inner.aclose()
 
 

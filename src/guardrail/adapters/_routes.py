@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Literal, cast, get_args
 
+from ..extract import ambiguous_path, canonical_path
+
 Provider = Literal["openai", "anthropic", "gemini"]
 PROVIDERS: tuple[str, ...] = get_args(Provider)
 
@@ -57,6 +59,10 @@ class RouteTable:
         if m is None and path.endswith("/"):
             # Apps that also serve "/v1/chat/completions/" must not get an uninspected twin route.
             m = self._regex.match(path.rstrip("/"))
+        if m is None and ambiguous_path(path):
+            # Nor one a normalising server (or the proxy's httpx) routes as an inspected route:
+            # "/v1/chat/completions/.", "/v1//messages", "/v1\\messages".
+            m = self._regex.match(canonical_path(path).rstrip("/") or "/")
         if m is None:
             return None
         name = m.lastgroup  # fnmatch.translate adds no capturing groups, so this is our "r<i>"

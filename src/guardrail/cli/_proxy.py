@@ -5,7 +5,7 @@ ASGI app that forwards every request to ``--upstream`` with httpx, streaming the
 chunk (server-sent events included), wrapped in the ``Guardrail`` middleware. Hop-by-hop headers are
 dropped both ways (``Date`` is the proxy's own), and the client's address headers replaced unless it
 is a trusted proxy; the upstream's status, headers (``Content-Length`` included) and body bytes are
-otherwise passed on unchanged. Paths an upstream might normalise into another route get a 400.
+otherwise passed on unchanged.
 """
 
 from __future__ import annotations
@@ -58,16 +58,6 @@ def _forwarding(
             node = f'"[{peer}]"' if ":" in peer else peer
             out.append((b"forwarded", f"for={node}".encode("latin-1")))
     return out
-
-
-def _ambiguous(path: str) -> bool:
-    """A path with dot segments, empty segments or backslashes, which an upstream may normalise into
-    another route than the one guardrail matched (``/v1/chat/completions/.`` is not an inspected
-    route, but may reach ``/v1/chat/completions`` upstream: httpx itself drops the dot segment)."""
-    segments = path.split("/")[1:]
-    if segments and segments[-1] == "":
-        segments.pop()  # one trailing slash is a route form guardrail matches
-    return "\\" in path or any(s in ("", ".", "..") for s in segments)
 
 
 class _ClientGone(Exception):
@@ -145,9 +135,6 @@ class ProxyApp:
             # An absolute-form or authority-form target ("http://x/...", "host.evil:80/...") glued to the
             # upstream URL would name another host: only origin-form paths are forwarded.
             await _error(send, 400, "invalid request target", "invalid_request_error", "invalid_request")
-            return
-        if _ambiguous(scope.get("path", "")) or _ambiguous(raw_path.decode("latin-1")):
-            await _error(send, 400, "invalid request path", "invalid_request_error", "invalid_request")
             return
         first = await receive()
         if first["type"] == "http.disconnect":

@@ -18,11 +18,20 @@ from typing import Any
 from urllib.parse import unquote
 
 from . import _anthropic, _gemini, _openai
-from ._build import Builder, clean
+from ._build import Builder, ambiguous_path, canonical_path, clean
 from ._decode import parse_body
 from ._model import Extractor, NoPrompt, Prompt, Turn, estimate_tokens
 
-__all__ = ["Extractor", "NoPrompt", "Prompt", "Turn", "estimate_tokens", "extract"]
+__all__ = [
+    "Extractor",
+    "NoPrompt",
+    "Prompt",
+    "Turn",
+    "ambiguous_path",
+    "canonical_path",
+    "estimate_tokens",
+    "extract",
+]
 
 _Reader = Callable[[Mapping[str, Any], int, "str | None"], "Prompt | NoPrompt"]
 
@@ -98,6 +107,8 @@ def _clean_path(path: object) -> str:
             path = path[:cut]
     if "%" in path:
         path = unquote(path)
+    if ambiguous_path(path):
+        path = canonical_path(path)
     return path.rstrip("/")
 
 

@@ -23,7 +23,24 @@ _MAX_MODEL_CHARS = 256
 _MAX_COUNT = 2**63 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
-TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
+
+def canonical_path(path: str) -> str:
+    """``path`` as a normalising server routes it: dot segments resolved, empty segments merged,
+    backslashes read as slashes (``/v1//chat/completions/.`` is ``/v1/chat/completions``)."""
+    out: list[str] = []
+    for segment in path.replace("\\", "/").split("/"):
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment and segment != ".":
+            out.append(segment)
+    return "/" + "/".join(out)
+
+
+def ambiguous_path(path: str) -> bool:
+    """Whether a server may route ``path`` as another (its :func:`canonical_path`): cheap, for every
+    request."""
+    return "//" in path or "/." in path or "\\" in path
 
 
 def as_count(value: object) -> int | None:
@@ -71,7 +88,9 @@ def parts_text(content: object) -> str:
     """Text of a content value: a string, or a list of parts whose text parts are kept.
 
     Parts are ``{"type": "text"|"input_text"|"output_text", "text": str}``, a bare string, or (Bedrock,
-    Gemini style) an untyped ``{"text": str}``; images, audio, files and anything malformed are skipped.
+    Gemini style) an untyped ``{"text": str}``. A part of any other type that carries a string ``text`` is
+    read too: a lenient server may read it, and a prompt must not pass unread by naming a new type.
+    Images, audio, files and anything malformed are skipped.
     """
     if isinstance(content, str):
         return content
@@ -84,9 +103,7 @@ def parts_text(content: object) -> str:
         elif isinstance(part, dict):
             text = part.get("text")
             if isinstance(text, str):
-                kind = part.get("type")
-                if kind is None or kind in TEXT_PART_TYPES:
-                    out.append(text)
+                out.append(text)
     return out[0] if len(out) == 1 else "\n".join(out)
 
 

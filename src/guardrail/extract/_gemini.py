@@ -27,14 +27,14 @@ def generate_content(
     if isinstance(system, str):
         b.add_system(system)
     elif isinstance(system, dict):
-        b.add_system(_parts(system.get("parts"), [])[0])
+        b.add_system(_parts(system.get("parts"), [], thoughts=True)[0])
     for content in contents:
         if not isinstance(content, dict):
             continue
         raw_role = content.get("role")
         role = _ROLES.get(raw_role, "user") if isinstance(raw_role, str) else "user"
         tools: list[str] = []
-        text, has_text = _parts(content.get("parts"), tools)
+        text, has_text = _parts(content.get("parts"), tools, thoughts=role != "assistant")
         for t in tools:
             b.add_turn("tool", t)
         if has_text or not tools:
@@ -53,19 +53,24 @@ def generate_content(
     )
 
 
-def _parts(parts: object, tools: list[str]) -> tuple[str, bool]:
-    """Join the text parts (skipping model "thought" parts); function responses go to ``tools``."""
+def _parts(parts: object, tools: list[str], *, thoughts: bool) -> tuple[str, bool]:
+    """Join the text parts (bare strings too); function responses go to ``tools``. "thought" parts are the
+    model's own and skipped in its turns; elsewhere (``thoughts``) they are read like any text, since only
+    the model writes real ones and a client could otherwise hide its prompt behind the flag."""
     if isinstance(parts, dict):
         parts = [parts]
     if not isinstance(parts, list):
         return "", False
     texts: list[str] = []
     for part in parts:
+        if isinstance(part, str):
+            texts.append(part)
+            continue
         if not isinstance(part, dict):
             continue
         text = part.get("text")
         if isinstance(text, str):
-            if part.get("thought") is not True:
+            if thoughts or part.get("thought") is not True:
                 texts.append(text)
             continue
         response = part.get("functionResponse", part.get("function_response"))
