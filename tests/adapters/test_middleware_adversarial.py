@@ -329,6 +329,33 @@ def test_default_responses_carry_no_engine_figures() -> None:
     )
 
 
+def test_with_a_quota_an_engine_throttle_looks_like_a_quota_throttle() -> None:
+    """Every answer carries the quota's headers: a 429 without them would tell a flagged account that
+    detection, not its quota, refused it. The engine's 429 wears the quota's headers, spent."""
+
+    async def echo(request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse({"ok": True})
+
+    def app(rpm: float, engine_rpm: int) -> TestClient:
+        a = Starlette(routes=[Route(CHAT, echo, methods=["POST"])])
+        a.add_middleware(Guardrail, guard=AsyncScriptedGuard(rpm=engine_rpm), account_rpm=rpm)
+        return TestClient(a)
+
+    hdr = {"authorization": "Bearer flood"}
+    by_engine = app(rpm=100, engine_rpm=1)
+    assert by_engine.post(CHAT, content=BODY, headers=hdr).headers["ratelimit-policy"] == '"requests";q=100'
+    engine_429 = by_engine.post(CHAT, content=BODY, headers=hdr)
+    by_quota = app(rpm=1, engine_rpm=100)
+    by_quota.post(CHAT, content=BODY, headers=hdr)
+    quota_429 = by_quota.post(CHAT, content=BODY, headers=hdr)
+    assert engine_429.status_code == quota_429.status_code == 429
+    assert set(engine_429.headers) == set(quota_429.headers)
+    assert engine_429.json().keys() == quota_429.json().keys()
+    assert engine_429.headers["x-ratelimit-remaining-requests"] == "0"
+    assert engine_429.headers["ratelimit-policy"] == '"requests";q=100'
+
+
 # -- 6. one middleware serving several event loops (threads): each loop's deadlines fire on its own
 
 

@@ -135,7 +135,7 @@ def test_wsgi_one_limiter_call_per_request_and_the_quota_holds() -> None:
 def test_headers_show_the_quota_not_a_tighter_engine_bucket() -> None:
     # The engine's own account bucket (tokens; a request costs its prompt plus 512 expected output) is
     # far tighter than the quota: ``decision.limit`` would be its figure. The client sees the request
-    # quota's, and an engine refusal shows no limit at all.
+    # quota's, and an engine refusal wears the quota's headers, spent, as a quota refusal would.
     policy = Policy(account_limit=Limit(rate=0.001, burst=3000.0))
     client, _ = asgi_app(guard=AsyncGuard(policy=policy, secret=secret()), account_rpm=50)
     responses = [client.post(CHAT, content=BODY, headers={"authorization": "Bearer k"}) for _ in range(40)]
@@ -147,7 +147,10 @@ def test_headers_show_the_quota_not_a_tighter_engine_bucket() -> None:
         str(49 - i) for i in range(len(allowed))
     ]
     for r in refused:  # a token refusal: nothing says which bucket, nor that the quota was fine
-        assert not any(k.startswith(("x-ratelimit", "ratelimit")) for k in r.headers)
+        assert r.headers["x-ratelimit-limit-requests"] == "50"
+        assert r.headers["x-ratelimit-remaining-requests"] == "0"
+        assert r.headers["ratelimit-policy"] == '"requests";q=50'
+        assert not any("tokens" in k or "tokens" in v for k, v in r.headers.items())
 
 
 def test_a_refused_request_charges_no_engine_bucket() -> None:

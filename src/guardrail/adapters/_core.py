@@ -238,7 +238,18 @@ class Core:
                 unit="requests",
             )
         # The engine's buckets (an account's or a flagged cluster's shared one) would tell a client when
-        # detection changed its limits: their figures are shown only when explicitly exposed.
+        # detection changed its limits: their figures are shown only when explicitly exposed. With a
+        # quota, whose headers every answer carries, the refusal wears the quota's (spent until the
+        # retry): a 429 without them would set a flagged account's refusals apart from a quota's.
+        if self.quota is not None and not self.expose_engine_limits:
+            return refusal(
+                provider,
+                429,
+                retry_after=decision.retry_after,
+                limit=self.quota.limit.burst,
+                reset_after=decision.retry_after,
+                unit="requests",
+            )
         return refusal(
             provider,
             429,
