@@ -615,7 +615,7 @@ def test_canonical_path_resolves_dots_and_merges_slashes(segments: list[str]) ->
 def test_a_route_normalised_into_an_inspected_one_is_inspected(route: str, data: st.DataObject) -> None:
     """Dot segments, doubled slashes and backslashes that a normalising server (or httpx) would remove
     never turn an inspected route into an uninspected twin, for the middleware and the extractor alike."""
-    from guardrail.adapters._routes import RouteTable
+    from guardrail.adapters._routes import RouteTable, request_path
     from guardrail.extract import Prompt, extract
 
     out: list[str] = []
@@ -626,6 +626,14 @@ def test_a_route_normalised_into_an_inspected_one_is_inspected(route: str, data:
     sep = data.draw(st.sampled_from(["/", "\\"]))
     path = "/" + sep.join(out) if sep == "/" else "/" + "/".join(out[:-1]) + "\\" + out[-1]
     table = RouteTable()
-    assert table.match(path) == table.match(route) is not None
+    assert table.match(request_path(path)) == table.match(route) is not None
     body = {"messages": [{"role": "user", "content": "hi"}], "input": "hi", "max_tokens": 5}
     assert isinstance(extract(path, body), Prompt) and extract(path, body).api == extract(route, body).api
+
+
+@given(st.text(alphabet=st.characters(codec="ascii", exclude_characters="@"), min_size=8, max_size=30))
+def test_a_storage_uri_is_shown_without_its_password(password: str) -> None:
+    from guardrail.limiter._uri import display_uri
+
+    shown = display_uri(f"redis://user:{password}@cache.internal:6379/0?password={password}")
+    assert shown == "redis://cache.internal:6379/0"

@@ -586,27 +586,71 @@ async def test_proxy_inspects_paths_an_upstream_may_normalise_into_an_inspected_
     await inner.aclose()
 
 
+@pytest.mark.parametrize("header", ["x-forwarded-for", "forwarded"])
 @pytest.mark.parametrize("trusted", [False, True])
-async def test_proxy_passes_on_the_address_chain_only_from_trusted_proxies(trusted: bool) -> None:
+async def test_proxy_passes_on_the_address_chain_only_from_trusted_proxies(
+    trusted: bool, header: str
+) -> None:
+    """Every client-writable address header is dropped; from a trusted proxy the one header it writes goes
+    on as one line with that proxy appended, from anyone else the socket peer alone."""
     seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
     inner = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=_recording_upstream(seen)), base_url="http://u"
     )
-    options: dict[str, Any] = {"trusted_proxies": "127.0.0.1"} if trusted else {}
+    options: dict[str, Any] = {"trusted_proxies": "127.0.0.1", "proxy_header": header} if trusted else {}
     proxy_app = ProxyApp("http://u", client=inner)
     proxy = Guardrail(proxy_app, guard=AsyncScriptedGuard(rpm=1000), **options)
     proxy_app.trusted = proxy.core.trusted
-    spoof = {"x-forwarded-for": "6.6.6.6", "forwarded": "for=6.6.6.6", "x-real-ip": "6.6.6.6"}
+    spoof = [
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-for", "7.7.7.7"),
+        ("forwarded", "for=6.6.6.6"),
+        ("x-real-ip", "6.6.6.6"),
+        ("true-client-ip", "6.6.6.6"),
+        ("x_forwarded_for", "6.6.6.6"),
+    ]
     transport = httpx.ASGITransport(app=proxy, client=("127.0.0.1", 4000))
     async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
         await client.get("/v1/models", headers=spoof)
-    headers = seen[0][1]
-    chain = [v for k, v in headers if k == "x-forwarded-for"]
-    if trusted:  # the chain goes on, the trusted proxy appended as the next hop
-        assert chain == ["6.6.6.6", "127.0.0.1"] and ("x-real-ip", "6.6.6.6") in headers
-        assert [v for k, v in headers if k == "forwarded"] == ["for=6.6.6.6", "for=127.0.0.1"]
-    else:  # the client's own lines dropped: the socket peer is the whole chain
-        assert chain == ["127.0.0.1"] and "6.6.6.6" not in str(headers)
+    addresses = [(k, v) for k, v in seen[0][1] if "6.6" in v or "7.7" in v or "127.0.0.1" in v]
+    if not trusted:
+        assert addresses == [("x-forwarded-for", "127.0.0.1")]
+    elif header == "x-forwarded-for":
+        assert addresses == [("x-forwarded-for", "6.6.6.6, 7.7.7.7, 127.0.0.1")]
+    else:
+        assert addresses == [("forwarded", "for=6.6.6.6, for=127.0.0.1")]
+    await inner.aclose()
+
+
+async def test_proxy_forwards_the_canonical_path_it_inspected() -> None:
+    """An Azure-looking raw path that normalises to ``/v1/chat/completions``: the guard reads it as the
+    chat path (Authorization first, as the upstream authenticates) and the upstream gets that very path,
+    so a rotating ``api-key`` decoy counts for nothing."""
+    seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
+    inner = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_recording_upstream(seen)), base_url="http://u"
+    )
+    proxy = Guardrail(ProxyApp("http://u", client=inner), guard=AsyncScriptedGuard(rpm=1000), account_rpm=2)
+    codes = []
+    for i in range(4):
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
+            sent.append(message)
+
+        path = "/openai/deployments/x/../../../v1/chat/completions"
+        scope = {
+            "type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "headers": [(b"authorization", b"Bearer REAL"), (b"api-key", f"decoy{i}".encode())],
+            "client": ("1.2.3.4", 5), "root_path": "",
+        }  # fmt: skip
+        await proxy(scope, receive, send)
+        codes.append(sent[0]["status"])
+    assert codes == [200, 200, 429, 429]
+    assert {p for p, _, _ in seen} == {"/v1/chat/completions"}
     await inner.aclose()
 
 

@@ -697,8 +697,8 @@ async def test_proxy_refuses_targets_that_would_name_another_host() -> None:
         assert c.status == 400, target
     c = Client(one(b""))
     scope = scope_for("//evil.com/x")
-    await proxy(scope, c.receive, c.send)  # an origin-form path stays on the upstream host
-    assert c.status == 200 and seen == ["http://llm//evil.com/x"]
+    await proxy(scope, c.receive, c.send)  # an origin-form path stays on the upstream host (canonical)
+    assert c.status == 200 and seen == ["http://llm/evil.com/x"]
     await inner.aclose()
 
 

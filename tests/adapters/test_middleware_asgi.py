@@ -670,9 +670,10 @@ async def test_a_large_coded_body_inflates_in_guardrails_own_threads() -> None:
     assert len(big) > (64 << 10) and h.status == 200 and guard.seen[0].body == big
 
 
-async def test_inflating_that_cannot_start_in_time_fails_open() -> None:
+async def test_inflating_that_cannot_start_in_time_is_decided_unread() -> None:
     """guardrail's inflating threads all taken (a burst of large coded bodies): after ``check_timeout`` the
-    request goes to the app as sent, with an ``error`` event, as for an engine that does not answer."""
+    request is decided without its prompt, so the quota and the engine's buckets still apply (passing it
+    on undecided would let a flood of bombs carry every other request past them)."""
     from guardrail.adapters import _asgi
 
     big = json.dumps({"model": "m", "messages": [{"role": "user", "content": "tides " * 40_000}]}).encode()
@@ -681,15 +682,25 @@ async def test_inflating_that_cannot_start_in_time_fails_open() -> None:
     holders = [object() for _ in range(int(limiter.total_tokens))]
     for holder in holders:
         await limiter.acquire_on_behalf_of(holder)
-    h = Harness(_chunks(packed, 4096))
     events: list[GuardrailEvent] = []
     guard = AsyncScriptedGuard()
-    mw = Guardrail(h.app, guard=guard, max_body_bytes=1 << 21, check_timeout=0.2, on_event=events.append)
+    mw = Guardrail(
+        lambda *a: Harness([]).app(*a), guard=guard, max_body_bytes=1 << 21, check_timeout=0.2,
+        on_event=events.append, account_rpm=1,
+    )  # fmt: skip
+    statuses = []
     try:
-        with anyio.fail_after(5):
-            await mw(_scope(CHAT, auth_key="k", headers=[(b"content-encoding", b"gzip")]), h.receive, h.send)
+        for _ in range(2):
+            h = Harness(_chunks(packed, 4096))
+            mw.app = h.app
+            with anyio.fail_after(5):
+                scope = _scope(CHAT, auth_key="k", headers=[(b"content-encoding", b"gzip")])
+                await mw(scope, h.receive, h.send)
+            statuses.append(h.status)
     finally:
         for holder in holders:
             limiter.release_on_behalf_of(holder)
-    assert h.status == 200 and h.app_body == packed and guard.seen == []
-    assert events[0].outcome == "error" and "TimeoutError" in (events[0].error or "")
+    assert statuses == [200, 429]  # the quota held
+    assert [f.body for f in guard.seen] == [None, None]
+    assert events[0].outcome == "passed_uninspected"
+    assert "body not inflated in time: decided unread" in events[0].reasons

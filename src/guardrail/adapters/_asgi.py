@@ -32,12 +32,12 @@ from ._core import (
     MAX_USAGE_BODY,
     Core,
 )
-from ._encoding import INLINE_INFLATE, REFUSED_BODIES, Outcome, coding_of, engine_view
+from ._encoding import INFLATE_LATE, INLINE_INFLATE, REFUSED_BODIES, Outcome, coding_of, engine_view
 from ._events import OnEvent, log_failure, logger
 from ._identity import IDENTITY_HEADERS, Identify
 from ._quota import acheck, awaited
 from ._refusal import Headers, Refusal, refusal
-from ._routes import Provider
+from ._routes import Provider, request_path
 from ._usage import SSEUsageScanner, usage_from_json, usage_reader
 
 _T = TypeVar("_T")
@@ -162,7 +162,7 @@ class Guardrail:
                 return
             await self.app(scope, receive, send)
             return
-        path: str = scope.get("path", "")
+        path = request_path(scope.get("path", ""))
         provider = self.core.routes.match(path)
         if provider is None:
             # Mounted under a prefix (``Mount("/api", ...)``, ``root_path``): the app's own router sees
@@ -219,10 +219,12 @@ class Guardrail:
             if coding is not None:  # the app may inflate it: the engine reads what the app would
                 try:
                     seen, body_state = await self._inflated(watch, read.body, coding)
-                except Exception as exc:
-                    await self._fail_open(scope, receive, send, read, exc, path, provider, account, ip)
-                    return
-                inspected = body_state != "too_large"
+                except Exception as exc:  # guardrail's threads busy past the deadline: decided unread
+                    log_failure(
+                        "guardrail could not inflate the body in time; decided unread", exc, (account,)
+                    )
+                    seen, body_state = b"", INFLATE_LATE
+                inspected = body_state not in ("too_large", INFLATE_LATE)
         if core.refuse_unread and body_state in REFUSED_BODIES:
             code = REFUSED_BODIES[body_state]
             outcome = body_state
@@ -281,15 +283,17 @@ class Guardrail:
         return decision, quota, core.verdict(decision, provider, quota)
 
     async def _inflated(self, watch: Watch | None, body: bytes, coding: str) -> tuple[bytes, Outcome]:
-        """The engine's view of a coded body. Up to ``INLINE_INFLATE`` bytes inflate on the event loop
-        (tens of microseconds: nearly every real body); beyond, in one of guardrail's own worker threads
-        (zlib lets go of the GIL): a few KB may inflate to the whole cap, tens of milliseconds that must
-        not stall the loop, nor wait behind the app's threads in anyio's shared pool, nor take them.
-        Under the same deadline as the engine's check."""
+        """The engine's view of a coded body. Up to ``INLINE_INFLATE`` bytes in and out inflate on the
+        event loop (tens of microseconds: nearly every real body); beyond, in one of guardrail's own
+        worker threads (zlib lets go of the GIL): a few KB may inflate to the whole cap, tens of
+        milliseconds that must not stall the loop, nor wait behind the app's threads in anyio's shared
+        pool, nor take them. Under the same deadline as the engine's check; past it the caller decides
+        the request unread (its quota and buckets still apply)."""
         cap = self.core.max_body_bytes
-        seen, state = engine_view(body, coding, min(cap, INLINE_INFLATE))
-        if state != "too_large" or cap <= INLINE_INFLATE:
-            return seen, state
+        if len(body) <= INLINE_INFLATE:  # both ends bounded: at most 64 KiB in, 64 KiB out
+            seen, state = engine_view(body, coding, min(cap, INLINE_INFLATE))
+            if state != "too_large" or cap <= INLINE_INFLATE:
+                return seen, state
         work = anyio.to_thread.run_sync(
             engine_view, body, coding, cap, limiter=_inflaters(), abandon_on_cancel=True
         )

@@ -18,7 +18,7 @@ from ..engine import Action, AsyncGuard, Decision, Guard, MemoryEngineStore, Req
 from ..engine._core import Core as EngineCore
 from ..limiter import MultiResult
 from ._build import check_sync_callable
-from ._encoding import REFUSED_BODIES
+from ._encoding import INFLATE_LATE, REFUSED_BODIES
 from ._events import GuardrailEvent, OnEvent, emit, log_failure, logger
 from ._identity import CREDENTIAL_HEADERS, Identify, RequestView, TrustedProxies, api_key
 from ._quota import RequestQuota, quota_for
@@ -62,6 +62,11 @@ def _warn_default_secret() -> None:
 
 #: The refusal an unread body gets when enforcing, by how its read ended.
 _UNREAD_STATUS = {**REFUSED_BODIES, "timeout": 408}
+#: Why the engine decided a request passed on without reading its prompt, when it was asked all the same.
+_UNREAD_NOTES = {
+    "unsupported": "body coding not undone: read as it came",
+    INFLATE_LATE: "body not inflated in time: decided unread",
+}
 
 
 class Core:
@@ -239,15 +244,17 @@ class Core:
             )
         # The engine's buckets (an account's or a flagged cluster's shared one) would tell a client when
         # detection changed its limits: their figures are shown only when explicitly exposed. With a
-        # quota, whose headers every answer carries, the refusal wears the quota's (spent until the
-        # retry): a 429 without them would set a flagged account's refusals apart from a quota's.
+        # quota, whose headers every answer carries, the refusal wears the quota's (spent, its reset no
+        # later than the quota could ever take to refill): a 429 without them would set a flagged
+        # account's refusals apart from a quota's by their shape alone.
         if self.quota is not None and not self.expose_engine_limits:
+            limit = self.quota.limit
             return refusal(
                 provider,
                 429,
                 retry_after=decision.retry_after,
-                limit=self.quota.limit.burst,
-                reset_after=decision.retry_after,
+                limit=limit.burst,
+                reset_after=min(decision.retry_after, limit.burst / limit.rate),
                 unit="requests",
             )
         return refusal(
@@ -338,9 +345,9 @@ class Core:
         code = _UNREAD_STATUS.get(body)
         if self.observe_only and code is not None and (body == "timeout" or self.on_oversize == "refuse"):
             return "observed", code, f"body {body.replace('_', ' ')}: would be refused with {code}"
-        if body == "unsupported":
+        note = _UNREAD_NOTES.get(body)
+        if note is not None:
             outcome = self.outcome(decision, None)
-            note = "body coding not undone: read as it came"
             return ("passed_uninspected" if outcome == "allowed" else outcome), None, note
         return "passed_uninspected", None, None
 

@@ -18,6 +18,7 @@ from typing import Literal
 
 __all__ = [
     "ACCEPTED",
+    "INFLATE_LATE",
     "INLINE_INFLATE",
     "REFUSED_BODIES",
     "Outcome",
@@ -49,6 +50,10 @@ def coding_of(headers: list[tuple[bytes, bytes]]) -> str | None:
     found = [v.decode("latin-1") for k, v in headers if k == b"content-encoding"]
     return ", ".join(found) if found else None
 
+
+#: How the read ended when guardrail's inflating threads were busy past the deadline: the request is
+#: decided without its prompt (quota and buckets still apply), never refused for guardrail's own load.
+INFLATE_LATE = "inflate_late"
 
 #: The refusal a body that failed a check gets under ``on_oversize="refuse"``, by how the check ended.
 REFUSED_BODIES = {"too_large": 413, "bad_length": 400, "unsupported": 415}

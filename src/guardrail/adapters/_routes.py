@@ -30,6 +30,13 @@ DEFAULT_ROUTES: Mapping[str, Provider] = {
 }
 
 
+def request_path(path: str) -> str:
+    """The path guardrail reads a request by (routes, identity, the engine): as it came, or, when a
+    normalising server (or the proxy's httpx) may route it as another, the canonical path it routes to
+    (``/v1/chat/completions/.`` and ``/v1//messages`` are chat and messages, not uninspected twins)."""
+    return canonical_path(path) if ambiguous_path(path) else path
+
+
 class RouteTable:
     """Glob patterns mapped to providers; ``match(path)`` gives the provider or ``None``."""
 
@@ -59,10 +66,6 @@ class RouteTable:
         if m is None and path.endswith("/"):
             # Apps that also serve "/v1/chat/completions/" must not get an uninspected twin route.
             m = self._regex.match(path.rstrip("/"))
-        if m is None and ambiguous_path(path):
-            # Nor one a normalising server (or the proxy's httpx) routes as an inspected route:
-            # "/v1/chat/completions/.", "/v1//messages", "/v1\\messages".
-            m = self._regex.match(canonical_path(path).rstrip("/") or "/")
         if m is None:
             return None
         name = m.lastgroup  # fnmatch.translate adds no capturing groups, so this is our "r<i>"

@@ -25,7 +25,7 @@ from ._events import OnEvent, log_failure, logger
 from ._identity import Identify
 from ._quota import check
 from ._refusal import HOP_BY_HOP, Headers, Refusal, refusal
-from ._routes import Provider
+from ._routes import Provider, request_path
 from ._usage import SSEUsageScanner, usage_from_json, usage_reader
 
 if TYPE_CHECKING:
@@ -171,10 +171,10 @@ class GuardrailWSGI:
         if environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         script = environ.get("SCRIPT_NAME") or ""
-        path = script + (environ.get("PATH_INFO") or "")
+        path = request_path(script + (environ.get("PATH_INFO") or ""))
         provider = self.core.routes.match(path)
         if provider is None and script:  # mounted: a route copied from the app matches PATH_INFO too
-            provider = self.core.routes.match(environ.get("PATH_INFO") or "")
+            provider = self.core.routes.match(request_path(environ.get("PATH_INFO") or ""))
         if provider is None:
             return self.app(environ, start_response)
         return self._inspect(environ, start_response, path, provider)

@@ -17,11 +17,12 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .._types import Message, Receive, Scope, Send
 from ..adapters._identity import IDENTITY_HEADERS, TrustedProxies
 from ..adapters._refusal import HOP_BY_HOP
+from ..extract import ambiguous_path, canonical_path
 from ..limiter._uri import display_uri
 
 if TYPE_CHECKING:  # httpx is imported when the proxy runs, so `guardrail --help` works without it
@@ -37,27 +38,52 @@ _HOP_BY_HOP_KEEP_LENGTH = _HOP_BY_HOP - {b"content-length"}
 
 logger = logging.getLogger("guardrail.proxy")
 
-#: Address headers a client can write itself: replaced by the socket peer unless that is a trusted proxy.
-_ADDRESS_HEADERS = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
+#: Address headers a client can write itself (their ``_`` spellings too, which some servers read as
+#: ``-``): dropped, the socket peer alone passed on, unless the peer is a trusted proxy.
+_ADDRESS_HEADERS = frozenset(
+    {
+        b"x-forwarded-for",
+        b"forwarded",
+        b"x-real-ip",
+        b"true-client-ip",
+        b"cf-connecting-ip",
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+        b"fastly-client-ip",
+        b"x-original-forwarded-for",
+    }
+)
 
 
 def _forwarding(
     headers: list[tuple[bytes, bytes]], peer: str | None, trusted: TrustedProxies | None
 ) -> list[tuple[bytes, bytes]]:
-    """The request's address headers as the upstream should get them. From a trusted proxy its chain goes
-    on with that proxy as the next hop; from anyone else the client's own lines are dropped and the
-    socket peer is the whole chain, so the upstream's address-based accounting sees who connected (a
-    client writing ``X-Forwarded-For: 6.6.6.6`` would otherwise choose its address there)."""
+    """The request's address headers as the upstream should get them: every client-writable address
+    header dropped, then one line of the chain. From a trusted proxy, the chain that proxy wrote (the one
+    header it writes, ``trusted.header``) goes on with the proxy appended as the next hop; from anyone
+    else the socket peer is the whole chain, so the upstream's address-based accounting sees who
+    connected (a client writing ``X-Forwarded-For: 6.6.6.6`` would otherwise choose its address there)."""
+    out = [(k, v) for k, v in headers if k.lower().replace(b"_", b"-") not in _ADDRESS_HEADERS]
+    chain: list[bytes] = []
+    name = b"x-forwarded-for"
     if trusted is not None and trusted.trusts(peer):
-        out = list(headers)
-    else:
-        out = [(k, v) for k, v in headers if k.lower() not in _ADDRESS_HEADERS]
+        name = trusted.header.encode()
+        chain = [v.strip() for k, v in headers if k.lower() == name and v.strip()]
     if peer:
-        out.append((b"x-forwarded-for", peer.encode("latin-1")))
-        if any(k.lower() == b"forwarded" for k, _ in out):
-            node = f'"[{peer}]"' if ":" in peer else peer
-            out.append((b"forwarded", f"for={node}".encode("latin-1")))
+        node = peer if name == b"x-forwarded-for" else ("for=" + (f'"[{peer}]"' if ":" in peer else peer))
+        chain.append(node.encode("latin-1"))
+    if chain:
+        out.append((name, b", ".join(chain)))
     return out
+
+
+def _forwarded_path(path: str, raw: bytes) -> bytes:
+    """The path sent upstream: as it came, unless a server may route it as another (dot or empty
+    segments, backslashes, also percent-encoded): then the canonical path guardrail matched and
+    inspected (re-encoded), so the upstream cannot route what the guard did not see."""
+    if not (ambiguous_path(path) or ambiguous_path(raw.decode("latin-1"))):
+        return raw
+    return quote(canonical_path(path), safe="/!$&'()*+,;=:@-._~").encode("ascii")
 
 
 class _ClientGone(Exception):
@@ -145,7 +171,7 @@ class ProxyApp:
             # Routes the middleware does not inspect get no body cap from it: stream, never buffer.
             content = _request_body(head, receive)
         query = scope.get("query_string", b"")
-        url = self.upstream + raw_path.decode("latin-1")
+        url = self.upstream + _forwarded_path(scope.get("path", ""), raw_path).decode("latin-1")
         if query:
             url += "?" + query.decode("latin-1")
         incoming: list[tuple[bytes, bytes]] = scope.get("headers", [])

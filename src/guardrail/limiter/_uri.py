@@ -68,9 +68,14 @@ def _client_options(options: dict[str, Any], *, asyncio: bool) -> dict[str, Any]
 
 
 def display_uri(uri: str) -> str:
-    """``uri`` without its credentials (``redis://:secret@host/0`` -> ``redis://host/0``), for logs."""
-    parsed = urllib.parse.urlparse(uri)
-    return f"{parsed.scheme}://{parsed.netloc.rsplit('@', 1)[-1]}{parsed.path}"
+    """``uri`` without its credentials or query (``redis://:secret@host/0`` -> ``redis://host/0``), for
+    logs. Cut by hand, not by ``urlparse``: a password with an unencoded ``#`` or ``?`` would end its
+    netloc early and show the rest of the password."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return "<storage URI>"
+    rest = rest.rsplit("@", 1)[-1]  # userinfo ends at the last "@"
+    return f"{scheme}://{rest.split('?', 1)[0].split('#', 1)[0]}"
 
 
 def storage_from_uri(uri: str, *, prefix: str = "gr:lim:", **options: Any) -> Store:
