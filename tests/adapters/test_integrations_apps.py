@@ -454,38 +454,35 @@ async def test_proxy_aborts_a_response_the_upstream_cut_off() -> None:
         server.close()
 
 
+async def _models_via_proxy(raw_response: bytes) -> httpx.Response:
+    """``GET /v1/models`` through the proxy from an upstream that answers ``raw_response`` as it is."""
+    server, url = await _raw_upstream(raw_response)
+    proxy = ProxyApp(url)
+    try:
+        transport = httpx.ASGITransport(app=proxy)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            return await client.get("/v1/models")
+    finally:
+        await proxy.aclose()
+        server.close()
+
+
 async def test_proxy_drops_headers_the_connection_header_lists() -> None:
-    server, url = await _raw_upstream(
+    r = await _models_via_proxy(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close, x-hop\r\n"
         b"x-hop: secret\r\nx-kept: yes\r\ncontent-length: 2\r\n\r\n{}"
     )
-    proxy = ProxyApp(url)
-    try:
-        transport = httpx.ASGITransport(app=proxy)
-        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
-            r = await client.get("/v1/models")
-        assert r.status_code == 200 and r.headers["x-kept"] == "yes" and "x-hop" not in r.headers
-        assert r.headers["content-length"] == "2"  # the raw bytes are relayed: the upstream's length holds
-    finally:
-        await proxy.aclose()
-        server.close()
+    assert r.status_code == 200 and r.headers["x-kept"] == "yes" and "x-hop" not in r.headers
+    assert r.headers["content-length"] == "2"  # the raw bytes are relayed: the upstream's length holds
 
 
 async def test_proxy_relays_a_chunked_upstream_without_a_length() -> None:
-    server, url = await _raw_upstream(
+    r = await _models_via_proxy(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n"
         b"content-length: 99\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
     )
-    proxy = ProxyApp(url)
-    try:
-        transport = httpx.ASGITransport(app=proxy)
-        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
-            r = await client.get("/v1/models")
-        assert r.status_code == 200 and r.content == b"{}"
-        assert "content-length" not in r.headers and "transfer-encoding" not in r.headers
-    finally:
-        await proxy.aclose()
-        server.close()
+    assert r.status_code == 200 and r.content == b"{}"
+    assert "content-length" not in r.headers and "transfer-encoding" not in r.headers
 
 
 def test_proxy_request_drops_connection_listed_headers() -> None:
@@ -531,6 +528,30 @@ async def test_proxy_forwards_identity_headers_even_if_connection_lists_them() -
     await inner.aclose()
 
 
+async def _drive(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], *body: bytes, raw: bytes = b""
+) -> int:
+    """One POST of ``body`` (in those chunks) to ``path`` through ``app`` from 1.2.3.4, built by hand (an
+    httpx client would normalise the path itself); the status answered."""
+    chunks = list(body) or [b""]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        chunk = chunks.pop(0) if chunks else b""
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "POST", "path": path, "raw_path": raw or path.encode(), "query_string": b"",
+        "headers": headers, "client": ("1.2.3.4", 5), "root_path": "",
+    }  # fmt: skip
+    await app(scope, receive, send)
+    status: int = sent[0]["status"]
+    return status
+
+
 def _recording_upstream(seen: list[tuple[str, list[tuple[str, str]], bytes]]) -> Any:
     async def upstream(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -568,21 +589,9 @@ async def test_proxy_inspects_paths_an_upstream_may_normalise_into_an_inspected_
     inner = httpx.AsyncClient(transport=upstream, base_url="http://u")
     guard = AsyncScriptedGuard(rpm=1000)
     proxy = Guardrail(ProxyApp("http://u", client=inner), guard=guard)
-    sent: list[dict[str, Any]] = []
     body = json.dumps(chat("inspect me")).encode()
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http", "method": "POST", "path": path, "raw_path": raw, "query_string": b"",
-        "headers": [(b"authorization", b"Bearer k")], "client": ("1.2.3.4", 5), "root_path": "",
-    }  # fmt: skip
-    await proxy(scope, receive, send)
-    assert sent[0]["status"] == 200 and len(guard.seen) == 1 and guard.seen[0].body == body
+    status = await _drive(proxy, path, [(b"authorization", b"Bearer k")], body, raw=raw)
+    assert status == 200 and len(guard.seen) == 1 and guard.seen[0].body == body
     await inner.aclose()
 
 
@@ -631,24 +640,11 @@ async def test_proxy_forwards_the_canonical_path_it_inspected() -> None:
         transport=httpx.ASGITransport(app=_recording_upstream(seen)), base_url="http://u"
     )
     proxy = Guardrail(ProxyApp("http://u", client=inner), guard=AsyncScriptedGuard(rpm=1000), account_rpm=2)
-    codes = []
-    for i in range(4):
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"{}", "more_body": False}
-
-        async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
-            sent.append(message)
-
-        path = "/openai/deployments/x/../../../v1/chat/completions"
-        scope = {
-            "type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
-            "headers": [(b"authorization", b"Bearer REAL"), (b"api-key", f"decoy{i}".encode())],
-            "client": ("1.2.3.4", 5), "root_path": "",
-        }  # fmt: skip
-        await proxy(scope, receive, send)
-        codes.append(sent[0]["status"])
+    path = "/openai/deployments/x/../../../v1/chat/completions"
+    codes = [
+        await _drive(proxy, path, [(b"authorization", b"Bearer REAL"), (b"api-key", f"decoy{i}".encode())])
+        for i in range(4)
+    ]
     assert codes == [200, 200, 429, 429]
     assert {p for p, _, _ in seen} == {"/v1/chat/completions"}
     await inner.aclose()
@@ -662,22 +658,9 @@ async def test_proxy_forwards_a_chunked_body_without_the_clients_content_length(
         transport=httpx.ASGITransport(app=_recording_upstream(seen)), base_url="http://u"
     )
     proxy = ProxyApp("http://u", client=inner)
-    sent: list[dict[str, Any]] = []
-    parts = iter([b'{"a": ', b"1}"])
-
-    async def receive() -> dict[str, Any]:
-        chunk = next(parts, None)
-        return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http", "method": "POST", "path": "/v1/other", "raw_path": b"/v1/other", "query_string": b"",
-        "headers": [(b"content-length", b"4"), (b"transfer-encoding", b"chunked")], "client": ("1.2.3.4", 5),
-    }  # fmt: skip
-    await proxy(scope, receive, send)
-    assert sent[0]["status"] == 200 and seen[0][2] == b'{"a": 1}'
+    framing = [(b"content-length", b"4"), (b"transfer-encoding", b"chunked")]
+    assert await _drive(proxy, "/v1/other", framing, b'{"a": ', b"1}") == 200
+    assert seen[0][2] == b'{"a": 1}'
     assert ("content-length", "4") not in seen[0][1]
     await inner.aclose()
 
