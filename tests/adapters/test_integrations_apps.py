@@ -617,6 +617,8 @@ async def test_proxy_passes_on_the_address_chain_only_from_trusted_proxies(
         ("x-real-ip", "6.6.6.6"),
         ("true-client-ip", "6.6.6.6"),
         ("x_forwarded_for", "6.6.6.6"),
+        ("x-forwarded", "for=6.6.6.6"),
+        ("forwarded-for", "6.6.6.6"),
     ]
     transport = httpx.ASGITransport(app=proxy, client=("127.0.0.1", 4000))
     async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
@@ -696,3 +698,29 @@ async def test_litellm_hook_with_a_sync_engine_guard() -> None:
             outcomes.append(str(exc.status_code))
     guard.close()
     assert outcomes == ["allowed", "429"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "forwarded"),
+    [
+        (b"/v1/chat/completions", b"/v1/chat/completions"),  # not ambiguous: byte for byte
+        (b"/v1beta/models/gemini-1.5-pro:generateContent", b"/v1beta/models/gemini-1.5-pro:generateContent"),
+        (b"/model/arn%3Aaws%2Fabc/converse", b"/model/arn%3Aaws%2Fabc/converse"),
+        (b"//model/arn%3Aaws%2Fabc/converse", b"/model/arn%3Aaws%2Fabc/converse"),  # %2F stays in its segment
+        (b"/v1//chat/completions/", b"/v1/chat/completions/"),  # the trailing slash stays
+        (b"/v1/chat/completions/%2e", b"/v1/chat/completions"),
+        (b"/v1/x/%2E%2E/chat/completions", b"/v1/chat/completions"),
+        (b"/v1%5Cmessages", b"/v1/messages"),
+        (b"/v1/%FF//x", b"/v1/%FF/x"),  # an undecodable escape kept as sent
+    ],
+)
+def test_the_proxy_forwards_the_canonical_path_segment_by_segment(raw: bytes, forwarded: bytes) -> None:
+    from urllib.parse import unquote
+
+    from guardrail.cli._proxy import _forwarded_path
+    from guardrail.extract import canonical_path
+
+    path = unquote(raw.decode("latin-1"))  # what uvicorn puts in scope["path"]
+    assert _forwarded_path(path, raw) == forwarded
+    # The upstream, decoding what it gets and normalising, routes where the guard matched.
+    assert canonical_path(unquote(forwarded.decode("latin-1"))) == canonical_path(path)

@@ -353,6 +353,7 @@ def test_with_a_quota_an_engine_throttle_looks_like_a_quota_throttle() -> None:
     assert set(engine_429.headers) == set(quota_429.headers)
     assert engine_429.json().keys() == quota_429.json().keys()
     assert engine_429.headers["x-ratelimit-remaining-requests"] == "0"
+    assert engine_429.headers["x-ratelimit-reset-requests"] == "1m0s"  # a spent quota's whole refill
     assert engine_429.headers["ratelimit-policy"] == '"requests";q=100'
 
 

@@ -670,10 +670,12 @@ async def test_a_large_coded_body_inflates_in_guardrails_own_threads() -> None:
     assert len(big) > (64 << 10) and h.status == 200 and guard.seen[0].body == big
 
 
-async def test_inflating_that_cannot_start_in_time_is_decided_unread() -> None:
+@pytest.mark.parametrize("on_oversize", ["refuse", "pass"])
+async def test_inflating_that_cannot_start_in_time_is_refused_or_decided_unread(on_oversize: str) -> None:
     """guardrail's inflating threads all taken (a burst of large coded bodies): after ``check_timeout`` the
-    request is decided without its prompt, so the quota and the engine's buckets still apply (passing it
-    on undecided would let a flood of bombs carry every other request past them)."""
+    request is refused with 503 (retry soon) under ``refuse``, so no prompt passes unread; under ``pass`` it
+    is decided without its prompt, the quota and the engine's buckets still applied (passing it on
+    undecided would let a flood of bombs carry every other request past them)."""
     from guardrail.adapters import _asgi
 
     big = json.dumps({"model": "m", "messages": [{"role": "user", "content": "tides " * 40_000}]}).encode()
@@ -684,15 +686,18 @@ async def test_inflating_that_cannot_start_in_time_is_decided_unread() -> None:
         await limiter.acquire_on_behalf_of(holder)
     events: list[GuardrailEvent] = []
     guard = AsyncScriptedGuard()
+    harnesses = [Harness(_chunks(packed, 4096)) for _ in range(2)]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # each request to its own harness
+        await harnesses[len(statuses)].app(scope, receive, send)
+
     mw = Guardrail(
-        lambda *a: Harness([]).app(*a), guard=guard, max_body_bytes=1 << 21, check_timeout=0.2,
-        on_event=events.append, account_rpm=1,
+        app, guard=guard, max_body_bytes=1 << 21, check_timeout=0.2, on_event=events.append, account_rpm=1,
+        on_oversize=on_oversize,
     )  # fmt: skip
-    statuses = []
+    statuses: list[int | None] = []
     try:
-        for _ in range(2):
-            h = Harness(_chunks(packed, 4096))
-            mw.app = h.app
+        for h in harnesses:
             with anyio.fail_after(5):
                 scope = _scope(CHAT, auth_key="k", headers=[(b"content-encoding", b"gzip")])
                 await mw(scope, h.receive, h.send)
@@ -700,7 +705,25 @@ async def test_inflating_that_cannot_start_in_time_is_decided_unread() -> None:
     finally:
         for holder in holders:
             limiter.release_on_behalf_of(holder)
-    assert statuses == [200, 429]  # the quota held
-    assert [f.body for f in guard.seen] == [None, None]
-    assert events[0].outcome == "passed_uninspected"
-    assert "body not inflated in time: decided unread" in events[0].reasons
+    if on_oversize == "refuse":
+        assert statuses == [503, 503] and guard.seen == [] and harnesses[0].app_body is None
+        headers = dict(harnesses[0].sent[0]["headers"])
+        assert headers[b"retry-after"] == b"1" and headers[b"x-should-retry"] == b"true"
+        assert events[0].outcome == "busy" and events[0].status == 503
+    else:
+        assert statuses == [200, 429]  # the quota held
+        assert [f.body for f in guard.seen] == [None, None]
+        assert events[0].outcome == "passed_uninspected"
+        assert "body not inflated in time: decided unread" in events[0].reasons
+
+
+async def test_a_root_path_ending_in_a_slash_leaves_no_uninspected_twin() -> None:
+    """The mount prefix is cut off the path as it came, then the rest read canonical (as WSGI reads
+    PATH_INFO): ``/api//v1/chat/completions`` under ``root_path="/api/"`` is the app's chat route."""
+    h = Harness([{"type": "http.request", "body": _PROMPT, "more_body": False}])
+    guard = AsyncScriptedGuard()
+    mw = Guardrail(h.app, guard=guard, routes={"/v1/chat/completions": "openai"})
+    scope = _scope("/api//v1/chat/completions", auth_key="k")
+    scope["root_path"] = "/api/"
+    await mw(scope, h.receive, h.send)
+    assert h.status == 200 and len(guard.seen) == 1 and guard.seen[0].body == _PROMPT

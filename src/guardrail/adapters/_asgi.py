@@ -162,14 +162,16 @@ class Guardrail:
                 return
             await self.app(scope, receive, send)
             return
-        path = request_path(scope.get("path", ""))
+        full: str = scope.get("path", "")
+        path = request_path(full)
         provider = self.core.routes.match(path)
         if provider is None:
             # Mounted under a prefix (``Mount("/api", ...)``, ``root_path``): the app's own router sees
-            # the path without it, so a route copied from the app must match that too.
+            # the path without it, so a route copied from the app must match that too (the prefix cut
+            # off the path as it came, then the rest read canonical, as WSGI reads PATH_INFO).
             root: str = scope.get("root_path", "")
-            if root and path.startswith(root) and len(path) > len(root):
-                provider = self.core.routes.match(path[len(root) :])
+            if root and full.startswith(root) and len(full) > len(root):
+                provider = self.core.routes.match(request_path(full[len(root) :]))
         if provider is None:
             await self.app(scope, receive, send)
             return
@@ -219,11 +221,12 @@ class Guardrail:
             if coding is not None:  # the app may inflate it: the engine reads what the app would
                 try:
                     seen, body_state = await self._inflated(watch, read.body, coding)
-                except Exception as exc:  # guardrail's threads busy past the deadline: decided unread
-                    log_failure(
-                        "guardrail could not inflate the body in time; decided unread", exc, (account,)
-                    )
+                except TimeoutError as exc:  # guardrail's threads busy past the deadline
+                    log_failure("guardrail could not inflate the body in time", exc, (account,))
                     seen, body_state = b"", INFLATE_LATE
+                except Exception as exc:  # not expected (engine_view never raises): a coding not undone
+                    log_failure("guardrail could not inflate the body", exc, (account,))
+                    seen, body_state = read.body, "unsupported"
                 inspected = body_state not in ("too_large", INFLATE_LATE)
         if core.refuse_unread and body_state in REFUSED_BODIES:
             code = REFUSED_BODIES[body_state]

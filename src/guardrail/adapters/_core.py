@@ -244,9 +244,8 @@ class Core:
             )
         # The engine's buckets (an account's or a flagged cluster's shared one) would tell a client when
         # detection changed its limits: their figures are shown only when explicitly exposed. With a
-        # quota, whose headers every answer carries, the refusal wears the quota's (spent, its reset no
-        # later than the quota could ever take to refill): a 429 without them would set a flagged
-        # account's refusals apart from a quota's by their shape alone.
+        # quota, whose headers every answer carries, the refusal wears the quota's as a spent quota shows
+        # them: a 429 without them would set a flagged account's refusals apart from a quota's.
         if self.quota is not None and not self.expose_engine_limits:
             limit = self.quota.limit
             return refusal(
@@ -254,7 +253,7 @@ class Core:
                 429,
                 retry_after=decision.retry_after,
                 limit=limit.burst,
-                reset_after=min(decision.retry_after, limit.burst / limit.rate),
+                reset_after=limit.burst / limit.rate,  # what a spent quota shows: its whole refill
                 unit="requests",
             )
         return refusal(

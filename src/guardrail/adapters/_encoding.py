@@ -51,12 +51,13 @@ def coding_of(headers: list[tuple[bytes, bytes]]) -> str | None:
     return ", ".join(found) if found else None
 
 
-#: How the read ended when guardrail's inflating threads were busy past the deadline: the request is
-#: decided without its prompt (quota and buckets still apply), never refused for guardrail's own load.
-INFLATE_LATE = "inflate_late"
+#: How the read ended when guardrail's inflating threads were busy past the deadline: refused with 503
+#: (retry soon) under ``on_oversize="refuse"``, so no prompt passes unread; else decided without its
+#: prompt, the quota and buckets still applied.
+INFLATE_LATE = "busy"
 
 #: The refusal a body that failed a check gets under ``on_oversize="refuse"``, by how the check ended.
-REFUSED_BODIES = {"too_large": 413, "bad_length": 400, "unsupported": 415}
+REFUSED_BODIES = {"too_large": 413, "bad_length": 400, "unsupported": 415, INFLATE_LATE: 503}
 
 
 def engine_view(body: bytes, encoding: str, cap: int) -> tuple[bytes, Outcome]:

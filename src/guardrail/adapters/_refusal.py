@@ -57,6 +57,7 @@ _KINDS: dict[int, tuple[str, str, str, str, str]] = {
         "INVALID_ARGUMENT",
         "Unsupported content encoding.",
     ),
+    503: ("api_error", "server_busy", "api_error", "UNAVAILABLE", "Server busy. Retry shortly."),
 }
 
 #: Hop-by-hop headers (RFC 9110 7.6.1, and PEP 3333's list, which a WSGI server refuses from an app),
@@ -114,7 +115,7 @@ def refusal(
     unit: str = "requests",
 ) -> Refusal:
     """The response for a refused request (429 throttle, 403 block, 413 too large, 408 stalled, 400 bad
-    length, 415 a content coding guardrail cannot read)."""
+    length, 415 a content coding guardrail cannot read, 503 a coded body not inflated in time)."""
     if status not in _KINDS:
         raise ValueError(f"no refusal shape for status {status}")
     message = _KINDS[status][4]
@@ -137,6 +138,8 @@ def refusal(
         headers += [(b"x-should-retry", b"false"), (b"connection", b"close")]
     elif status == 415:  # the body was read whole: the connection can stay; RFC 7694 names what is read
         headers += [(b"x-should-retry", b"false"), (b"accept-encoding", b"gzip, deflate")]
+    elif status == 503:  # guardrail's own load (a coded body not inflated in time): worth one more try
+        headers += [(b"retry-after", b"1"), (b"retry-after-ms", b"1000"), (b"x-should-retry", b"true")]
     body = _error_body(provider, status, message)
     headers.append((b"content-length", str(len(body)).encode()))
     return Refusal(status, headers, body)

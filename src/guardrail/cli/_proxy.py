@@ -14,15 +14,16 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .._types import Message, Receive, Scope, Send
 from ..adapters._identity import IDENTITY_HEADERS, TrustedProxies
 from ..adapters._refusal import HOP_BY_HOP
-from ..extract import ambiguous_path, canonical_path
+from ..extract import ambiguous_path
 from ..limiter._uri import display_uri
 
 if TYPE_CHECKING:  # httpx is imported when the proxy runs, so `guardrail --help` works without it
@@ -39,7 +40,8 @@ _HOP_BY_HOP_KEEP_LENGTH = _HOP_BY_HOP - {b"content-length"}
 logger = logging.getLogger("guardrail.proxy")
 
 #: Address headers a client can write itself (their ``_`` spellings too, which some servers read as
-#: ``-``): dropped, the socket peer alone passed on, unless the peer is a trusted proxy.
+#: ``-``): dropped, the socket peer alone passed on, unless the peer is a trusted proxy. A blocklist of
+#: the names servers and libraries read; the upstream should believe ``X-Forwarded-For`` alone.
 _ADDRESS_HEADERS = frozenset(
     {
         b"x-forwarded-for",
@@ -51,6 +53,12 @@ _ADDRESS_HEADERS = frozenset(
         b"x-cluster-client-ip",
         b"fastly-client-ip",
         b"x-original-forwarded-for",
+        b"x-forwarded",
+        b"forwarded-for",
+        b"x-appengine-user-ip",
+        b"cf-pseudo-ipv4",
+        b"x-azure-clientip",
+        b"x-azure-socketip",
     }
 )
 
@@ -79,11 +87,28 @@ def _forwarding(
 
 def _forwarded_path(path: str, raw: bytes) -> bytes:
     """The path sent upstream: as it came, unless a server may route it as another (dot or empty
-    segments, backslashes, also percent-encoded): then the canonical path guardrail matched and
-    inspected (re-encoded), so the upstream cannot route what the guard did not see."""
-    if not (ambiguous_path(path) or ambiguous_path(raw.decode("latin-1"))):
+    segments, backslashes, also percent-encoded); then the canonical path guardrail matched and
+    inspected, cut segment by segment from the raw path, so each remaining segment keeps its bytes as
+    sent (an encoded ``%2F`` inside one stays one segment) and a trailing slash stays."""
+    text = raw.decode("latin-1")
+    if not (ambiguous_path(path) or ambiguous_path(text)):
         return raw
-    return quote(canonical_path(path), safe="/!$&'()*+,;=:@-._~").encode("ascii")
+    out: list[str] = []
+    for segment in _SEPARATORS.split(text):
+        name = unquote(segment)
+        if name == "..":
+            if out:
+                out.pop()
+        elif name not in ("", "."):
+            out.append(segment)
+    canonical = "/" + "/".join(out)
+    if out and text.lower().endswith(("/", "\\", "%5c")):
+        canonical += "/"
+    return canonical.encode("latin-1")
+
+
+#: What separates path segments for a server that reads backslashes as slashes (raw or encoded).
+_SEPARATORS = re.compile(r"/|\\|%5[cC]")
 
 
 class _ClientGone(Exception):
