@@ -724,3 +724,41 @@ def test_the_proxy_forwards_the_canonical_path_segment_by_segment(raw: bytes, fo
     assert _forwarded_path(path, raw) == forwarded
     # The upstream, decoding what it gets and normalising, routes where the guard matched.
     assert canonical_path(unquote(forwarded.decode("latin-1"))) == canonical_path(path)
+
+
+_RAW_PIECES = st.sampled_from(
+    [
+        "/",
+        "\\",
+        "%2F",
+        "%5C",
+        "%2e",
+        ".",
+        "..",
+        "a%2Fb",
+        "v1",
+        "chat",
+        "completions",
+        "messages",
+        "g:generateContent",
+        "x",
+    ]
+)
+
+
+@given(st.lists(_RAW_PIECES, max_size=10))
+def test_the_upstream_routes_what_the_guard_matched(pieces: list[str]) -> None:
+    """For any raw path, an upstream that decodes what the proxy forwards and normalises it reaches the
+    path the guard read (so a route it reaches is one the guard matched); unambiguous paths go as sent."""
+    from urllib.parse import unquote
+
+    from guardrail.cli._proxy import _forwarded_path
+    from guardrail.extract import ambiguous_path, canonical_path
+
+    raw = "/" + "".join(pieces)
+    path = unquote(raw)  # scope["path"]; the guard reads canonical_path(path) when ambiguous
+    forwarded = _forwarded_path(path, raw.encode("latin-1")).decode("latin-1")
+    if ambiguous_path(path) or ambiguous_path(raw):
+        assert canonical_path(unquote(forwarded)) == canonical_path(path)
+    else:
+        assert forwarded == raw

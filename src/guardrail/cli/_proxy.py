@@ -18,12 +18,12 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .._types import Message, Receive, Scope, Send
 from ..adapters._identity import IDENTITY_HEADERS, TrustedProxies
 from ..adapters._refusal import HOP_BY_HOP
-from ..extract import ambiguous_path
+from ..extract import ambiguous_path, canonical_path
 from ..limiter._uri import display_uri
 
 if TYPE_CHECKING:  # httpx is imported when the proxy runs, so `guardrail --help` works without it
@@ -89,7 +89,9 @@ def _forwarded_path(path: str, raw: bytes) -> bytes:
     """The path sent upstream: as it came, unless a server may route it as another (dot or empty
     segments, backslashes, also percent-encoded); then the canonical path guardrail matched and
     inspected, cut segment by segment from the raw path, so each remaining segment keeps its bytes as
-    sent (an encoded ``%2F`` inside one stays one segment) and a trailing slash stays."""
+    sent (an encoded ``%2F`` inside one stays one segment) and a trailing slash stays. Where that cut
+    would route elsewhere than the guard's reading (a ``..`` after a segment holding ``%2F``, which the
+    guard reads as two), the guard's canonical path itself, re-encoded."""
     text = raw.decode("latin-1")
     if not (ambiguous_path(path) or ambiguous_path(text)):
         return raw
@@ -101,10 +103,13 @@ def _forwarded_path(path: str, raw: bytes) -> bytes:
                 out.pop()
         elif name not in ("", "."):
             out.append(segment)
-    canonical = "/" + "/".join(out)
+    kept = "/" + "/".join(out)
     if out and text.lower().endswith(("/", "\\", "%5c")):
-        canonical += "/"
-    return canonical.encode("latin-1")
+        kept += "/"
+    guarded = canonical_path(path)
+    if canonical_path(unquote(kept)) != guarded:
+        kept = quote(guarded, safe="/!$&'()*+,;=:@-._~")
+    return kept.encode("latin-1")
 
 
 #: What separates path segments for a server that reads backslashes as slashes (raw or encoded).
