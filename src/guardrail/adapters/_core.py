@@ -335,10 +335,10 @@ class Core:
     def passed(self, body: str, decision: Decision) -> tuple[str, int | None, str | None]:
         """``(outcome, status, note)`` of the event of a request passed on to the app; ``body``: how its
         read (or decoding) ended. A body that failed a check enforcing would refuse on, in observe-only
-        mode: ``observed``, with the status enforcing would send (413 / 400 / 408 / 415) and why; one
+        mode: ``observed``, with the status enforcing would send (413 / 400 / 408 / 415 / 503) and why; one
         passed without inspection: ``passed_uninspected``, also a coding not undone (the engine read the
-        bytes as they came, which is seldom a prompt), unless the engine would have refused it anyway;
-        else the engine's outcome."""
+        bytes as they came, which is seldom a prompt) and one not inflated in time (decided without its
+        prompt), unless the engine would have refused it anyway; else the engine's outcome."""
         if body == "complete":
             return self.outcome(decision, None), None, None
         code = _UNREAD_STATUS.get(body)
