@@ -259,6 +259,28 @@ def test_trusted_proxies_and_identify() -> None:
     assert guard.seen[0].ip == "198.51.100.7" and guard.seen[0].account == "alice"
 
 
+def test_a_non_ascii_path_reads_as_the_asgi_side_reads_it() -> None:
+    """PEP 3333 hands the path's bytes as latin-1 text: read as UTF-8, as uvicorn and Flask's request.path
+    do, ``/v1/caf%C3%A9/chat/completions`` is the same path on both middlewares."""
+    guard = ScriptedGuard()
+    env = environ_for(b"{}", length="2")
+    env["PATH_INFO"] = "/v1/caf\u00e9/chat/completions".encode().decode("latin-1")
+    call(GuardrailWSGI(Recorder(), guard=guard), env)
+    assert guard.seen[0].path == "/v1/caf\u00e9/chat/completions"
+
+
+def test_identify_sees_content_type_and_length_as_on_asgi() -> None:
+    seen: list[Any] = []
+
+    def identify(view: Any) -> str:
+        seen.append(dict(view.headers))
+        return "someone"
+
+    mw = GuardrailWSGI(Recorder(), guard=ScriptedGuard(), identify=identify)
+    call(mw, environ_for(b"{}", length="2", **{"content-type": "application/json"}))
+    assert seen[0]["content-type"] == "application/json" and seen[0]["content-length"] == "2"
+
+
 def test_constructor_is_validated() -> None:
     with pytest.raises(ValueError, match="either guard"):
         GuardrailWSGI(Recorder(), guard=ScriptedGuard(), storage="memory://")

@@ -171,11 +171,12 @@ class GuardrailWSGI:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
-        script = environ.get("SCRIPT_NAME") or ""
-        path = request_path(script + (environ.get("PATH_INFO") or ""))
+        script = _text(environ.get("SCRIPT_NAME") or "")
+        info = _text(environ.get("PATH_INFO") or "")
+        path = request_path(script + info)
         provider = self.core.routes.match(path)
         if provider is None and script:  # mounted: a route copied from the app matches PATH_INFO too
-            provider = self.core.routes.match(request_path(environ.get("PATH_INFO") or ""))
+            provider = self.core.routes.match(request_path(info))
         if provider is None:
             return self.app(environ, start_response)
         return self._inspect(environ, start_response, path, provider)
@@ -274,12 +275,26 @@ class GuardrailWSGI:
         return decision, quota, core.verdict(decision, provider, quota)
 
 
+def _text(value: str) -> str:
+    """A PEP 3333 path string (the raw bytes as latin-1) as the UTF-8 text an ASGI server gives (and
+    Flask's ``request.path`` reads): ``/caf\u00c3\u00a9`` is ``/caf\u00e9``."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a server that already decoded it
+        return value
+
+
 def _headers(environ: WSGIEnvironment) -> list[tuple[str, str]]:
-    """Request headers from the environ, lower-cased, as the ASGI side sees them."""
+    """Request headers from the environ, lower-cased, as the ASGI side sees them (Content-Type and
+    Content-Length included, which PEP 3333 keeps without the ``HTTP_`` prefix)."""
     out: list[tuple[str, str]] = []
     for key, value in environ.items():
         if key.startswith("HTTP_"):
             out.append((key[5:].replace("_", "-").lower(), str(value)))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            out.append((key.replace("_", "-").lower(), str(value)))
     return out
 
 
