@@ -23,7 +23,7 @@ from anyio.lowlevel import RunVar
 from .._types import ASGIApp, Message, Receive, Scope, Send
 from ..engine import AsyncGuard, Decision, settle_needed
 from ..limiter import MultiResult
-from ._body import BodyRead, BodyStatus, Replay, Watch, Watchdog, read_body
+from ._body import BodyStatus, Replay, Watch, Watchdog, read_body
 from ._build import resolve_guard
 from ._core import (
     DEFAULT_BODY_TIMEOUT,
@@ -240,7 +240,9 @@ class Guardrail:
                 watch, self._decide(account, ip, path, seen if inspected else None, provider)
             )
         except Exception as exc:
-            await self._fail_open(scope, receive, send, read, exc, path, provider, account, ip)
+            error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
+            core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=error)
+            await self.app(scope, Replay(receive, read.body, read.more), send)
             return
         if refused is not None:
             core.event(
@@ -290,8 +292,8 @@ class Guardrail:
         event loop (tens of microseconds: nearly every real body); beyond, in one of guardrail's own
         worker threads (zlib lets go of the GIL): a few KB may inflate to the whole cap, tens of
         milliseconds that must not stall the loop, nor wait behind the app's threads in anyio's shared
-        pool, nor take them. Under the same deadline as the engine's check; past it the caller decides
-        the request unread (its quota and buckets still apply)."""
+        pool, nor take them. Under the same deadline as the engine's check (``TimeoutError``: the caller
+        answers 503 under ``refuse``, else decides the request unread, its quota and buckets applied)."""
         cap = self.core.max_body_bytes
         if len(body) <= INLINE_INFLATE:  # both ends bounded: at most 64 KiB in, 64 KiB out
             seen, state = engine_view(body, coding, min(cap, INLINE_INFLATE))
@@ -301,24 +303,6 @@ class Guardrail:
             engine_view, body, coding, cap, limiter=_inflaters(), abandon_on_cancel=True
         )
         return await self._deadline(watch, work)
-
-    async def _fail_open(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        read: BodyRead,
-        exc: Exception,
-        path: str,
-        provider: Provider,
-        account: str,
-        ip: str | None,
-    ) -> None:
-        """A failure inside guardrail's inspection: logged (the key masked), an ``error`` event, and the
-        request passed on to the app as it came."""
-        error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
-        self.core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=error)
-        await self.app(scope, Replay(receive, read.body, read.more), send)
 
     async def _deadline(self, watch: Watch | None, work: Awaitable[_T]) -> _T:
         """Await ``work`` for at most ``check_timeout`` seconds, else raise ``TimeoutError``.
