@@ -637,3 +637,16 @@ def test_a_storage_uri_is_shown_without_its_password(password: str) -> None:
 
     shown = display_uri(f"redis://user:{password}@cache.internal:6379/0?password={password}")
     assert shown == "redis://cache.internal:6379/0"
+
+
+def test_identity_reads_what_servers_read() -> None:
+    """A tab after the scheme, a percent-encoded query name and a case-blind route are read as servers
+    read them; several different ``key`` values are ambiguous (servers differ on first or last)."""
+    from guardrail.adapters._identity import AmbiguousCredentials, api_key
+
+    assert api_key([("authorization", "Bearer\tK")]) == api_key([("authorization", "Bearer K")]) == "K"
+    assert api_key([], "ke%79=REAL", "gemini") == "REAL"
+    assert api_key([], "key=A&key=A", "gemini") == "A"  # the same value twice is not ambiguous
+    with pytest.raises(AmbiguousCredentials):
+        api_key([], "key=DECOY&key=REAL", "gemini")
+    assert RouteTable().match("/V1/CHAT/COMPLETIONS") == "openai"

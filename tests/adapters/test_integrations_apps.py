@@ -762,3 +762,17 @@ def test_the_upstream_routes_what_the_guard_matched(pieces: list[str]) -> None:
         assert canonical_path(unquote(forwarded)) == canonical_path(path)
     else:
         assert forwarded == raw
+
+
+async def test_proxy_refuses_fragments_and_keeps_underscored_credentials_back() -> None:
+    """A fragment is no part of a request target: "/v1/chat/completions#" matched no route and httpx
+    would drop the "#" upstream. ``x_api_key`` is not forwarded: the guard never counted it."""
+    seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
+    upstream = httpx.ASGITransport(app=_recording_upstream(seen))
+    inner = httpx.AsyncClient(transport=upstream, base_url="http://u")
+    proxy = Guardrail(ProxyApp("http://u", client=inner), guard=AsyncScriptedGuard(rpm=1000))
+    assert await _drive(proxy, "/v1/chat/completions#", [(b"authorization", b"Bearer k")], b"{}") == 400
+    headers = [(b"authorization", b"Bearer k"), (b"x_api_key", b"REAL"), (b"x-api-key", b"seen")]
+    assert await _drive(proxy, "/v1/chat/completions", headers, b"{}") == 200
+    assert len(seen) == 1 and ("x_api_key", "REAL") not in seen[0][1] and ("x-api-key", "seen") in seen[0][1]
+    await inner.aclose()

@@ -727,3 +727,29 @@ async def test_a_root_path_ending_in_a_slash_leaves_no_uninspected_twin() -> Non
     scope["root_path"] = "/api/"
     await mw(scope, h.receive, h.send)
     assert h.status == 200 and len(guard.seen) == 1 and guard.seen[0].body == _PROMPT
+
+
+@pytest.mark.parametrize("observe", [False, True])
+async def test_lowercase_methods_and_duplicate_query_keys(observe: bool) -> None:
+    """h11 passes "post" on as sent (httpx upper-cases it for a proxy's upstream): inspected as a POST.
+    Several different Gemini ``key`` values: a 400, since servers differ on which one they read
+    (observe-only: counted by address and passed)."""
+    guard = AsyncScriptedGuard()
+    events: list[GuardrailEvent] = []
+    h = Harness([{"type": "http.request", "body": _PROMPT, "more_body": False}])
+    mw = Guardrail(h.app, guard=guard, on_event=events.append, observe_only=observe)
+    scope = _scope(CHAT, auth_key="k")
+    scope["method"] = "post"
+    await mw(scope, h.receive, h.send)
+    assert h.status == 200 and len(guard.seen) == 1
+    h = Harness([{"type": "http.request", "body": _PROMPT, "more_body": False}])
+    mw = Guardrail(h.app, guard=guard, on_event=events.append, observe_only=observe)
+    scope = _scope("/v1beta/models/g:generateContent")
+    scope["query_string"] = b"key=DECOY&key=REAL"
+    await mw(scope, h.receive, h.send)
+    if observe:
+        assert h.status == 200 and guard.seen[-1].account.startswith("ip:")
+        assert any(e.outcome == "observed" and e.status == 400 for e in events)
+    else:
+        assert h.status == 400 and h.app_body is None and events[-1].outcome == "bad_credentials"
+        assert len(guard.seen) == 1

@@ -322,3 +322,14 @@ def test_a_coding_guardrail_cannot_undo_is_refused_or_read_as_it_came() -> None:
         events[0].outcome == "passed_uninspected"
         and "body coding not undone: read as it came" in events[0].reasons
     )
+
+
+def test_lowercase_methods_and_duplicate_query_keys() -> None:
+    guard = ScriptedGuard()
+    mw = GuardrailWSGI(Recorder(), guard=guard)
+    env = environ_for(b"{}", length="2")
+    env["REQUEST_METHOD"] = "post"
+    assert call(mw, env)[0] == "200 OK" and len(guard.seen) == 1
+    env = environ_for(b"{}", length="2")
+    env["PATH_INFO"], env["QUERY_STRING"] = "/v1beta/models/g:generateContent", "key=DECOY&key=REAL"
+    assert call(mw, env)[0] == "400 Bad Request" and len(guard.seen) == 1

@@ -34,7 +34,7 @@ from ._core import (
 )
 from ._encoding import INFLATE_LATE, INLINE_INFLATE, REFUSED_BODIES, Outcome, coding_of, engine_view
 from ._events import OnEvent, log_failure, logger
-from ._identity import IDENTITY_HEADERS, Identify
+from ._identity import IDENTITY_HEADERS, AmbiguousCredentials, Identify
 from ._quota import acheck, awaited
 from ._refusal import Headers, Refusal, refusal
 from ._routes import Provider, request_path
@@ -156,7 +156,9 @@ class Guardrail:
         return f"{type(self).__name__}(app={self.app!r}, guard={self.guard!r})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
+        # h11 passes a method on as sent: "post" is a POST to a proxy (httpx upper-cases it) or a
+        # case-blind server, so it is inspected as one.
+        if scope["type"] != "http" or str(scope.get("method", "")).upper() != "POST":
             if scope["type"] == "lifespan" and self._owns_guard:
                 await self.app(scope, receive, self._closing(send))
                 return
@@ -201,6 +203,11 @@ class Guardrail:
                 headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw_headers]
             query = scope.get("query_string", b"").decode("latin-1")
             account, ip = core.who("POST", path, query, headers, peer, provider)
+        except AmbiguousCredentials:  # whichever key the app reads, counting one would be a way around
+            account, ip = core.ambiguous(path, provider, peer)
+            if not core.observe_only:
+                await _send_refusal(send, refusal(provider, 400))
+                return
         except Exception:  # written to be total; if it ever is not, count the request by address
             logger.exception("guardrail identity failed; counting the request by its address")
             account, ip = (f"ip:{peer}" if peer else "anonymous"), peer

@@ -221,6 +221,13 @@ class Core:
     def facts(account: str, ip: str | None, path: str, body: bytes | None) -> RequestFacts:
         return RequestFacts(account=account, ip=ip, path=path, body=body)
 
+    def ambiguous(self, path: str, provider: str, peer: str | None) -> tuple[str, str | None]:
+        """A request with several different ``key`` query values: a ``bad_credentials`` event, refused
+        with 400 by the caller; in observe-only mode counted by its address instead (as ``observed``)."""
+        would = "observed" if self.observe_only else "bad_credentials"
+        self.event(path=path, provider=provider, account=None, ip=peer, outcome=would, status=400)
+        return (f"ip:{peer}" if peer else "anonymous"), peer
+
     # -- verdict ----------------------------------------------------------------------------------
 
     def verdict(

@@ -75,7 +75,8 @@ def api_key(headers: Iterable[tuple[str, str]], query: str = "", provider: str =
     for key, value in headers:
         if key == "authorization" and not seen_authorization:
             seen_authorization = True
-            scheme, _, token = value.strip().partition(" ")
+            parts = value.strip().split(None, 1)  # "Bearer\tKEY" is "Bearer KEY", as servers read it
+            scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (value.strip(), "")
             # A proxy may have folded duplicate lines into "Bearer a, Bearer b": keep the first.
             token = token.split(",", 1)[0].strip()
             if scheme.lower() == "bearer":
@@ -101,12 +102,20 @@ def api_key(headers: Iterable[tuple[str, str]], query: str = "", provider: str =
     return found
 
 
+class AmbiguousCredentials(ValueError):
+    """Several different ``key`` query values: servers differ on which one they read (the first, the
+    last), so counting any one would let a rotating decoy beside the real key buy fresh budgets."""
+
+
 def _query_key(query: str) -> str | None:
-    if "key=" in query:
-        for name, value in parse_qsl(query, keep_blank_values=False):
-            if name == "key" and value:
-                return value
-    return None
+    """The ``key`` query parameter, its name read decoded as servers read it (``ke%79=`` is ``key=``).
+    Raises :class:`AmbiguousCredentials` when it comes with several different values."""
+    if "key" not in query and "%" not in query:
+        return None
+    values = {value for name, value in parse_qsl(query, keep_blank_values=False) if name == "key" and value}
+    if len(values) > 1:
+        raise AmbiguousCredentials("several different 'key' query values")
+    return next(iter(values), None)
 
 
 def _parse_address(raw: str) -> str | None:

@@ -56,7 +56,9 @@ class RouteTable:
             providers.append(cast(Provider, provider))
         self.patterns: dict[str, Provider] = dict(zip(table, providers, strict=True))
         self._providers = tuple(providers)
-        self._regex = re.compile("|".join(parts)) if parts else None
+        # Case-blind: a case-insensitive upstream (ASP.NET routing, IIS) serves /V1/CHAT/COMPLETIONS as
+        # the chat route; inspecting it on a case-sensitive one costs nothing.
+        self._regex = re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
     def match(self, path: str) -> Provider | None:
         """The provider whose pattern matches ``path`` (first pattern wins), else ``None``."""

@@ -22,7 +22,7 @@ from ._build import check_sync_callable, resolve_guard
 from ._core import DEFAULT_BODY_TIMEOUT, DEFAULT_CHECK_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
 from ._encoding import REFUSED_BODIES, engine_view
 from ._events import OnEvent, log_failure, logger
-from ._identity import Identify
+from ._identity import AmbiguousCredentials, Identify
 from ._quota import check
 from ._refusal import HOP_BY_HOP, Headers, Refusal, refusal
 from ._routes import Provider, request_path
@@ -169,7 +169,7 @@ class GuardrailWSGI:
         return f"{type(self).__name__}(app={self.app!r}, guard={self.guard!r})"
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") != "POST":
+        if str(environ.get("REQUEST_METHOD", "")).upper() != "POST":  # "post" too, as on ASGI
             return self.app(environ, start_response)
         script = _text(environ.get("SCRIPT_NAME") or "")
         info = _text(environ.get("PATH_INFO") or "")
@@ -199,6 +199,10 @@ class GuardrailWSGI:
             headers = _headers(environ)
             query = environ.get("QUERY_STRING", "")
             account, ip = core.who("POST", path, query, headers, peer, provider)
+        except AmbiguousCredentials:  # whichever key the app reads, counting one would be a way around
+            account, ip = core.ambiguous(path, provider, peer)
+            if not core.observe_only:
+                return _respond(start_response, refusal(provider, 400))
         except Exception:  # written to be total; if it ever is not, count the request by address
             logger.exception("guardrail identity failed; counting the request by its address")
             account, ip = (f"ip:{peer}" if peer else "anonymous"), peer

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from .._types import Message, Receive, Scope, Send
-from ..adapters._identity import IDENTITY_HEADERS, TrustedProxies
+from ..adapters._identity import CREDENTIAL_HEADERS, IDENTITY_HEADERS, TrustedProxies
 from ..adapters._refusal import HOP_BY_HOP
 from ..extract import ambiguous_path, canonical_path
 from ..limiter._uri import display_uri
@@ -83,6 +83,16 @@ def _forwarding(
     if chain:
         out.append((name, b", ".join(chain)))
     return out
+
+
+_CREDENTIALS = frozenset(name.encode() for name in CREDENTIAL_HEADERS)
+
+
+def _underscored_credential(name: bytes) -> bool:
+    """``x_api_key`` and the like: the guard reads credentials by their ``-`` names only, so these are
+    not forwarded (an upstream that reads ``_`` as ``-``, as CGI and nginx's option do, would take a
+    key the guard never counted)."""
+    return b"_" in name and name.lower().replace(b"_", b"-") in _CREDENTIALS
 
 
 def _forwarded_path(path: str, raw: bytes) -> bytes:
@@ -192,6 +202,11 @@ class ProxyApp:
             # upstream URL would name another host: only origin-form paths are forwarded.
             await _error(send, 400, "invalid request target", "invalid_request_error", "invalid_request")
             return
+        if b"#" in raw_path or b"#" in scope.get("query_string", b""):
+            # No fragment is part of a request target (RFC 9112, 3.2); h11 passes one on, the guard
+            # matches "/v1/chat/completions#" as no route, and httpx would drop it upstream.
+            await _error(send, 400, "invalid request target", "invalid_request_error", "invalid_request")
+            return
         first = await receive()
         if first["type"] == "http.disconnect":
             return
@@ -212,7 +227,7 @@ class ProxyApp:
         drop = _HOP_BY_HOP_KEEP_LENGTH | listed
         if any(k.lower() == b"transfer-encoding" for k, _ in incoming):
             drop |= {b"content-length"}  # has no meaning beside it (RFC 9112, 6.3): httpx frames the body
-        headers = [(k, v) for k, v in incoming if k.lower() not in drop]
+        headers = [(k, v) for k, v in incoming if k.lower() not in drop and not _underscored_credential(k)]
         client_addr = scope.get("client")
         headers = _forwarding(headers, client_addr[0] if client_addr else None, self.trusted)
         import httpx  # already loaded by _http(): a dictionary lookup
