@@ -23,7 +23,8 @@ class GuardrailEvent:
     ``outcome`` is what the adapter did: ``"allowed"``, ``"throttled"``, ``"blocked"`` (refused),
     ``"observed"`` (the policy would have refused, observe-only let it through), ``"too_large"``,
     ``"bad_length"``, ``"unsupported"`` (a content coding not undone), ``"busy"`` (a coded body not
-    inflated in time: 503), ``"timeout"``, ``"disconnected"``,
+    inflated in time: 503), ``"bad_credentials"`` (several different ``key`` query values: 400),
+    ``"timeout"``, ``"disconnected"``,
     ``"passed_uninspected"`` or ``"error"`` (guardrail failed internally and let the request through).
     """
 
