@@ -650,3 +650,4 @@ def test_identity_reads_what_servers_read() -> None:
     with pytest.raises(AmbiguousCredentials):
         api_key([], "key=DECOY&key=REAL", "gemini")
     assert RouteTable().match("/V1/CHAT/COMPLETIONS") == "openai"
+    assert api_key([("authorization", "Bearer\xa0K")]) != "K"  # only spaces and tabs part a scheme

@@ -747,9 +747,34 @@ async def test_lowercase_methods_and_duplicate_query_keys(observe: bool) -> None
     scope = _scope("/v1beta/models/g:generateContent")
     scope["query_string"] = b"key=DECOY&key=REAL"
     await mw(scope, h.receive, h.send)
-    if observe:
+    if observe:  # counted by the client's address, one event: the one the request ends with
         assert h.status == 200 and guard.seen[-1].account.startswith("ip:")
-        assert any(e.outcome == "observed" and e.status == 400 for e in events)
+        assert len(events) == 2 and events[-1].outcome == "allowed"
     else:
         assert h.status == 400 and h.app_body is None and events[-1].outcome == "bad_credentials"
         assert len(guard.seen) == 1
+
+
+async def test_an_upper_case_azure_path_reads_api_key_first() -> None:
+    """Routes match case-blind, so the Azure check does too: a rotating Bearer decoy beside the real
+    ``api-key`` on /OPENAI/DEPLOYMENTS/... is not the account."""
+    guard = AsyncScriptedGuard()
+    for decoy in ("D1", "D2"):
+        h = Harness([{"type": "http.request", "body": _PROMPT, "more_body": False}])
+        scope = _scope("/OPENAI/DEPLOYMENTS/x/CHAT/COMPLETIONS")
+        scope["headers"] = [(b"api-key", b"REAL"), (b"authorization", f"Bearer {decoy}".encode())]
+        await Guardrail(h.app, guard=guard)(scope, h.receive, h.send)
+    assert [f.account for f in guard.seen] == ["REAL", "REAL"]
+
+
+async def test_an_ambiguous_request_behind_a_trusted_proxy_is_the_clients() -> None:
+    events: list[GuardrailEvent] = []
+    h = Harness([{"type": "http.request", "body": _PROMPT, "more_body": False}])
+    mw = Guardrail(h.app, guard=AsyncScriptedGuard(), on_event=events.append, trusted_proxies=["0.0.0.0/0"])
+    scope = _scope("/v1beta/models/g:generateContent")
+    scope["query_string"] = b"key=a&key=b"
+    scope["headers"] = [(b"x-forwarded-for", b"9.9.9.9")]
+    await mw(scope, h.receive, h.send)
+    from guardrail._hashing import hash_identifier
+
+    assert h.status == 400 and events[0].ip == hash_identifier("9.9.9.9", mw.core.secret, namespace="ip")

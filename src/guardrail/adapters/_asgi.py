@@ -204,7 +204,7 @@ class Guardrail:
             query = scope.get("query_string", b"").decode("latin-1")
             account, ip = core.who("POST", path, query, headers, peer, provider)
         except AmbiguousCredentials:  # whichever key the app reads, counting one would be a way around
-            account, ip = core.ambiguous(path, provider, peer)
+            account, ip = core.ambiguous(path, provider, headers, peer)
             if not core.observe_only:
                 await _send_refusal(send, refusal(provider, 400))
                 return

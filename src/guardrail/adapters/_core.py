@@ -210,7 +210,7 @@ class Core:
             # Azure OpenAI reads its ``api-key`` header before Authorization on its deployment paths (not
             # on ``/openai/v1/``: other OpenAI-compatible gateways serve that path and read Authorization
             # only, where ``api-key`` first would let a rotating decoy in).
-            if provider == "openai" and "/openai/deployments/" in path:
+            if provider == "openai" and "/openai/deployments/" in path.lower():  # routes match case-blind
                 provider = "azure"
             account = api_key(headers, query, provider)
         if not account:
@@ -221,12 +221,20 @@ class Core:
     def facts(account: str, ip: str | None, path: str, body: bytes | None) -> RequestFacts:
         return RequestFacts(account=account, ip=ip, path=path, body=body)
 
-    def ambiguous(self, path: str, provider: str, peer: str | None) -> tuple[str, str | None]:
+    def ambiguous(
+        self, path: str, provider: str, headers: list[tuple[str, str]], peer: str | None
+    ) -> tuple[str, str | None]:
         """A request with several different ``key`` query values: a ``bad_credentials`` event, refused
-        with 400 by the caller; in observe-only mode counted by its address instead (as ``observed``)."""
-        would = "observed" if self.observe_only else "bad_credentials"
-        self.event(path=path, provider=provider, account=None, ip=peer, outcome=would, status=400)
-        return (f"ip:{peer}" if peer else "anonymous"), peer
+        with 400 by the caller; in observe-only mode counted by its client address instead (logged, and
+        its one event the one the request ends with)."""
+        ip = self.trusted.client_ip(peer, headers) if self.trusted else peer
+        if self.observe_only:
+            logger.info("guardrail observed several different 'key' values on %s; counted by address", path)
+        else:
+            self.event(
+                path=path, provider=provider, account=None, ip=ip, outcome="bad_credentials", status=400
+            )
+        return (f"ip:{ip}" if ip else "anonymous"), ip
 
     # -- verdict ----------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from an untrusted peer is ignored (the same rule as uvicorn's ``--forwarded-allo
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -75,7 +76,7 @@ def api_key(headers: Iterable[tuple[str, str]], query: str = "", provider: str =
     for key, value in headers:
         if key == "authorization" and not seen_authorization:
             seen_authorization = True
-            parts = value.strip().split(None, 1)  # "Bearer\tKEY" is "Bearer KEY", as servers read it
+            parts = _SCHEME_SPACE.split(value.strip(), 1)  # "Bearer\tKEY" is "Bearer KEY", as servers read it
             scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (value.strip(), "")
             # A proxy may have folded duplicate lines into "Bearer a, Bearer b": keep the first.
             token = token.split(",", 1)[0].strip()
@@ -102,6 +103,10 @@ def api_key(headers: Iterable[tuple[str, str]], query: str = "", provider: str =
     return found
 
 
+#: What separates an Authorization scheme from its token (RFC 9110 allows spaces; servers take tabs too).
+_SCHEME_SPACE = re.compile(r"[ \t]+")
+
+
 class AmbiguousCredentials(ValueError):
     """Several different ``key`` query values: servers differ on which one they read (the first, the
     last), so counting any one would let a rotating decoy beside the real key buy fresh budgets."""
@@ -110,7 +115,7 @@ class AmbiguousCredentials(ValueError):
 def _query_key(query: str) -> str | None:
     """The ``key`` query parameter, its name read decoded as servers read it (``ke%79=`` is ``key=``).
     Raises :class:`AmbiguousCredentials` when it comes with several different values."""
-    if "key" not in query and "%" not in query:
+    if "key=" not in query and "%" not in query:
         return None
     values = {value for name, value in parse_qsl(query, keep_blank_values=False) if name == "key" and value}
     if len(values) > 1:

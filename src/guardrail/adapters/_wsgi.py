@@ -200,7 +200,7 @@ class GuardrailWSGI:
             query = environ.get("QUERY_STRING", "")
             account, ip = core.who("POST", path, query, headers, peer, provider)
         except AmbiguousCredentials:  # whichever key the app reads, counting one would be a way around
-            account, ip = core.ambiguous(path, provider, peer)
+            account, ip = core.ambiguous(path, provider, headers, peer)
             if not core.observe_only:
                 return _respond(start_response, refusal(provider, 400))
         except Exception:  # written to be total; if it ever is not, count the request by address
