@@ -138,3 +138,13 @@ def chat_environ(body: bytes, key: str, path: str = "/v1/chat/completions") -> d
         "REMOTE_ADDR": "192.0.2.1",
         "HTTP_AUTHORIZATION": f"Bearer {key}",
     }
+
+
+async def read_all(receive: Any) -> bytes:
+    """An ASGI app's whole request body (every ``http.request`` message until ``more_body`` ends)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return body

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from adapters_support import AsyncScriptedGuard, ScriptedGuard
+from adapters_support import AsyncScriptedGuard, ScriptedGuard, read_all
 from fastapi import HTTPException
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -556,12 +556,7 @@ def _recording_upstream(seen: list[tuple[str, list[tuple[str, str]], bytes]]) ->
     async def upstream(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
+        body = await read_all(receive)
         seen.append((scope["path"], [(k.decode(), v.decode()) for k, v in scope["headers"]], body))
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"{}"})

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
-from adapters_support import AsyncScriptedGuard, ScriptedGuard
+from adapters_support import AsyncScriptedGuard, ScriptedGuard, read_all
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -521,12 +521,7 @@ def test_real_uvicorn_streaming_and_framing() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            m = await receive()
-            body += m.get("body", b"")
-            if not m.get("more_body"):
-                break
+        await read_all(receive)
         await send(
             {
                 "type": "http.response.start",
