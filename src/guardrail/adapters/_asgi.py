@@ -31,6 +31,7 @@ from ._core import (
     DEFAULT_MAX_BODY_BYTES,
     MAX_USAGE_BODY,
     Core,
+    by_address,
 )
 from ._encoding import INFLATE_LATE, INLINE_INFLATE, REFUSED_BODIES, Outcome, coding_of, engine_view
 from ._events import OnEvent, log_failure, logger
@@ -210,7 +211,7 @@ class Guardrail:
                 return
         except Exception:  # written to be total; if it ever is not, count the request by address
             logger.exception("guardrail identity failed; counting the request by its address")
-            account, ip = (f"ip:{peer}" if peer else "anonymous"), peer
+            account, ip = by_address(peer), peer
 
         status = read.status
         if status is BodyStatus.DISCONNECTED:

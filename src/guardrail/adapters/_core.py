@@ -69,6 +69,11 @@ _UNREAD_NOTES = {
 }
 
 
+def by_address(ip: str | None) -> str:
+    """The account of a request counted by its address (no key, or identity that failed)."""
+    return f"ip:{ip}" if ip else "anonymous"
+
+
 class Core:
     """Validated, precomputed settings plus the per-request pure logic."""
 
@@ -186,7 +191,7 @@ class Core:
         provider: str = "openai",
     ) -> tuple[str, str | None]:
         """``(account, client ip)``: the user callable's account, else the API key, else the address."""
-        ip = self.trusted.client_ip(peer, headers) if self.trusted else peer
+        ip = self.client_ip(peer, headers)
         account: str | None = None
         if self.identify is not None:
             view = RequestView(method, path, query, tuple(headers), ip)
@@ -213,9 +218,11 @@ class Core:
             if provider == "openai" and "/openai/deployments/" in path.lower():  # routes match case-blind
                 provider = "azure"
             account = api_key(headers, query, provider)
-        if not account:
-            account = f"ip:{ip}" if ip else "anonymous"
-        return account, ip
+        return (account or by_address(ip)), ip
+
+    def client_ip(self, peer: str | None, headers: list[tuple[str, str]]) -> str | None:
+        """The client's address: the socket peer, or what the trusted proxies say it is."""
+        return self.trusted.client_ip(peer, headers) if self.trusted else peer
 
     @staticmethod
     def facts(account: str, ip: str | None, path: str, body: bytes | None) -> RequestFacts:
@@ -227,14 +234,14 @@ class Core:
         """A request with several different ``key`` query values: a ``bad_credentials`` event, refused
         with 400 by the caller; in observe-only mode counted by its client address instead (logged, and
         its one event the one the request ends with)."""
-        ip = self.trusted.client_ip(peer, headers) if self.trusted else peer
+        ip = self.client_ip(peer, headers)
         if self.observe_only:
             logger.info("guardrail observed several different 'key' values on %s; counted by address", path)
         else:
             self.event(
                 path=path, provider=provider, account=None, ip=ip, outcome="bad_credentials", status=400
             )
-        return (f"ip:{ip}" if ip else "anonymous"), ip
+        return by_address(ip), ip
 
     # -- verdict ----------------------------------------------------------------------------------
 

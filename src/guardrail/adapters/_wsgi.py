@@ -19,7 +19,14 @@ from ..engine import Decision, Guard, settle_needed
 from ..limiter import MultiResult
 from ._body import parse_length
 from ._build import check_sync_callable, resolve_guard
-from ._core import DEFAULT_BODY_TIMEOUT, DEFAULT_CHECK_TIMEOUT, DEFAULT_MAX_BODY_BYTES, MAX_USAGE_BODY, Core
+from ._core import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES,
+    MAX_USAGE_BODY,
+    Core,
+    by_address,
+)
 from ._encoding import REFUSED_BODIES, engine_view
 from ._events import OnEvent, log_failure, logger
 from ._identity import AmbiguousCredentials, Identify
@@ -205,7 +212,7 @@ class GuardrailWSGI:
                 return _respond(start_response, refusal(provider, 400))
         except Exception:  # written to be total; if it ever is not, count the request by address
             logger.exception("guardrail identity failed; counting the request by its address")
-            account, ip = (f"ip:{peer}" if peer else "anonymous"), peer
+            account, ip = by_address(peer), peer
 
         if status in ("timeout", "disconnected"):
             code = 408 if status == "timeout" else 400
