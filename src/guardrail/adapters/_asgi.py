@@ -275,7 +275,11 @@ class Guardrail:
             status=would_status,
             note=note,
         )
-        settler = _Settler(send, core.allow_headers(decision, quota), settle_needed(self.guard, decision))
+        extra, usage = core.allow_headers(decision, quota), settle_needed(self.guard, decision)
+        if not extra and not usage:  # nothing to add nor to read: the response is the app's, untouched
+            await self.app(scope, Replay(receive, read.body, read.more), send)
+            return
+        settler = _Settler(send, extra, usage)
         try:
             await self.app(scope, Replay(receive, read.body, read.more), settler.send)
         finally:
