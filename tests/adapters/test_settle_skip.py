@@ -3,6 +3,7 @@ response unread; one that charged a bucket is settled from the response's real u
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -65,7 +66,9 @@ def _wsgi_settles(guard: Guard) -> list[int]:
         env = chat_environ(BODY, "k")
         result = mw(env, lambda s, h, e=None: status.append(s))
         assert b"".join(result) == b'{"usage": {"completion_tokens": 7}}'
-        result.close()  # type: ignore[attr-defined]
+        close = getattr(result, "close", None)  # as a server does: only an iterable that has one
+        if close is not None:
+            close()
     assert status == ["200 OK"] * 3
     return settled
 
@@ -106,3 +109,48 @@ def test_a_guard_of_the_callers_is_settled_even_for_an_engine_decision() -> None
 
     with SyncMetering("memory://") as guard:
         assert _wsgi_settles(guard) == [7, 7, 7]
+
+
+def test_an_untouched_response_is_the_apps_own_on_either_adapter() -> None:
+    # Nothing to add, nothing to settle: the WSGI app's iterable goes back as it is (a server's
+    # ``wsgi.file_wrapper`` keeps its sendfile path) and the ASGI app sends to the server's own send.
+    wrapped = iter([b"{}"])
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return wrapped
+
+    with Guard("memory://") as guard:
+        assert GuardrailWSGI(app, guard=guard)(chat_environ(BODY, "k"), lambda *a: None) is wrapped
+        metered = GuardrailWSGI(app, guard=guard, account_rpm=100)  # quota headers: wrapped
+        assert metered(chat_environ(BODY, "k"), lambda *a: None) is not wrapped
+
+    sends: list[Any] = []
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        sends.append(send)
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def run(middleware: Guardrail) -> Any:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": BODY, "more_body": False}
+
+        async def server_send(message: dict[str, Any]) -> None:
+            return None
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": CHAT,
+            "headers": [(b"authorization", b"Bearer k"), (b"content-length", str(len(BODY)).encode())],
+            "client": ("192.0.2.1", 1),
+        }
+        await middleware(scope, receive, server_send)
+        return server_send
+
+    plain = asyncio.run(run(Guardrail(asgi_app, guard=AsyncGuard("memory://"))))
+    metered_send = asyncio.run(run(Guardrail(asgi_app, guard=AsyncGuard("memory://"), account_rpm=100)))
+    assert len(sends) == 2 and sends[0] is plain and sends[1] is not metered_send

@@ -256,12 +256,12 @@ class GuardrailWSGI:
             status=would_status,
             note=note,
         )
-        watcher = _Watcher(
-            self.guard,
-            decision,
-            core.allow_headers(decision, quota),
-            settle_needed(self.guard, decision),
-        )
+        extra, usage = core.allow_headers(decision, quota), settle_needed(self.guard, decision)
+        if not extra and not usage:
+            # Nothing to add nor to read: the app's own iterable goes back to the server (a
+            # ``wsgi.file_wrapper`` one keeps the server's sendfile path).
+            return self.app(environ, start_response)
+        watcher = _Watcher(self.guard, decision, extra, usage)
 
         def _start_response(
             status_line: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None

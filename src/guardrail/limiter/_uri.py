@@ -63,8 +63,22 @@ def _client_options(options: dict[str, Any], *, asyncio: bool) -> dict[str, Any]
         "retry": retry,
     }
     merged.update(options)
+    if asyncio:
+        merged["retry"] = _async_retry(merged["retry"])
     merged["decode_responses"] = False  # replies are parsed as bytes
     return merged
+
+
+def _async_retry(retry: Any) -> Any:
+    """The caller's ``retry=`` for the asyncio client: one ``redis.retry.Retry`` serves both clients,
+    so a synchronous one is copied into its asyncio twin (same backoff, count and errors), which
+    redis-py 8 otherwise does itself with a warning and older releases could not await at all."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.retry import Retry
+
+    if not isinstance(retry, Retry) or isinstance(retry, AsyncRetry):
+        return retry
+    return AsyncRetry(retry._backoff, retry._retries, tuple(retry._supported_errors))
 
 
 def display_uri(uri: str) -> str:
@@ -156,16 +170,17 @@ def _sentinel(
     def client() -> Any:
         from redis.sentinel import Sentinel
 
+        # Typed as Any: redis-py's annotations of Sentinel differ between releases (untyped before 8).
+        factory: Any = Sentinel
         opts = _client_options(options, asyncio=False)
-        sentinel = Sentinel(locations, sentinel_kwargs=sentinel_kwargs, **opts)  # type: ignore[no-untyped-call]
-        return sentinel.master_for(service, **opts)  # type: ignore[no-untyped-call]
+        return factory(locations, sentinel_kwargs=sentinel_kwargs, **opts).master_for(service, **opts)
 
     def async_client() -> Any:
         from redis.asyncio.sentinel import Sentinel
 
+        factory: Any = Sentinel
         opts = _client_options(options, asyncio=True)
-        sentinel = Sentinel(locations, sentinel_kwargs=sentinel_kwargs, **opts)  # type: ignore[no-untyped-call]
-        return sentinel.master_for(service, **opts)
+        return factory(locations, sentinel_kwargs=sentinel_kwargs, **opts).master_for(service, **opts)
 
     from ._redis import RedisStore
 
