@@ -66,10 +66,17 @@ _ROUTES = {
     "responses": "/v1/responses",
     "aresponses": "/v1/responses",
     "anthropic_messages": "/v1/messages",
+    "aanthropic_messages": "/v1/messages",
 }
+#: Gemini's own API through LiteLLM (``/v1beta/models/{model}:generateContent`` and its stream): the body is
+#: Gemini's, read on a generateContent path named after the request's model.
+_GEMINI_CALLS = frozenset(
+    {"generate_content", "agenerate_content", "generate_content_stream", "agenerate_content_stream"}
+)
 _TICKET = "guardrail_ticket"
 _BODY_KEYS = frozenset(
     {"model", "messages", "prompt", "input", "system", "instructions", "max_tokens", "stream"}
+    | {"contents", "systemInstruction", "system_instruction", "generationConfig", "generation_config"}
 )
 logger = logging.getLogger("guardrail.adapters")
 
@@ -124,7 +131,7 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
     ) -> Any:
-        path = _ROUTES.get(str(call_type))
+        path = _route(str(call_type), data)
         if path is None:  # embeddings, images, moderation...: not a generation, not inspected
             return data
         metadata = _metadata(data)
@@ -175,10 +182,7 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
     ) -> Any:
         decision = self._take(data)
         if decision is not None:
-            usage = getattr(response, "usage", None)
-            if usage is None and isinstance(response, Mapping):
-                usage = response.get("usage")
-            tokens = _output_tokens(usage)
+            tokens = _response_tokens(response)
             if tokens is not None:
                 await self._settle(decision, tokens)
         return response
@@ -243,6 +247,37 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
             logger.exception("guardrail settle failed; ignored")
 
 
+def _route(call_type: str, data: Mapping[str, Any]) -> str | None:
+    """The API path the engine reads a call of ``call_type`` as, or ``None`` for a call that generates
+    no text from a prompt (embeddings, images, moderation, files...)."""
+    path = _ROUTES.get(call_type)
+    if path is not None or call_type not in _GEMINI_CALLS:
+        return path
+    model = str(data.get("model") or "")
+    model = model.rsplit("/", 1)[-1].replace(":", "") or "model"  # "gemini/gemini-2.5-pro"
+    verb = "streamGenerateContent" if "stream" in call_type else "generateContent"
+    return f"/v1beta/models/{model}:{verb}"
+
+
+def _response_tokens(response: Any) -> int | None:
+    """The output tokens a LiteLLM response or stream chunk names: a dict read as the middleware reads a
+    body (OpenAI, Anthropic, Responses, Gemini ``usageMetadata``), an object by the same fields."""
+    if isinstance(response, dict):
+        return output_tokens(response)
+    tokens = _output_tokens(_get(response, "usage"))
+    if tokens is None:
+        tokens = _output_tokens(_get(_get(response, "response"), "usage"))
+    if tokens is None:  # Gemini's response object (google-genai names, or the REST ones)
+        meta = _get(response, "usage_metadata") or _get(response, "usageMetadata")
+        candidates = _get(meta, "candidates_token_count")
+        if candidates is None:
+            candidates = _get(meta, "candidatesTokenCount")
+        thoughts = _get(meta, "thoughts_token_count") or _get(meta, "thoughtsTokenCount") or 0
+        if _output_tokens({"output_tokens": candidates}) is not None and isinstance(thoughts, int):
+            tokens = candidates + max(thoughts, 0)
+    return tokens
+
+
 def _output_tokens(usage: Any) -> int | None:
     """The output tokens of a ``usage`` (a mapping or an object; OpenAI's or Anthropic/Responses' name)."""
     if usage is None:
@@ -271,12 +306,8 @@ class _StreamUsage:
                     self._sse = SSEUsageScanner()
                 self._sse.feed(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
                 found = self._sse.tokens
-            elif isinstance(chunk, dict):
-                found = output_tokens(chunk)
             else:
-                found = _output_tokens(_get(chunk, "usage"))
-                if found is None:
-                    found = _output_tokens(_get(_get(chunk, "response"), "usage"))
+                found = _response_tokens(chunk)
         except Exception:  # an odd chunk must not break the stream
             return
         if found is not None:

@@ -227,6 +227,8 @@ _DELTA = b'event: message_delta\ndata: {"type": "message_delta", "usa'
         ([{"type": "response.output_text.delta"}, _COMPLETED], 9),
         # an Anthropic stream passed through as raw SSE bytes, split mid-line
         ([_DELTA, b'ge": {"output_tokens": 33}}\n\n'], 33),
+        # Gemini chunks through LiteLLM: usageMetadata on each, the last one counts
+        ([{"usageMetadata": {"candidatesTokenCount": n}} for n in (4, 11)], 11),
         # no usage at all (a stream without include_usage, or cut short): the estimate stands
         ([SimpleNamespace(usage=None), b"\x00odd", 42], None),
     ],
@@ -388,6 +390,45 @@ async def test_litellm_hook_enforces_account_rpm_from_the_environment(
     assert refused.value.headers["ratelimit-policy"] == '"requests";q=2'
     assert await hook.async_pre_call_hook(bob, None, data(), "completion")  # another account: its own budget
     assert GuardrailLiteLLM(account_rpm=60).quota is not None  # the keyword works too
+
+
+async def test_litellm_hook_inspects_gemini_calls_and_shares_the_accounts_budget() -> None:
+    """LiteLLM's Gemini-native route (``/v1beta/models/{model}:generateContent``, call type
+    ``agenerate_content``) is a generation like the others: read as Gemini, under the same quota."""
+    from guardrail.engine import AsyncGuard
+    from guardrail.extract import extract
+
+    scripted = AsyncScriptedGuard(rpm=100)
+    hook = GuardrailLiteLLM(guard=scripted)
+    alice = SimpleNamespace(user_id="alice", team_id=None, token="hashed", api_key=None)
+    gemini = {
+        "model": "gemini/gemini-2.5-pro",
+        "contents": [{"role": "user", "parts": [{"text": "write a sorting function"}]}],
+        "systemInstruction": {"parts": [{"text": "think step by step"}]},
+        "metadata": {},
+    }
+    await hook.async_pre_call_hook(alice, None, gemini, "agenerate_content")
+    await hook.async_pre_call_hook(alice, None, dict(gemini), "agenerate_content_stream")
+    first, streamed = scripted.seen
+    assert first.path == "/v1beta/models/gemini-2.5-pro:generateContent"
+    assert streamed.path == "/v1beta/models/gemini-2.5-pro:streamGenerateContent"
+    prompt = extract(first.path, first.body)
+    assert "write a sorting function" in prompt.text and "think step by step" in prompt.text
+    # settled from Gemini's usage, as a REST dict or google-genai's object (candidates + thoughts)
+    await hook.async_post_call_success_hook(gemini, alice, {"usageMetadata": {"candidatesTokenCount": 12}})
+    meta = SimpleNamespace(candidates_token_count=5, thoughts_token_count=3)
+    second = dict(gemini, metadata={})
+    await hook.async_pre_call_hook(alice, None, second, "agenerate_content")
+    await hook.async_post_call_success_hook(second, alice, SimpleNamespace(usage_metadata=meta))
+    assert scripted.settled == [("user_id:alice", 12), ("user_id:alice", 8)]
+
+    quota = GuardrailLiteLLM(guard=AsyncGuard("memory://"), account_rpm=2)
+    chat = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
+    await quota.async_pre_call_hook(alice, None, chat, "acompletion")
+    await quota.async_pre_call_hook(alice, None, dict(gemini, metadata={}), "agenerate_content")
+    with pytest.raises(HTTPException) as refused:  # one budget across the two APIs
+        await quota.async_pre_call_hook(alice, None, dict(gemini, metadata={}), "agenerate_content")
+    assert refused.value.status_code == 429
 
 
 async def test_litellm_hook_reads_and_writes_litellms_own_metadata_on_messages() -> None:
