@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,11 +49,15 @@ class Server:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        # Drained as it comes: a server logging more than a pipe holds would otherwise stall.
+        self._err: list[bytes] = []
+        self._drain = threading.Thread(target=self._read_err, daemon=True)
+        self._drain.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"server exited early ({self.proc.returncode}): {err[-2000:]}")
+                self._drain.join(timeout=5)
+                raise RuntimeError(f"server exited early ({self.proc.returncode}): {self.stderr[-2000:]}")
             try:
                 if httpx.get(self.url + ready_path, timeout=0.5).status_code < 500:
                     return
@@ -62,6 +67,16 @@ class Server:
         self.stop()
         raise RuntimeError(f"server not ready within {timeout}s: {cmd}")
 
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._err.append(line)
+
+    @property
+    def stderr(self) -> str:
+        """What the server wrote to stderr so far."""
+        return b"".join(self._err).decode(errors="replace")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -70,6 +85,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
+        self._drain.join(timeout=5)
         if self.proc.stderr:
             self.proc.stderr.close()
 
@@ -352,6 +368,10 @@ def test_proxy_cli_in_front_of_a_server_streaming_preserved() -> None:
     finally:
         proxy.stop()
         upstream.stop()
+    # Each refusal is one log line on stderr (INFO by default), with the key only as a keyed hash.
+    throttled = [line for line in proxy.stderr.splitlines() if " throttled openai " in line]
+    assert len(throttled) == codes.count(429) and "account=" in throttled[0]
+    assert "sk-p" not in proxy.stderr and "allowed" not in proxy.stderr  # allows log at DEBUG only
 
 
 # -- several workers on one Redis ------------------------------------------------------------------

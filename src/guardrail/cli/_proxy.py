@@ -11,6 +11,7 @@ otherwise passed on unchanged.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -425,7 +426,30 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="upstream read timeout, seconds")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (use Redis if > 1)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="guardrail's own log lines on stderr: info (default) shows every refusal and, in observe-only"
+        " mode, every would-be refusal; debug also every allowed request; uvicorn's stay at warning",
+    )
     parser.set_defaults(handler=run)
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration with guardrail's loggers added at ``level`` (applied in every
+    worker process too: each one configures its logging from this)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["guardrail"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["guardrail"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "guardrail",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["guardrail"] = {"handlers": ["guardrail"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -461,6 +485,7 @@ def run(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "log_level": "warning",
+        "log_config": log_config(getattr(args, "log_level", "info")),
         "proxy_headers": False,
         # The upstream's own Server is passed on (uvicorn's would make two); Date is uvicorn's.
         "server_header": False,
