@@ -28,7 +28,7 @@ import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from typing import Any
+from typing import Any, cast
 
 from cachetools import TTLCache
 
@@ -44,6 +44,13 @@ try:  # pragma: no cover - depends on litellm being installed
     from litellm.integrations.custom_logger import CustomLogger as _Base  # type: ignore[import-not-found]
 except ImportError:  # litellm is heavy; the hook does not need it to be defined or tested
     _Base = object
+
+try:  # pragma: no cover - depends on litellm being installed
+    # LiteLLM's own error keeps its headers on every route; its Anthropic (/v1/messages) handler rebuilds
+    # an HTTPException's response and drops them (Retry-After, x-should-retry) on the way.
+    from litellm.proxy._types import ProxyException as _ProxyException  # type: ignore[import-not-found]
+except ImportError:
+    _ProxyException = None
 
 try:
     from fastapi import HTTPException
@@ -332,9 +339,27 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def _http(r: Any) -> HTTPException:
+def _http(r: Any) -> Exception:
+    """The refusal ``r`` as the exception LiteLLM answers with: its ``ProxyException`` (status, OpenAI error
+    fields and headers kept on every route) when LiteLLM is there, else FastAPI's ``HTTPException``."""
     headers = {k.decode(): v.decode() for k, v in r.headers if k not in (b"content-length", b"content-type")}
-    return HTTPException(status_code=r.status, detail=json.loads(r.body)["error"], headers=headers)
+    error = json.loads(r.body)["error"]
+    if _ProxyException is not None:
+        try:
+            return cast(
+                Exception,
+                _ProxyException(
+                    message=error["message"],
+                    type=error["type"],
+                    param=None,
+                    code=r.status,
+                    headers=headers,
+                    openai_code=error.get("code"),
+                ),
+            )
+        except TypeError:  # a LiteLLM whose ProxyException takes no headers yet
+            pass
+    return HTTPException(status_code=r.status, detail=error, headers=headers)
 
 
 def __getattr__(name: str) -> Any:

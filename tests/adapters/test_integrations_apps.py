@@ -431,6 +431,51 @@ async def test_litellm_hook_inspects_gemini_calls_and_shares_the_accounts_budget
     assert refused.value.status_code == 429
 
 
+async def test_litellm_hook_refuses_with_litellms_own_exception_when_it_is_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under LiteLLM the refusal is its ``ProxyException`` (its Anthropic route drops an HTTPException's
+    headers): status, OpenAI error fields and every header kept; an older one without ``headers`` falls
+    back to HTTPException."""
+    from integrations import litellm_hook
+
+    class ProxyException(Exception):  # LiteLLM's signature (litellm/proxy/_types.py)
+        def __init__(
+            self,
+            message: str,
+            type: str,
+            param: str | None,
+            code: int | str | None = None,
+            headers: dict[str, str] | None = None,
+            openai_code: str | None = None,
+        ) -> None:
+            super().__init__(message)
+            self.message, self.type, self.code = message, type, str(code)
+            self.headers, self.openai_code = headers or {}, openai_code
+
+    monkeypatch.setattr(litellm_hook, "_ProxyException", ProxyException)
+    hook = GuardrailLiteLLM(guard=AsyncScriptedGuard(rpm=1, blocked=frozenset({"user_id:mallory"})))
+    alice = SimpleNamespace(user_id="alice", team_id=None, token="hashed", api_key=None)
+    messages = {"model": "claude", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 9}
+    await hook.async_pre_call_hook(alice, None, dict(messages), "anthropic_messages")
+    with pytest.raises(ProxyException) as throttled:
+        await hook.async_pre_call_hook(alice, None, dict(messages), "anthropic_messages")
+    assert throttled.value.code == "429" and throttled.value.type == "rate_limit_error"
+    assert int(throttled.value.headers["retry-after"]) >= 1 and "retry-after-ms" in throttled.value.headers
+    with pytest.raises(ProxyException) as blocked:
+        await hook.async_pre_call_hook(SimpleNamespace(user_id="mallory"), None, dict(messages), "completion")
+    assert blocked.value.code == "403" and blocked.value.headers == {"x-should-retry": "false"}
+
+    class OldProxyException(Exception):
+        def __init__(self, message: str, type: str, param: str | None, code: int | None = None) -> None:
+            super().__init__(message)
+
+    monkeypatch.setattr(litellm_hook, "_ProxyException", OldProxyException)
+    with pytest.raises(HTTPException) as fallback:
+        await hook.async_pre_call_hook(alice, None, dict(messages), "anthropic_messages")
+    assert fallback.value.status_code == 429 and "retry-after" in (fallback.value.headers or {})
+
+
 async def test_litellm_hook_reads_and_writes_litellms_own_metadata_on_messages() -> None:
     """On /v1/messages and /v1/responses the request's ``metadata`` is the client's (sent to the provider);
     LiteLLM keeps its own in ``litellm_metadata``: the address is read there and the ticket written there."""
