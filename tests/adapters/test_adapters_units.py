@@ -129,6 +129,19 @@ def test_trusted_proxies_walk_from_the_right() -> None:
         TrustedProxies(["example.com"])
 
 
+def test_a_unix_socket_peer_is_trusted_only_when_named() -> None:
+    # nginx in front of gunicorn or uvicorn on a Unix socket: the peer has no address (None, or "" as
+    # gunicorn's REMOTE_ADDR), so only "unix" among the trusted proxies makes its header believed.
+    xff = [("x-forwarded-for", "203.0.113.9")]
+    assert TrustedProxies(["10.0.0.0/8"]).client_ip(None, xff) is None
+    both = TrustedProxies("unix, 10.0.0.0/8")
+    assert both and both.client_ip(None, xff) == "203.0.113.9" and both.client_ip("", xff) == "203.0.113.9"
+    assert both.client_ip("198.51.100.1", xff) == "198.51.100.1"  # a TCP peer still needs its network
+    assert both.client_ip(None, [("x-forwarded-for", "203.0.113.9, 10.0.0.4")]) == "203.0.113.9"
+    assert both.networks == ("10.0.0.0/8", "unix") and TrustedProxies(["UNIX"]).client_ip(None, xff)
+    assert TrustedProxies(["unix"]).client_ip(None, []) is None
+
+
 @given(st.text(max_size=80), st.sampled_from(["x-forwarded-for", "forwarded"]))
 def test_client_ip_total(value: str, name: str) -> None:
     result = TrustedProxies(["127.0.0.1"]).client_ip("127.0.0.1", [(name, value)])

@@ -259,6 +259,23 @@ async def test_trusted_proxies() -> None:
     assert [f.account for f in guard.seen] == ["ip:198.51.100.7", "ip:203.0.113.5"]
 
 
+async def test_behind_a_proxy_on_a_unix_socket() -> None:
+    # uvicorn --uds gives no client address: each keyless client is its own account once "unix" is
+    # trusted, and all of them one "anonymous" account when it is not.
+    for trusted, accounts in ((["unix"], ["ip:198.51.100.7", "ip:198.51.100.8"]), ([], ["anonymous"] * 2)):
+        guard = AsyncScriptedGuard()
+        inner = make_app(guard, trusted_proxies=trusted)
+
+        async def unix(scope: Any, receive: Any, send: Any, inner: Any = inner) -> None:
+            await inner({**scope, "client": None}, receive, send)
+
+        transport = httpx.ASGITransport(app=unix)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for ip in ("198.51.100.7", "198.51.100.8"):
+                await client.post(CHAT, json=BODY, headers={"x-forwarded-for": ip})
+        assert [f.account for f in guard.seen] == accounts
+
+
 # -- streaming and settlement ----------------------------------------------------------------------
 
 

@@ -259,6 +259,17 @@ def test_trusted_proxies_and_identify() -> None:
     assert guard.seen[0].ip == "198.51.100.7" and guard.seen[0].account == "alice"
 
 
+def test_behind_a_proxy_on_a_unix_socket() -> None:
+    # gunicorn on unix:/run/app.sock sets REMOTE_ADDR to "": trusted as "unix", the header names the client.
+    for trusted, ip in ((["unix"], "198.51.100.7"), (["10.0.0.0/8"], None)):
+        guard = ScriptedGuard()
+        mw = GuardrailWSGI(Recorder(), guard=guard, trusted_proxies=trusted)
+        env = environ_for(b"{}", length="2", **{"x-forwarded-for": "198.51.100.7"})
+        env["REMOTE_ADDR"] = ""
+        call(mw, env)
+        assert guard.seen[0].ip == ip
+
+
 def test_a_non_ascii_path_reads_as_the_asgi_side_reads_it() -> None:
     """PEP 3333 hands the path's bytes as latin-1 text: read as UTF-8, as uvicorn and Flask's request.path
     do, ``/v1/caf%C3%A9/chat/completions`` is the same path on both middlewares."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -194,6 +195,34 @@ def test_two_guards_on_one_redis_see_the_same_clusters(redis_url: str) -> None:
         a.store.clear()
         a.close()
         b.close()
+
+
+def test_workers_forked_from_one_guard_take_the_recluster_lock_in_turn(redis_url: str) -> None:
+    """``gunicorn --preload`` builds the guard once and forks the workers: each must be its own lock
+    holder, so that one of them re-clusters at a time."""
+    import multiprocessing
+
+    from guardrail.engine._stores import engine_store_from_uri
+
+    tag = f"t{uuid.uuid4().hex[:10]}"
+    guard = Guard(engine_store_from_uri(redis_url, prefix=tag), limiter="memory://", namespace=tag)
+    try:
+        assert guard.store.try_lock(guard._owner(), 30.0)
+        context = multiprocessing.get_context("fork")
+        results = context.SimpleQueue()
+        child = context.Process(target=_owner_and_lock, args=(guard, results))
+        child.start()
+        child.join(timeout=30)
+        child_owner, child_took = results.get()
+        assert child.exitcode == 0 and child_owner != guard._owner() and not child_took
+        assert guard.store.try_lock(guard._owner(), 30.0)  # still the parent's
+    finally:
+        guard.store.clear()
+        guard.close()
+
+
+def _owner_and_lock(guard: Guard, results: Any) -> None:
+    results.put((guard._owner(), guard.store.try_lock(guard._owner(), 30.0)))
 
 
 def test_campaign_behind_a_generic_system_prompt_is_kept_apart_from_its_honest_users() -> None:

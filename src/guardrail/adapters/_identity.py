@@ -158,7 +158,7 @@ def _forwarded_for(values: list[str]) -> list[str | None]:
 class TrustedProxies:
     """The set of proxy addresses (IPs or CIDR networks) whose forwarding headers are believed."""
 
-    __slots__ = ("_networks", "header", "networks")
+    __slots__ = ("_networks", "_unix", "header", "networks")
 
     def __init__(self, proxies: Iterable[str] = (), *, header: str = "x-forwarded-for") -> None:
         header = header.lower() if isinstance(header, str) else header
@@ -171,16 +171,22 @@ class TrustedProxies:
         if isinstance(proxies, str):
             proxies = [p for p in proxies.split(",") if p.strip()]
         networks: list[_IPNetwork] = []
+        #: ``"unix"``: a peer on a Unix socket (which has no address: nginx in front of gunicorn or
+        #: uvicorn on ``unix:/run/app.sock``) is a trusted proxy.
+        self._unix = False
         for item in proxies:
+            if item.strip().lower() == "unix":
+                self._unix = True
+                continue
             try:
                 networks.append(ipaddress.ip_network(item.strip(), strict=False))
             except ValueError as exc:
-                raise ValueError(f"trusted proxy {item!r} is not an IP address or network") from exc
+                raise ValueError(f"trusted proxy {item!r} is not an IP address or network (or unix)") from exc
         self._networks = tuple(networks)
-        self.networks: tuple[str, ...] = tuple(str(n) for n in networks)
+        self.networks: tuple[str, ...] = tuple(str(n) for n in networks) + (("unix",) if self._unix else ())
 
     def __bool__(self) -> bool:
-        return bool(self._networks)
+        return bool(self._networks) or self._unix
 
     def __repr__(self) -> str:
         return f"TrustedProxies({list(self.networks)!r}, header={self.header!r})"
@@ -195,8 +201,10 @@ class TrustedProxies:
     __hash__ = None  # type: ignore[assignment]
 
     def trusts(self, address: str | None) -> bool:
-        """Whether ``address`` belongs to a trusted proxy."""
-        if address is None or not self._networks:
+        """Whether ``address`` belongs to a trusted proxy (``None`` or ``""``: a Unix-socket peer)."""
+        if not address:
+            return self._unix
+        if not self._networks:
             return False
         try:
             ip: _IPAddress = ipaddress.ip_address(address)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -146,12 +147,21 @@ class _Base:
             namespace=namespace,
         )
         self.recluster_interval = float(recluster_interval)
-        self._owner = uuid.uuid4().hex
+        self._owner_of: tuple[int, str] = (os.getpid(), uuid.uuid4().hex)
         # Engine-store outage (live traffic only): a breaker as the limiter's (three strikes, then backoff
         # from 0.5 s doubling to 30 s with jitter, one probe at a time). A call reports its result with the
         # breaker generation it began in, so the requests in flight during one stall open it only once.
         self._store_breaker = CircuitBreaker()
         self._store_warned = -_STORE_WARN_EVERY
+
+    def _owner(self) -> str:
+        """This process's name for the re-clustering lock: drawn again in a forked child (a guard built
+        before the fork, as under ``gunicorn --preload``, would otherwise give every worker the
+        master's name, and each would take the lock as its holder)."""
+        pid = os.getpid()
+        if self._owner_of[0] != pid:
+            self._owner_of = (pid, uuid.uuid4().hex)
+        return self._owner_of[1]
 
     def _store_up(self, prepared: Prepared) -> int:
         """The breaker generation to report this request's store call with, or -1: skip the store (outage
@@ -414,7 +424,7 @@ class Guard(_Base):
         while not self._stop.wait(wait):
             started = time.monotonic()
             with contextlib.suppress(Exception):
-                if self.store.try_lock(self._owner, max(wait, self.recluster_interval) * 3):
+                if self.store.try_lock(self._owner(), max(wait, self.recluster_interval) * 3):
                     self._recluster_live()
             wait = max(self.recluster_interval, 2.0 * (time.monotonic() - started))
 
@@ -548,7 +558,7 @@ class AsyncGuard(_Base):
             await asyncio.sleep(wait)
             started = time.monotonic()
             with contextlib.suppress(Exception):
-                if await self.store.atry_lock(self._owner, max(wait, self.recluster_interval) * 3):
+                if await self.store.atry_lock(self._owner(), max(wait, self.recluster_interval) * 3):
                     await self.recluster()
             wait = max(self.recluster_interval, 2.0 * (time.monotonic() - started))
 
