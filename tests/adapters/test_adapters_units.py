@@ -401,7 +401,12 @@ def test_proxy_flags_switch_off_what_guardrail_variables_set(
     monkeypatch.setenv("GUARDRAIL_ACCOUNT_RPM", "30")
     monkeypatch.setenv("GUARDRAIL_TRUSTED_PROXIES", "10.0.0.0/8")
     monkeypatch.setenv("GUARDRAIL_ON_OVERSIZE", "pass")
-    for name in ("GUARDRAIL_UPSTREAM", "GUARDRAIL_UPSTREAM_TIMEOUT", "GUARDRAIL_STORAGE"):
+    for name in (
+        "GUARDRAIL_UPSTREAM",
+        "GUARDRAIL_UPSTREAM_TIMEOUT",
+        "GUARDRAIL_UPSTREAM_CONNECTIONS",
+        "GUARDRAIL_STORAGE",
+    ):
         monkeypatch.setenv(name, "")  # ``run`` writes these for its workers: restored after the test
         monkeypatch.delenv(name)
     parser = argparse.ArgumentParser()
@@ -421,6 +426,17 @@ def test_proxy_flags_switch_off_what_guardrail_variables_set(
     else:  # each worker builds its app from the environment it inherits
         assert settings_from_env(environment) == options
         assert "GUARDRAIL_ACCOUNT_RPM" not in environment and "GUARDRAIL_TRUSTED_PROXIES" not in environment
+    # --max-connections reaches the upstream client in either launch mode (httpx's own default is 100)
+    args = parser.parse_args([*argv, "--workers", workers, "--max-connections", "7"])
+    launched.clear()
+    assert _proxy.run(args) == 0
+    if workers == "1":
+        proxy = launched[0][0].app
+    else:
+        monkeypatch.setattr(os, "environ", launched[0][1])
+        proxy = _proxy.app_from_env().app
+    pool = proxy._http()._transport._pool
+    assert pool._max_connections == 7 and pool._max_keepalive_connections == 7
     with pytest.raises(SystemExit):
         parser.parse_args([*argv[:3], "--account-rpm", "-3"])
 
@@ -442,7 +458,12 @@ def test_proxy_says_where_it_listens_and_warns_of_unshared_workers(
 
     from guardrail.cli import _proxy
 
-    for name in ("GUARDRAIL_UPSTREAM", "GUARDRAIL_UPSTREAM_TIMEOUT", "GUARDRAIL_STORAGE"):
+    for name in (
+        "GUARDRAIL_UPSTREAM",
+        "GUARDRAIL_UPSTREAM_TIMEOUT",
+        "GUARDRAIL_UPSTREAM_CONNECTIONS",
+        "GUARDRAIL_STORAGE",
+    ):
         monkeypatch.setenv(name, "")  # ``run`` writes these for its workers: restored after the test
         monkeypatch.delenv(name)
     parser = argparse.ArgumentParser()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from adapters_support import AsyncScriptedGuard, ScriptedGuard, read_all
@@ -522,22 +524,105 @@ async def _raw_upstream(response: bytes) -> tuple[asyncio.AbstractServer, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-async def test_proxy_aborts_a_response_the_upstream_cut_off() -> None:
-    """Headers already sent: a clean end would pass 50 of 200 bytes as the whole answer."""
-    from guardrail.cli._proxy import UpstreamTruncated
+async def _drive_proxy(proxy: ProxyApp, path: str, receive: Any, send: Any = None) -> list[dict[str, Any]]:
+    """The messages ``proxy`` sends for one ``POST path`` (no body) whose ``receive`` is given."""
+    sent: list[dict[str, Any]] = []
 
+    async def keep(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"content-length", b"0")],
+        "client": ("192.0.2.1", 1),
+    }
+    await proxy(scope, receive, send or keep)
+    return sent
+
+
+async def test_proxy_aborts_a_response_the_upstream_cut_off(caplog: pytest.LogCaptureFixture) -> None:
+    """Headers already sent: a clean end would pass 50 of 200 bytes as the whole answer. The proxy ends
+    without the last message (the server then aborts the connection) and logs one line, no traceback."""
     server, url = await _raw_upstream(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n" + b"x" * 50
     )
     proxy = ProxyApp(url)
+    gone = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if not gone.is_set():
+            gone.set()
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep(3600)
+        return {"type": "http.disconnect"}
+
     try:
-        transport = httpx.ASGITransport(app=proxy)
-        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
-            with pytest.raises(UpstreamTruncated):
-                await client.get("/v1/models")
+        with caplog.at_level(logging.WARNING, logger="guardrail.proxy"):
+            sent = await _drive_proxy(proxy, "/v1/models", receive)
     finally:
         await proxy.aclose()
         server.close()
+    assert sent[0]["status"] == 200 and b"".join(m.get("body", b"") for m in sent[1:]) == b"x" * 50
+    assert all(m.get("more_body", False) for m in sent[1:])  # never ended as if whole
+    lines = [r for r in caplog.records if r.name == "guardrail.proxy"]
+    assert len(lines) == 1 and "cut off" in lines[0].getMessage() and lines[0].exc_info is None
+
+
+async def test_proxy_ends_the_upstream_request_when_the_client_leaves() -> None:
+    """A client gone mid-stream: the upstream's connection is closed at once (a model would otherwise go on
+    generating for no one and hold a pooled connection). The upstream here streams until its write fails,
+    so the test ends only if the proxy lets go."""
+    upstream_gone = anyio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        try:
+            while True:
+                writer.write(b"d\r\ndata: token\n\n\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.02)
+        except (ConnectionError, OSError):
+            upstream_gone.set()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    proxy = ProxyApp(url)
+    chunks = 0
+    two_chunks = anyio.Event()
+    first = True
+
+    async def receive() -> dict[str, Any]:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await two_chunks.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal chunks
+        if message["type"] == "http.response.body":
+            chunks += 1
+            if chunks == 2:
+                two_chunks.set()
+
+    try:
+        await _drive_proxy(proxy, "/v1/chat/completions", receive, send)
+        with anyio.fail_after(10):
+            await upstream_gone.wait()
+    finally:
+        await proxy.aclose()
+        server.close()
+    assert chunks >= 2
 
 
 async def _models_via_proxy(raw_response: bytes) -> httpx.Response:

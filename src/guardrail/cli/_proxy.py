@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
+import anyio
+
 from .._types import Message, Receive, Scope, Send
 from ..adapters._identity import CREDENTIAL_HEADERS, IDENTITY_HEADERS, TrustedProxies
 from ..adapters._refusal import HOP_BY_HOP
@@ -127,13 +129,12 @@ def _forwarded_path(path: str, raw: bytes) -> bytes:
 _SEPARATORS = re.compile(r"/|\\|%5[cC]")
 
 
+#: Upstream connections one worker keeps open at once (each live stream holds one).
+MAX_CONNECTIONS = 1000
+
+
 class _ClientGone(Exception):
     """The client disconnected while its body was being forwarded: abandon the upstream request."""
-
-
-class UpstreamTruncated(Exception):
-    """The upstream failed after its response had started: raised to the server, which then aborts the
-    connection, so the client sees a cut-off response as one (not a short body that looks complete)."""
 
 
 def _connection_listed(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -148,31 +149,59 @@ def _connection_listed(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return frozenset(names)
 
 
-async def _request_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
-    if first:
-        yield first
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
+class _RequestBody:
+    """The rest of a request body, streamed upstream as it comes; ``done`` once its last chunk is in."""
+
+    __slots__ = ("_first", "_receive", "done")
+
+    def __init__(self, first: bytes, receive: Receive) -> None:
+        self._first = first
+        self._receive = receive
+        self.done = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._first:
+            yield self._first
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                self.done = True
+                return
+
+
+async def _until_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    """Cancel ``scope`` when the client goes away (the server's ``send`` after a disconnect may do
+    nothing at all, as uvicorn's does: only ``receive`` tells). A server whose ``receive`` answers
+    anything else once the body is read (ASGI has it wait for the disconnect) is not watched further."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        scope.cancel()
 
 
 class ProxyApp:
     """A minimal streaming reverse proxy as an ASGI app (its own httpx client, opened at lifespan)."""
 
     def __init__(
-        self, upstream: str, *, timeout: float = 600.0, client: httpx.AsyncClient | None = None
+        self,
+        upstream: str,
+        *,
+        timeout: float = 600.0,
+        client: httpx.AsyncClient | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"--upstream must be an http(s) URL, got {upstream!r}")
+        if max_connections < 1:
+            raise ValueError(f"--max-connections must be at least 1, got {max_connections}")
         self.upstream = upstream.rstrip("/")
         self._timeout = timeout
+        self._max_connections = max_connections
         self._client = client
         #: The proxies whose forwarding headers are passed on (set to the wrapping middleware's own).
         self.trusted: TrustedProxies | None = None
@@ -181,8 +210,14 @@ class ProxyApp:
         if self._client is None:
             import httpx
 
+            # A request past the connection cap waits for one (up to the timeout): streams of a few
+            # minutes each need a cap far above httpx's default 100.
             timeout = httpx.Timeout(self._timeout, connect=10.0)
-            self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+            limits = httpx.Limits(
+                max_connections=self._max_connections,
+                max_keepalive_connections=min(self._max_connections, 100),
+            )
+            self._client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
         return self._client
 
     async def aclose(self) -> None:
@@ -212,10 +247,10 @@ class ProxyApp:
         if first["type"] == "http.disconnect":
             return
         head: bytes = first.get("body", b"")
-        content: bytes | AsyncIterator[bytes] = head
+        content: bytes | _RequestBody = head
         if first.get("more_body", False):
             # Routes the middleware does not inspect get no body cap from it: stream, never buffer.
-            content = _request_body(head, receive)
+            content = _RequestBody(head, receive)
         query = scope.get("query_string", b"")
         url = self.upstream + _forwarded_path(scope.get("path", ""), raw_path).decode("latin-1")
         if query:
@@ -256,24 +291,26 @@ class ProxyApp:
             logger.warning("guardrail proxy: forwarding failed", exc_info=True)
             await _bad_gateway(send, f"upstream request failed: {type(exc).__name__}")
             return
+        cut: httpx.HTTPError | None = None
         try:
-            raw = [(k.lower(), v) for k, v in upstream.headers.raw]
-            listed = _connection_listed(raw)
-            # ``Date`` is the proxy server's own (uvicorn adds it to every response, guardrail's refusals
-            # included): the upstream's would make two. The raw bytes are relayed, so the upstream's
-            # Content-Length holds for them; with a Transfer-Encoding it has no meaning (RFC 9112, 6.3).
-            drop = _HOP_BY_HOP if b"transfer-encoding" in {k for k, _ in raw} else _HOP_BY_HOP_KEEP_LENGTH
-            out = [(k, v) for k, v in raw if k not in drop and k not in listed and k != b"date"]
-            await send({"type": "http.response.start", "status": upstream.status_code, "headers": out})
-            async for chunk in upstream.aiter_raw():
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except httpx.HTTPError as exc:
-            # Headers are already sent: ending the body cleanly would pass a cut-off answer as whole.
-            raise UpstreamTruncated(f"upstream response cut off: {type(exc).__name__}") from exc
+            async with anyio.create_task_group() as watch:
+                # Once the request is all read, a client that leaves ends the upstream request too (a
+                # model would otherwise go on generating, and hold a pooled connection, for no one).
+                if not isinstance(content, _RequestBody) or content.done:
+                    watch.start_soon(_until_disconnect, receive, watch.cancel_scope)
+                try:
+                    await _relay(upstream, send)
+                except httpx.HTTPError as exc:
+                    cut = exc
+                watch.cancel_scope.cancel()
         finally:
-            await upstream.aclose()
+            with anyio.CancelScope(shield=True):
+                await upstream.aclose()
+        if cut is not None:
+            # Headers are already sent: ending the body cleanly would pass a cut-off answer as whole.
+            # Returning without the last message makes the server abort the connection (uvicorn logs
+            # one line), so the client sees the answer cut off.
+            logger.warning("guardrail proxy: upstream response cut off (%s)", type(cut).__name__)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -285,6 +322,22 @@ class ProxyApp:
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _relay(upstream: httpx.Response, send: Send) -> None:
+    """The upstream's response, headers then raw bytes chunk by chunk (never buffered)."""
+    raw = [(k.lower(), v) for k, v in upstream.headers.raw]
+    listed = _connection_listed(raw)
+    # ``Date`` is the proxy server's own (uvicorn adds it to every response, guardrail's refusals
+    # included): the upstream's would make two. The raw bytes are relayed, so the upstream's
+    # Content-Length holds for them; with a Transfer-Encoding it has no meaning (RFC 9112, 6.3).
+    drop = _HOP_BY_HOP if b"transfer-encoding" in {k for k, _ in raw} else _HOP_BY_HOP_KEEP_LENGTH
+    out = [(k, v) for k, v in raw if k not in drop and k not in listed and k != b"date"]
+    await send({"type": "http.response.start", "status": upstream.status_code, "headers": out})
+    async for chunk in upstream.aiter_raw():
+        if chunk:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _bad_gateway(send: Send, text: str) -> None:
@@ -374,7 +427,8 @@ def build_app(args: argparse.Namespace) -> Any:
     """The proxy wrapped in ``Guardrail``, from parsed arguments."""
     from ..adapters import Guardrail
 
-    proxy = ProxyApp(args.upstream, timeout=args.timeout)
+    connections = getattr(args, "max_connections", MAX_CONNECTIONS)
+    proxy = ProxyApp(args.upstream, timeout=args.timeout, max_connections=connections)
     app = Guardrail(proxy, **_options(args))
     proxy.trusted = app.core.trusted
     return app
@@ -425,6 +479,13 @@ def register(subparsers: Any) -> None:
         help="a body over the cap: refuse (413) or pass uninspected (default $GUARDRAIL_ON_OVERSIZE, refuse)",
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="upstream read timeout, seconds")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help=f"upstream connections open at once, per worker (default {MAX_CONNECTIONS}); a request"
+        " beyond waits for one",
+    )
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (use Redis if > 1)")
     parser.add_argument(
         "--log-level",
@@ -496,6 +557,7 @@ def run(args: argparse.Namespace) -> int:
     # Worker processes import the app themselves: hand the options over through the environment.
     os.environ["GUARDRAIL_UPSTREAM"] = args.upstream
     os.environ["GUARDRAIL_UPSTREAM_TIMEOUT"] = str(args.timeout)
+    os.environ["GUARDRAIL_UPSTREAM_CONNECTIONS"] = str(getattr(args, "max_connections", MAX_CONNECTIONS))
     environment = _environment(args)
     for name in _ENV_NAMES.values():  # an option the command line switched off must not reach the workers
         os.environ.pop(name, None)
@@ -510,7 +572,8 @@ def app_from_env() -> Any:
 
     upstream = os.environ.get("GUARDRAIL_UPSTREAM", "")
     timeout = float(os.environ.get("GUARDRAIL_UPSTREAM_TIMEOUT", "600"))
-    proxy = ProxyApp(upstream, timeout=timeout)
+    connections = int(os.environ.get("GUARDRAIL_UPSTREAM_CONNECTIONS", str(MAX_CONNECTIONS)))
+    proxy = ProxyApp(upstream, timeout=timeout, max_connections=connections)
     app = GuardrailFromEnv(proxy)
     proxy.trusted = app.core.trusted
     return app
