@@ -437,6 +437,7 @@ def test_proxy_flags_switch_off_what_guardrail_variables_set(
         proxy = _proxy.app_from_env().app
     pool = proxy._http()._transport._pool
     assert pool._max_connections == 7 and pool._max_keepalive_connections == 7
+    assert pool._keepalive_expiry == _proxy.KEEPALIVE_EXPIRY < 5.0  # below uvicorn's and Node's 5 s
     with pytest.raises(SystemExit):
         parser.parse_args([*argv[:3], "--account-rpm", "-3"])
 

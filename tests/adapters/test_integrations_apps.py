@@ -625,6 +625,46 @@ async def test_proxy_ends_the_upstream_request_when_the_client_leaves() -> None:
     assert chunks >= 2
 
 
+async def test_proxy_sends_again_once_when_a_pooled_connection_dies_unanswered() -> None:
+    """The upstream closes a connection without answering (a keep-alive connection it was closing as the
+    proxy reused it): a body in hand is sent once more on a fresh connection; a streamed one is a 502."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        if connections % 2 == 1:  # every other connection dies unanswered
+            writer.close()
+            return
+        length = next(
+            int(x.split(b":")[1]) for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    proxy = ProxyApp(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    try:
+        # An inspected route's body is read whole by the guard, then handed over in one message.
+        transport = httpx.ASGITransport(app=Guardrail(proxy, guard=AsyncScriptedGuard(rpm=1000)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            r = await client.post("/v1/chat/completions", content=b'{"a": 1}')
+            assert r.status_code == 200 and r.content == b"{}" and connections == 2
+
+            async def streamed() -> AsyncIterator[bytes]:
+                yield b'{"a": '
+                yield b"1}"
+
+            r = await client.post("/v1/files", content=streamed())  # not inspected: streamed through
+            assert r.status_code == 502 and connections == 3  # not replayable: not sent again
+    finally:
+        await proxy.aclose()
+        server.close()
+
+
 async def _models_via_proxy(raw_response: bytes) -> httpx.Response:
     """``GET /v1/models`` through the proxy from an upstream that answers ``raw_response`` as it is."""
     server, url = await _raw_upstream(raw_response)

@@ -131,6 +131,8 @@ _SEPARATORS = re.compile(r"/|\\|%5[cC]")
 
 #: Upstream connections one worker keeps open at once (each live stream holds one).
 MAX_CONNECTIONS = 1000
+#: Seconds an idle upstream connection is kept for reuse (below the common 5 s server keep-alive).
+KEEPALIVE_EXPIRY = 2.0
 
 
 class _ClientGone(Exception):
@@ -213,9 +215,13 @@ class ProxyApp:
             # A request past the connection cap waits for one (up to the timeout): streams of a few
             # minutes each need a cap far above httpx's default 100.
             timeout = httpx.Timeout(self._timeout, connect=10.0)
+            # An idle connection is let go before the upstream's own keep-alive timeout would close it
+            # (5 s for uvicorn and Node, httpx's default expiry too): reusing one the upstream is closing
+            # at that very moment fails the request with a ReadError, a 502 for an honest client.
             limits = httpx.Limits(
                 max_connections=self._max_connections,
                 max_keepalive_connections=min(self._max_connections, 100),
+                keepalive_expiry=KEEPALIVE_EXPIRY,
             )
             self._client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
         return self._client
@@ -275,7 +281,16 @@ class ProxyApp:
             await _error(send, 400, "invalid request", "invalid_request_error", "invalid_request")
             return
         try:
-            upstream = await client.send(request, stream=True)
+            try:
+                upstream = await client.send(request, stream=True)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                if not isinstance(content, bytes):
+                    raise
+                # No answer at all on a pooled connection the upstream was closing as it was reused:
+                # sent once more on a fresh one (a body in hand is replayable; an SDK would retry the
+                # 502 anyway, through the guard a second time).
+                request = client.build_request(scope["method"], url, headers=headers, content=content)
+                upstream = await client.send(request, stream=True)
         except _ClientGone:
             return
         except httpx.TimeoutException as exc:
