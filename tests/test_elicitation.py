@@ -207,3 +207,31 @@ def test_score_is_identical_across_hash_seeds() -> None:
         env = {**os.environ, "PYTHONHASHSEED": seed}
         outs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout)
     assert len(outs) == 1, outs
+
+
+def _shows_brute_force(verbs: list[tuple[int, int]], nouns: list[tuple[int, int]], text: str) -> bool:
+    """The definition: some verb and noun, in either order, at most the gap apart, no sentence break."""
+    import re
+
+    from guardrail.elicitation import _SHOW_GAP
+
+    for vs, ve in verbs:
+        for ns, ne in nouns:
+            a, b = (ve, ns) if ve <= ns else (ne, vs) if ne <= vs else (0, -1)
+            if 0 <= b - a <= _SHOW_GAP and re.search(r"[.!?。！？\n]", text[a:b]) is None:
+                return True
+    return False
+
+
+_spans = st.lists(
+    st.tuples(st.integers(0, 300), st.integers(1, 12)).map(lambda t: (t[0], t[0] + t[1])), max_size=12
+)
+
+
+@given(_spans, _spans, st.text(alphabet="ab .\n", min_size=320, max_size=320))
+def test_show_pairing_matches_its_definition(
+    verbs: list[tuple[int, int]], nouns: list[tuple[int, int]], text: str
+) -> None:
+    from guardrail.elicitation import _shows
+
+    assert _shows(verbs, nouns, text) == _shows_brute_force(verbs, nouns, text)

@@ -23,6 +23,7 @@ thousand-way regex alternation would.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -539,7 +540,8 @@ _WEIGHTS: dict[str, float] = {
 }
 
 _TAGS = (
-    r"\s*/?\s*(?:think|thinking|thoughts?|reasoning|scratchpad|reflection|inner_monologue|cot|analysis)\s*>"
+    # "(?:/\s*)?", not "/?\s*": two adjacent "\s*" split a run of n spaces n ways (quadratic backtracking)
+    r"\s*(?:/\s*)?(?:think|thinking|thoughts?|reasoning|scratchpad|reflection|inner_monologue|cot|analysis)\s*>"
 )
 
 
@@ -687,13 +689,24 @@ _SHOW_GAP = 40
 
 
 def _shows(verbs: list[tuple[int, int]], nouns: list[tuple[int, int]], text: str) -> bool:
-    """A verb and a reasoning noun within one short span of one sentence, in either order."""
+    """A verb and a reasoning noun within one short span of one sentence, in either order.
+
+    Each verb is paired only with the nouns that start within ``_SHOW_GAP`` after it or end within it
+    before it (found by bisection), not with every noun: dense text cannot make this quadratic."""
+    starts = sorted({ns for ns, _ in nouns})
+    ends = sorted({ne for _, ne in nouns})
     for vs, ve in verbs:
-        for ns, ne in nouns:
-            a, b = (ve, ns) if ve <= ns else (ne, vs) if ne <= vs else (0, -1)
-            if b < a or b - a > _SHOW_GAP:
-                continue
-            if _BREAK.search(text, a, b) is None:
+        for i in range(bisect.bisect_left(starts, ve), len(starts)):  # a noun after: ns in [ve, ve+gap]
+            ns = starts[i]
+            if ns - ve > _SHOW_GAP:
+                break
+            if _BREAK.search(text, ve, ns) is None:
+                return True
+        for i in range(bisect.bisect_left(ends, vs - _SHOW_GAP), len(ends)):  # before: ne in [vs-gap, vs]
+            ne = ends[i]
+            if ne > vs:
+                break
+            if _BREAK.search(text, ne, vs) is None:
                 return True
     return False
 
