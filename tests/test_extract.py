@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from guardrail.extract import NoPrompt, Prompt, Turn, estimate_tokens, extract
 
@@ -654,3 +656,66 @@ def test_estimate_tokens() -> None:
     assert 900 <= estimate_tokens("你" * 1000) <= 1100  # CJK: about a token per character
     assert 500 <= estimate_tokens("д" * 1000) <= 700
     assert estimate_tokens("\ud800") >= 1  # lone surrogate: no crash
+
+
+# -- bodies built to cost: many messages, many containers -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "make"),
+    [
+        ("/v1/chat/completions", lambda msgs: {"messages": msgs}),
+        ("/v1/responses", lambda msgs: {"input": msgs}),
+        ("/v1/messages", lambda msgs: {"messages": [m for m in msgs if m["role"] != "system"]}),
+    ],
+)
+def test_only_the_newest_messages_are_read_for_turns(path: str, make: Any) -> None:
+    """A million tiny messages cost a walk of their roles: the newest MAX_TURNS give the turns (as
+    before: older turns were dropped after reading), a system message among the older ones still counts
+    (OpenAI), and the prompt is marked truncated."""
+    from guardrail.extract._build import MAX_TURNS
+
+    old = [{"role": "user", "content": f"old {i}"} for i in range(50_000)]
+    old[7] = {"role": "system", "content": "be terse"}
+    recent = [{"role": "user" if i % 2 else "assistant", "content": f"new {i}"} for i in range(MAX_TURNS)]
+    prompt = extract(path, {"model": "m", **make(old + recent)})
+    assert isinstance(prompt, Prompt) and prompt.truncated
+    assert prompt.user == f"new {MAX_TURNS - 1}" and len(prompt.turns) == MAX_TURNS
+    assert all(t.text.startswith("new") for t in prompt.turns)
+    assert ("be terse" in prompt.system) is (path != "/v1/messages")
+    short = extract(path, {"model": "m", **make(recent[-10:])})
+    assert isinstance(short, Prompt) and not short.truncated
+
+
+def test_a_body_with_too_many_arrays_and_objects_is_not_parsed() -> None:
+    from guardrail.extract import MAX_CONTAINERS, too_complex
+
+    def body(n: int) -> bytes:  # n containers in all: the object, the list, n - 2 empty arrays
+        return b'{"model":"m","messages":[' + b",".join([b"[]"] * (n - 2)) + b"]}"
+
+    assert not too_complex(body(MAX_CONTAINERS)) and too_complex(body(MAX_CONTAINERS + 1))
+    assert too_complex(body(MAX_CONTAINERS + 1).decode())
+    refused = extract("/v1/chat/completions", body(MAX_CONTAINERS + 1))
+    assert isinstance(refused, NoPrompt) and "too complex" in refused.reason
+    # Brackets inside strings (code) are not containers, escaped quotes included.
+    code = json.dumps(
+        {"model": "m", "messages": [{"role": "user", "content": 'x = [{"a": [1]}] \\" [' * 90_000}]}
+    )
+    assert not too_complex(code.encode()) and not too_complex(code)
+    assert isinstance(extract("/v1/chat/completions", code.encode()), Prompt)
+
+
+@given(st.lists(st.text(alphabet='[]{}"\\ab', max_size=12), max_size=30), st.integers(0, 40))
+def test_container_count_ignores_strings(strings: list[str], empties: int) -> None:
+    """The count is of arrays and objects the JSON really holds, whatever its strings contain."""
+    from guardrail.extract import _decode
+
+    doc = json.dumps({"s": strings, "e": [[] for _ in range(empties)]}).encode()
+    real = 2 + empties + 1  # the object, the "s" list, the "e" list and its empties
+    for limit in (real - 1, real):
+        original = _decode.MAX_CONTAINERS
+        _decode.MAX_CONTAINERS = limit
+        try:
+            assert _decode.too_complex(doc) is (real > limit)
+        finally:
+            _decode.MAX_CONTAINERS = original

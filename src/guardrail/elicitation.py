@@ -28,6 +28,8 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+from ._unicode import in_pieces
+
 __all__ = ["SCAN_CHARS", "elicitation_score"]
 
 SCAN_CHARS = 8000
@@ -40,8 +42,12 @@ _MARKS = re.compile("[\u064b-\u0652\u0670\u0640\u0307]")
 def _norm(text: str) -> str:
     if text.isascii():
         return text.lower()
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = in_pieces(text, _nfkc_fold)
     return _MARKS.sub("", text)
+
+
+def _nfkc_fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 # Per language and concept: regex fragments, written in lower case (they are normalised like the text).

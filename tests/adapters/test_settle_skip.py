@@ -154,3 +154,42 @@ def test_an_untouched_response_is_the_apps_own_on_either_adapter() -> None:
     plain = asyncio.run(run(Guardrail(asgi_app, guard=AsyncGuard("memory://"))))
     metered_send = asyncio.run(run(Guardrail(asgi_app, guard=AsyncGuard("memory://"), account_rpm=100)))
     assert len(sends) == 2 and sends[0] is plain and sends[1] is not metered_send
+
+
+def test_a_body_with_too_many_arrays_and_objects_is_over_the_cap_on_either_adapter() -> None:
+    """Parsing costs per container: a body of a quarter million ``[]`` (well under the byte cap) is
+    treated as over the cap, 413 under ``refuse``, passed unread under ``pass``; never parsed."""
+    from guardrail.extract import MAX_CONTAINERS
+
+    heavy = b'{"model":"m","messages":[' + b",".join([b"[]"] * (MAX_CONTAINERS + 10)) + b"]}"
+    events: list[Any] = []
+    asgi = Guardrail(
+        Starlette(routes=[Route(CHAT, reply, methods=["POST"])]),
+        guard=AsyncGuard("memory://"),
+        on_event=events.append,
+    )
+    client = TestClient(asgi)
+    r = client.post(CHAT, content=heavy, headers={"authorization": "Bearer k"})
+    assert r.status_code == 413 and events[-1].outcome == "too_large"
+    passing = Guardrail(
+        Starlette(routes=[Route(CHAT, reply, methods=["POST"])]),
+        guard=AsyncGuard("memory://"),
+        on_oversize="pass",
+        on_event=events.append,
+    )
+    r = TestClient(passing).post(CHAT, content=heavy, headers={"authorization": "Bearer k"})
+    assert r.status_code == 200 and events[-1].outcome == "passed_uninspected"
+    assert client.post(CHAT, content=BODY, headers={"authorization": "Bearer k"}).status_code == 200
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    with Guard("memory://") as guard:
+        status: list[str] = []
+        GuardrailWSGI(app, guard=guard)(chat_environ(heavy, "k"), lambda s, h, e=None: status.append(s))
+        GuardrailWSGI(app, guard=guard, on_oversize="pass")(
+            chat_environ(heavy, "k"), lambda s, h, e=None: status.append(s)
+        )
+    assert status[0].startswith("413") and status[1] == "200 OK"

@@ -22,6 +22,7 @@ from anyio.lowlevel import RunVar
 
 from .._types import ASGIApp, Message, Receive, Scope, Send
 from ..engine import AsyncGuard, Decision, settle_needed
+from ..extract import too_complex
 from ..limiter import MultiResult
 from ._body import BodyStatus, Replay, Watch, Watchdog, read_body
 from ._build import resolve_guard
@@ -236,6 +237,8 @@ class Guardrail:
                     log_failure("guardrail could not inflate the body", exc, (account,))
                     seen, body_state = read.body, "unsupported"
                 inspected = body_state not in ("too_large", INFLATE_LATE)
+            if inspected and too_complex(seen):  # more arrays and objects than the engine parses
+                body_state, inspected = "too_large", False
         if core.refuse_unread and body_state in REFUSED_BODIES:
             code = REFUSED_BODIES[body_state]
             outcome = body_state

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..engine import Decision, Guard, settle_needed
+from ..extract import too_complex
 from ..limiter import MultiResult
 from ._body import parse_length
 from ._build import check_sync_callable, resolve_guard
@@ -223,6 +224,8 @@ class GuardrailWSGI:
         if inspected and coding:
             seen, status = engine_view(body, coding, core.max_body_bytes)
             inspected = status != "too_large"
+        if inspected and too_complex(seen):  # more arrays and objects than the engine parses
+            status, inspected = "too_large", False
         if core.refuse_unread and status in REFUSED_BODIES:
             code = REFUSED_BODIES[status]
             core.event(path=path, provider=provider, account=account, ip=ip, outcome=status, status=code)

@@ -19,10 +19,11 @@ from urllib.parse import unquote
 
 from . import _anthropic, _gemini, _openai
 from ._build import Builder, ambiguous_path, canonical_path, clean
-from ._decode import parse_body
+from ._decode import MAX_CONTAINERS, parse_body, too_complex
 from ._model import Extractor, NoPrompt, Prompt, Turn, estimate_tokens
 
 __all__ = [
+    "MAX_CONTAINERS",
     "Extractor",
     "NoPrompt",
     "Prompt",
@@ -31,6 +32,7 @@ __all__ = [
     "canonical_path",
     "estimate_tokens",
     "extract",
+    "too_complex",
 ]
 
 _Reader = Callable[[Mapping[str, Any], int, "str | None"], "Prompt | NoPrompt"]

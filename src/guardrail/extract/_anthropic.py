@@ -23,7 +23,7 @@ def messages(body: Mapping[str, Any], max_chars: int, model_hint: str | None = N
         return NoPrompt("Anthropic body has no 'messages' list")
     b = Builder()
     b.add_system(parts_text(body.get("system")))
-    for msg in msgs:
+    for msg in b.split(msgs)[1]:  # no system text among the messages: the older ones are not read
         if not isinstance(msg, dict):
             continue
         role = msg.get("role")

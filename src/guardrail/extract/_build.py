@@ -136,11 +136,21 @@ def _share(a: int, b: int, budget: int) -> tuple[int, int]:
 class Builder:
     """Collects system text and turns while a reader walks a body; ``finish`` applies the budget."""
 
-    __slots__ = ("system", "turns")
+    __slots__ = ("dropped", "system", "turns")
 
     def __init__(self) -> None:
         self.system: list[str] = []
         self.turns: list[tuple[str, str]] = []
+        self.dropped = False  # messages before the newest MAX_TURNS were not read for turns
+
+    def split(self, items: list[Any]) -> tuple[list[Any], list[Any]]:
+        """``(older, recent)``: ``recent`` the newest ``MAX_TURNS`` messages, the only ones whose turns
+        could be kept, ``older`` the rest (a reader takes their system text alone, never their turns:
+        a body of a million tiny messages costs a walk of their roles, not of their texts)."""
+        if len(items) <= MAX_TURNS:
+            return [], items
+        self.dropped = True
+        return items[:-MAX_TURNS], items[-MAX_TURNS:]
 
     def add_system(self, text: str) -> None:
         if text:
@@ -168,7 +178,7 @@ class Builder:
         """
         budget = max(max_chars, 0)
         turns = self.turns
-        truncated = False
+        truncated = self.dropped
         if len(turns) > MAX_TURNS:
             turns = turns[-MAX_TURNS:]
             truncated = True

@@ -28,7 +28,7 @@ def generate_content(
         b.add_system(system)
     elif isinstance(system, dict):
         b.add_system(_parts(system.get("parts"), [], thoughts=True)[0])
-    for content in contents:
+    for content in b.split(contents)[1]:  # system text is systemInstruction: the older are not read
         if not isinstance(content, dict):
             continue
         raw_role = content.get("role")

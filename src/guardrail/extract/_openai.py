@@ -24,6 +24,8 @@ _CHAT_ROLES = {
     "system": _SYSTEM,
     "developer": _SYSTEM,
 }
+# A tuple, not a set: ``in`` compares, so an unhashable role (a list) is no error.
+_SYSTEM_NAMES = tuple(name for name, role in _CHAT_ROLES.items() if role == _SYSTEM)
 
 
 def chat(body: Mapping[str, Any], max_chars: int, model_hint: str | None = None) -> Prompt | NoPrompt:
@@ -32,7 +34,10 @@ def chat(body: Mapping[str, Any], max_chars: int, model_hint: str | None = None)
     if not isinstance(messages, list):
         return NoPrompt("OpenAI chat body has no 'messages' list")
     b = Builder()
-    for msg in messages:
+    older, recent = b.split(messages)
+    for msg in [m for m in older if type(m) is dict and m.get("role") in _SYSTEM_NAMES]:
+        _message(b, msg)
+    for msg in recent:
         if not isinstance(msg, dict):
             continue
         _message(b, msg)
@@ -56,7 +61,11 @@ def responses(body: Mapping[str, Any], max_chars: int, model_hint: str | None = 
     if isinstance(items, str):
         b.add_turn("user", items)
     elif isinstance(items, list):
-        for item in items:
+        older, recent = b.split(items)
+        for item in [i for i in older if type(i) is dict and i.get("role") in _SYSTEM_NAMES]:
+            if item.get("type") in (None, "message"):
+                _message(b, item)
+        for item in recent:
             if isinstance(item, dict):
                 _response_item(b, item)
     elif items is not None or "instructions" not in body:

@@ -25,6 +25,8 @@ import sys
 import unicodedata
 from itertools import repeat
 
+from .._unicode import in_pieces
+
 __all__ = ["NORMALIZATION_VERSION", "normalize", "normalize_bytes", "normalize_lines", "segment_bytes"]
 
 #: Bumped whenever the output of :func:`normalize` changes for some input; part of the fingerprint header.
@@ -198,7 +200,7 @@ def _folded_bytes(text: str, mask_ids: bool, flat: bool) -> bytes:
     if not isinstance(text, str):
         raise TypeError(f"expected str, got {type(text).__name__}")
     if not text.isascii():
-        text = _translate(unicodedata.normalize("NFKD", _casefold(unicodedata.normalize("NFKC", text))))
+        text = _translate(in_pieces(text, _unicode_fold))
         if not text.isascii() and _has_word_characters(text):
             # Letters or digits without an ASCII look-alike remain (Cyrillic, CJK, Arabic-Indic digits):
             # the id masking must see them as word characters, as Unicode regexes do.
@@ -211,6 +213,11 @@ def _folded_bytes(text: str, mask_ids: bool, flat: bool) -> bytes:
     # in the byte masking as they do in the Unicode regexes.
     data = text.encode("utf-8", "surrogatepass").translate(_FOLD[mask_ids, flat], _ASCII_DELETE)
     return _mask_nul(data) if mask_ids else data
+
+
+def _unicode_fold(text: str) -> str:
+    """NFKC, case folding, NFKD: applied in bounded pieces (``guardrail._unicode``), never quadratic."""
+    return unicodedata.normalize("NFKD", _casefold(unicodedata.normalize("NFKC", text)))
 
 
 def _casefold(text: str) -> str:
