@@ -346,7 +346,7 @@ def _http(r: Any) -> Exception:
     error = json.loads(r.body)["error"]
     if _ProxyException is not None:
         try:
-            return cast(
+            exc = cast(
                 Exception,
                 _ProxyException(
                     message=error["message"],
@@ -359,6 +359,11 @@ def _http(r: Any) -> Exception:
             )
         except TypeError:  # a LiteLLM whose ProxyException takes no headers yet
             pass
+        else:
+            # LiteLLM releases before ~1.90 rebuild any exception but HTTPException with
+            # ``getattr(e, "status_code", 500)``: without it, a 429 would go out as a 500.
+            exc.status_code = r.status  # type: ignore[attr-defined]
+            return exc
     return HTTPException(status_code=r.status, detail=error, headers=headers)
 
 

@@ -463,6 +463,7 @@ async def test_litellm_hook_refuses_with_litellms_own_exception_when_it_is_there
     with pytest.raises(ProxyException) as throttled:
         await hook.async_pre_call_hook(alice, None, dict(messages), "anthropic_messages")
     assert throttled.value.code == "429" and throttled.value.type == "rate_limit_error"
+    assert throttled.value.status_code == 429  # type: ignore[attr-defined]  # read by older LiteLLMs
     assert int(throttled.value.headers["retry-after"]) >= 1 and "retry-after-ms" in throttled.value.headers
     with pytest.raises(ProxyException) as blocked:
         await hook.async_pre_call_hook(SimpleNamespace(user_id="mallory"), None, dict(messages), "completion")
@@ -623,6 +624,66 @@ async def test_proxy_ends_the_upstream_request_when_the_client_leaves() -> None:
         await proxy.aclose()
         server.close()
     assert chunks >= 2
+
+
+async def test_proxy_ends_a_non_streamed_upstream_request_when_the_client_leaves_before_the_answer() -> None:
+    """The client leaves while the upstream is still working on a non-streamed answer (no headers yet):
+    the upstream's connection is closed too. The upstream here never answers."""
+    upstream_gone = anyio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if await reader.read() == b"":  # the proxy closed the connection
+            upstream_gone.set()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    proxy = ProxyApp(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    calls = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep(0.2)
+        return {"type": "http.disconnect"}
+
+    try:
+        sent = await _drive_proxy(proxy, "/v1/chat/completions", receive)
+        with anyio.fail_after(10):
+            await upstream_gone.wait()
+    finally:
+        await proxy.aclose()
+        server.close()
+    assert sent == []  # nothing to send to a client that left
+
+
+async def test_proxy_does_not_send_again_a_request_that_died_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection cut long after the request went up (a balancer ending a long generation) may have
+    been worked on: a 502, not a second run."""
+    from guardrail.cli import _proxy
+
+    monkeypatch.setattr(_proxy, "STALE_WINDOW", 0.05)
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(0.3)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    proxy = ProxyApp(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    try:
+        transport = httpx.ASGITransport(app=Guardrail(proxy, guard=AsyncScriptedGuard(rpm=1000)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            r = await client.post("/v1/chat/completions", content=b'{"a": 1}')
+        assert r.status_code == 502 and connections == 1
+    finally:
+        await proxy.aclose()
+        server.close()
 
 
 async def test_proxy_sends_again_once_when_a_pooled_connection_dies_unanswered() -> None:

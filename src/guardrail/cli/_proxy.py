@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
@@ -133,6 +134,8 @@ _SEPARATORS = re.compile(r"/|\\|%5[cC]")
 MAX_CONNECTIONS = 1000
 #: Seconds an idle upstream connection is kept for reuse (below the common 5 s server keep-alive).
 KEEPALIVE_EXPIRY = 2.0
+#: A request whose pooled connection dies unanswered within this many seconds of sending is sent again.
+STALE_WINDOW = 1.0
 
 
 class _ClientGone(Exception):
@@ -280,52 +283,72 @@ class ProxyApp:
         except (httpx.InvalidURL, ValueError, TypeError):
             await _error(send, 400, "invalid request", "invalid_request_error", "invalid_request")
             return
-        try:
-            try:
-                upstream = await client.send(request, stream=True)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                if not isinstance(content, bytes):
-                    raise
-                # No answer at all on a pooled connection the upstream was closing as it was reused:
-                # sent once more on a fresh one (a body in hand is replayable; an SDK would retry the
-                # 502 anyway, through the guard a second time).
-                request = client.build_request(scope["method"], url, headers=headers, content=content)
-                upstream = await client.send(request, stream=True)
-        except _ClientGone:
-            return
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, httpx.ConnectTimeout):
-                await _bad_gateway(send, "upstream unreachable: ConnectTimeout")
-            else:
-                await _error(send, 504, "upstream timed out", "api_error", "gateway_timeout")
-            return
-        except httpx.HTTPError as exc:
-            await _bad_gateway(send, f"upstream unreachable: {type(exc).__name__}")
-            return
-        except Exception as exc:  # the forwarding itself failed (h11 refusing a request it cannot frame)
-            logger.warning("guardrail proxy: forwarding failed", exc_info=True)
-            await _bad_gateway(send, f"upstream request failed: {type(exc).__name__}")
-            return
+        upstream: httpx.Response | None = None
         cut: httpx.HTTPError | None = None
         try:
             async with anyio.create_task_group() as watch:
                 # Once the request is all read, a client that leaves ends the upstream request too (a
-                # model would otherwise go on generating, and hold a pooled connection, for no one).
-                if not isinstance(content, _RequestBody) or content.done:
+                # model would otherwise go on generating, and hold a pooled connection, for no one):
+                # from the start when the body is in hand, else once it has all been streamed up.
+                watching = isinstance(content, bytes)
+                if watching:
                     watch.start_soon(_until_disconnect, receive, watch.cancel_scope)
-                try:
-                    await _relay(upstream, send)
-                except httpx.HTTPError as exc:
-                    cut = exc
+                upstream = await self._forward(client, request, content, send)
+                if upstream is not None:
+                    if not watching and (not isinstance(content, _RequestBody) or content.done):
+                        watch.start_soon(_until_disconnect, receive, watch.cancel_scope)
+                    try:
+                        await _relay(upstream, send)
+                    except httpx.HTTPError as exc:
+                        cut = exc
                 watch.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True):
-                await upstream.aclose()
+            if upstream is not None:
+                with anyio.CancelScope(shield=True):
+                    await upstream.aclose()
         if cut is not None:
             # Headers are already sent: ending the body cleanly would pass a cut-off answer as whole.
             # Returning without the last message makes the server abort the connection (uvicorn logs
             # one line), so the client sees the answer cut off.
             logger.warning("guardrail proxy: upstream response cut off (%s)", type(cut).__name__)
+
+    async def _forward(
+        self, client: httpx.AsyncClient, request: httpx.Request, content: bytes | _RequestBody, send: Send
+    ) -> httpx.Response | None:
+        """The upstream's response to ``request``, or ``None`` once an error of the proxy's own is sent
+        (or the client left mid-body)."""
+        import httpx
+
+        try:
+            started = time.monotonic()
+            try:
+                return await client.send(request, stream=True)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                if not isinstance(content, bytes) or time.monotonic() - started > STALE_WINDOW:
+                    raise
+                # No answer at once on a pooled connection the upstream was closing as it was reused:
+                # sent once more on a fresh one. Only a body in hand, and only a failure within
+                # STALE_WINDOW of sending: one that dies later (a balancer cutting a long generation)
+                # may have been worked on, and is a 502 rather than a second run.
+                retry = client.build_request(
+                    request.method, request.url, headers=request.headers, content=content
+                )
+                return await client.send(retry, stream=True)
+        except _ClientGone:
+            return None
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                await _bad_gateway(send, "upstream unreachable: ConnectTimeout")
+            else:
+                await _error(send, 504, "upstream timed out", "api_error", "gateway_timeout")
+            return None
+        except httpx.HTTPError as exc:
+            await _bad_gateway(send, f"upstream unreachable: {type(exc).__name__}")
+            return None
+        except Exception as exc:  # the forwarding itself failed (h11 refusing a request it cannot frame)
+            logger.warning("guardrail proxy: forwarding failed", exc_info=True)
+            await _bad_gateway(send, f"upstream request failed: {type(exc).__name__}")
+            return None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
