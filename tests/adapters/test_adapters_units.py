@@ -385,6 +385,18 @@ def test_proxy_reads_guardrail_variables_with_one_worker_too(monkeypatch: pytest
     assert settings_from_env(_proxy._environment(args)) == options
 
 
+def _unset_worker_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run`` writes these for its workers: unset now, restored after the test."""
+    for name in (
+        "GUARDRAIL_UPSTREAM",
+        "GUARDRAIL_UPSTREAM_TIMEOUT",
+        "GUARDRAIL_UPSTREAM_CONNECTIONS",
+        "GUARDRAIL_STORAGE",
+    ):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_proxy_flags_switch_off_what_guardrail_variables_set(
     monkeypatch: pytest.MonkeyPatch, workers: str
@@ -401,14 +413,7 @@ def test_proxy_flags_switch_off_what_guardrail_variables_set(
     monkeypatch.setenv("GUARDRAIL_ACCOUNT_RPM", "30")
     monkeypatch.setenv("GUARDRAIL_TRUSTED_PROXIES", "10.0.0.0/8")
     monkeypatch.setenv("GUARDRAIL_ON_OVERSIZE", "pass")
-    for name in (
-        "GUARDRAIL_UPSTREAM",
-        "GUARDRAIL_UPSTREAM_TIMEOUT",
-        "GUARDRAIL_UPSTREAM_CONNECTIONS",
-        "GUARDRAIL_STORAGE",
-    ):
-        monkeypatch.setenv(name, "")  # ``run`` writes these for its workers: restored after the test
-        monkeypatch.delenv(name)
+    _unset_worker_environment(monkeypatch)
     parser = argparse.ArgumentParser()
     _proxy.register(parser.add_subparsers())
     argv = ["proxy", "--upstream", "http://127.0.0.1:1", "--no-observe-only", "--account-rpm", "off"]
@@ -459,14 +464,7 @@ def test_proxy_says_where_it_listens_and_warns_of_unshared_workers(
 
     from guardrail.cli import _proxy
 
-    for name in (
-        "GUARDRAIL_UPSTREAM",
-        "GUARDRAIL_UPSTREAM_TIMEOUT",
-        "GUARDRAIL_UPSTREAM_CONNECTIONS",
-        "GUARDRAIL_STORAGE",
-    ):
-        monkeypatch.setenv(name, "")  # ``run`` writes these for its workers: restored after the test
-        monkeypatch.delenv(name)
+    _unset_worker_environment(monkeypatch)
     parser = argparse.ArgumentParser()
     _proxy.register(parser.add_subparsers())
     argv = ["proxy", "--upstream", "http://127.0.0.1:1", "--port", "8123", "--storage", storage]

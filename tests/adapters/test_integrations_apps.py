@@ -520,9 +520,13 @@ async def _raw_upstream(response: bytes) -> tuple[asyncio.AbstractServer, str]:
         await writer.drain()
         writer.close()
 
+    return await _serve(handle)
+
+
+async def _serve(handle: Any) -> tuple[asyncio.AbstractServer, str]:
+    """A raw asyncio upstream on a free port running ``handle`` per connection, and its URL."""
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}"
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
 async def _drive_proxy(proxy: ProxyApp, path: str, receive: Any, send: Any = None) -> list[dict[str, Any]]:
@@ -594,8 +598,7 @@ async def test_proxy_ends_the_upstream_request_when_the_client_leaves() -> None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    server, url = await _serve(handle)
     proxy = ProxyApp(url)
     chunks = 0
     two_chunks = anyio.Event()
@@ -637,8 +640,8 @@ async def test_proxy_ends_a_non_streamed_upstream_request_when_the_client_leaves
             upstream_gone.set()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    proxy = ProxyApp(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    server, url = await _serve(handle)
+    proxy = ProxyApp(url)
     calls = 0
 
     async def receive() -> dict[str, Any]:
@@ -674,8 +677,8 @@ async def test_proxy_does_not_send_again_a_request_that_died_late(monkeypatch: p
         await asyncio.sleep(0.3)
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    proxy = ProxyApp(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    server, url = await _serve(handle)
+    proxy = ProxyApp(url)
     try:
         transport = httpx.ASGITransport(app=Guardrail(proxy, guard=AsyncScriptedGuard(rpm=1000)))
         async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
@@ -706,8 +709,8 @@ async def test_proxy_sends_again_once_when_a_pooled_connection_dies_unanswered()
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    proxy = ProxyApp(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    server, url = await _serve(handle)
+    proxy = ProxyApp(url)
     try:
         # An inspected route's body is read whole by the guard, then handed over in one message.
         transport = httpx.ASGITransport(app=Guardrail(proxy, guard=AsyncScriptedGuard(rpm=1000)))
