@@ -183,8 +183,12 @@ async def _until_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
     """Cancel ``scope`` when the client goes away (the server's ``send`` after a disconnect may do
     nothing at all, as uvicorn's does: only ``receive`` tells). A server whose ``receive`` answers
     anything else once the body is read (ASGI has it wait for the disconnect) is not watched further."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
+    try:
+        message = await receive()
+    except Exception:  # a server whose receive raises on a broken connection: the client is gone
+        scope.cancel()
+        return
+    if message.get("type") == "http.disconnect":
         scope.cancel()
 
 
@@ -295,7 +299,7 @@ class ProxyApp:
                     watch.start_soon(_until_disconnect, receive, watch.cancel_scope)
                 upstream = await self._forward(client, request, content, send)
                 if upstream is not None:
-                    if not watching and (not isinstance(content, _RequestBody) or content.done):
+                    if isinstance(content, _RequestBody) and content.done:  # streamed up, all of it
                         watch.start_soon(_until_disconnect, receive, watch.cancel_scope)
                     try:
                         await _relay(upstream, send)
