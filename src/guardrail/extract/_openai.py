@@ -35,7 +35,7 @@ def chat(body: Mapping[str, Any], max_chars: int, model_hint: str | None = None)
         return NoPrompt("OpenAI chat body has no 'messages' list")
     b = Builder()
     older, recent = b.split(messages)
-    for msg in [m for m in older if type(m) is dict and m.get("role") in _SYSTEM_NAMES]:
+    for msg in [m for m in older if isinstance(m, dict) and m.get("role") in _SYSTEM_NAMES]:
         _message(b, msg)
     for msg in recent:
         if not isinstance(msg, dict):
@@ -62,7 +62,7 @@ def responses(body: Mapping[str, Any], max_chars: int, model_hint: str | None = 
         b.add_turn("user", items)
     elif isinstance(items, list):
         older, recent = b.split(items)
-        for item in [i for i in older if type(i) is dict and i.get("role") in _SYSTEM_NAMES]:
+        for item in [i for i in older if isinstance(i, dict) and i.get("role") in _SYSTEM_NAMES]:
             if item.get("type") in (None, "message"):
                 _message(b, item)
         for item in recent:
