@@ -274,15 +274,24 @@ def _response_tokens(response: Any) -> int | None:
     tokens = _output_tokens(_get(response, "usage"))
     if tokens is None:
         tokens = _output_tokens(_get(_get(response, "response"), "usage"))
-    if tokens is None:  # Gemini's response object (google-genai names, or the REST ones)
+    if tokens is None:  # Gemini's response object (google-genai names, or the REST ones): read as its dict
         meta = _get(response, "usage_metadata") or _get(response, "usageMetadata")
-        candidates = _get(meta, "candidates_token_count")
-        if candidates is None:
-            candidates = _get(meta, "candidatesTokenCount")
-        thoughts = _get(meta, "thoughts_token_count") or _get(meta, "thoughtsTokenCount") or 0
-        if _output_tokens({"output_tokens": candidates}) is not None and isinstance(thoughts, int):
-            tokens = candidates + max(thoughts, 0)
+        if meta is not None:
+            counts = {
+                "candidatesTokenCount": _first(meta, "candidates_token_count", "candidatesTokenCount"),
+                "thoughtsTokenCount": _first(meta, "thoughts_token_count", "thoughtsTokenCount"),
+            }
+            tokens = output_tokens({"usageMetadata": counts})
     return tokens
+
+
+def _first(obj: Any, *names: str) -> Any:
+    """The first of ``obj``'s fields ``names`` that is set."""
+    for name in names:
+        value = _get(obj, name)
+        if value is not None:
+            return value
+    return None
 
 
 def _output_tokens(usage: Any) -> int | None:

@@ -677,16 +677,8 @@ async def test_proxy_does_not_send_again_a_request_that_died_late(monkeypatch: p
         await asyncio.sleep(0.3)
         writer.close()
 
-    server, url = await _serve(handle)
-    proxy = ProxyApp(url)
-    try:
-        transport = httpx.ASGITransport(app=Guardrail(proxy, guard=AsyncScriptedGuard(rpm=1000)))
-        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
-            r = await client.post("/v1/chat/completions", content=b'{"a": 1}')
-        assert r.status_code == 502 and connections == 1
-    finally:
-        await proxy.aclose()
-        server.close()
+    (r,) = await _post_through_guarded_proxy(handle, [("/v1/chat/completions", b'{"a": 1}')])
+    assert r.status_code == 502 and connections == 1
 
 
 async def test_proxy_sends_again_once_when_a_pooled_connection_dies_unanswered() -> None:
@@ -709,21 +701,27 @@ async def test_proxy_sends_again_once_when_a_pooled_connection_dies_unanswered()
         await writer.drain()
         writer.close()
 
+    async def streamed() -> AsyncIterator[bytes]:
+        yield b'{"a": '
+        yield b"1}"
+
+    # An inspected route's body is read whole by the guard, then handed over in one message; /v1/files
+    # is not inspected: its body is streamed through, and cannot be sent again.
+    whole, partial = await _post_through_guarded_proxy(
+        handle, [("/v1/chat/completions", b'{"a": 1}'), ("/v1/files", streamed())]
+    )
+    assert whole.status_code == 200 and whole.content == b"{}"
+    assert partial.status_code == 502 and connections == 3  # 2 for the first request, 1 for the second
+
+
+async def _post_through_guarded_proxy(handle: Any, posts: list[tuple[str, Any]]) -> list[httpx.Response]:
+    """``posts`` (path, content) sent in turn through ``Guardrail(ProxyApp)`` to a raw upstream ``handle``."""
     server, url = await _serve(handle)
     proxy = ProxyApp(url)
     try:
-        # An inspected route's body is read whole by the guard, then handed over in one message.
         transport = httpx.ASGITransport(app=Guardrail(proxy, guard=AsyncScriptedGuard(rpm=1000)))
         async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
-            r = await client.post("/v1/chat/completions", content=b'{"a": 1}')
-            assert r.status_code == 200 and r.content == b"{}" and connections == 2
-
-            async def streamed() -> AsyncIterator[bytes]:
-                yield b'{"a": '
-                yield b"1}"
-
-            r = await client.post("/v1/files", content=streamed())  # not inspected: streamed through
-            assert r.status_code == 502 and connections == 3  # not replayable: not sent again
+            return [await client.post(path, content=content) for path, content in posts]
     finally:
         await proxy.aclose()
         server.close()

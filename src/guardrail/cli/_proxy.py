@@ -469,8 +469,7 @@ def build_app(args: argparse.Namespace) -> Any:
     """The proxy wrapped in ``Guardrail``, from parsed arguments."""
     from ..adapters import Guardrail
 
-    connections = getattr(args, "max_connections", MAX_CONNECTIONS)
-    proxy = ProxyApp(args.upstream, timeout=args.timeout, max_connections=connections)
+    proxy = ProxyApp(args.upstream, timeout=args.timeout, max_connections=args.max_connections)
     app = Guardrail(proxy, **_options(args))
     proxy.trusted = app.core.trusted
     return app
@@ -588,7 +587,7 @@ def run(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "log_level": "warning",
-        "log_config": log_config(getattr(args, "log_level", "info")),
+        "log_config": log_config(args.log_level),
         "proxy_headers": False,
         # The upstream's own Server is passed on (uvicorn's would make two); Date is uvicorn's.
         "server_header": False,
@@ -599,7 +598,7 @@ def run(args: argparse.Namespace) -> int:
     # Worker processes import the app themselves: hand the options over through the environment.
     os.environ["GUARDRAIL_UPSTREAM"] = args.upstream
     os.environ["GUARDRAIL_UPSTREAM_TIMEOUT"] = str(args.timeout)
-    os.environ["GUARDRAIL_UPSTREAM_CONNECTIONS"] = str(getattr(args, "max_connections", MAX_CONNECTIONS))
+    os.environ["GUARDRAIL_UPSTREAM_CONNECTIONS"] = str(args.max_connections)
     environment = _environment(args)
     for name in _ENV_NAMES.values():  # an option the command line switched off must not reach the workers
         os.environ.pop(name, None)
