@@ -222,7 +222,7 @@ def test_no_length_means_no_body_and_bad_lengths() -> None:
     status, _, _ = call(mw, environ_for(b"ignored"))
     assert status == "200 OK" and app.body == b""
     status, _, body = call(mw, environ_for(b"{}", length="two"))
-    assert status.startswith("400") and b"Invalid request body" in body
+    assert status.startswith("400") and b"Invalid request." in body
 
 
 def test_short_body_and_broken_input() -> None:

@@ -1,8 +1,9 @@
 """Refusals in the provider's own error shape, and the rate-limit headers.
 
 A client SDK must understand our refusal as the provider's own: the official OpenAI and Anthropic SDKs
-raise ``RateLimitError`` on 429 and honour ``retry-after-ms`` / ``Retry-After`` (when at most 60 s),
-and ``x-should-retry: false`` stops them retrying a 403 block (which would triple the traffic).
+raise ``RateLimitError`` on 429 and honour ``retry-after-ms`` / ``Retry-After`` (``openai`` 3.x up to 120 s,
+1.x up to 60 s, ``anthropic`` any wait), and ``x-should-retry: false`` stops them retrying a 403 block (which
+would triple the traffic).
 The message is deliberately generic: detection details stay server-side.
 
 Headers follow draft-ietf-httpapi-ratelimit-headers-10 (``RateLimit-Policy: "name";q=..;w=..`` and
@@ -41,7 +42,7 @@ _KINDS: dict[int, tuple[str, str, str, str, str]] = {
         "invalid_request",
         "invalid_request_error",
         "INVALID_ARGUMENT",
-        "Invalid request body.",
+        "Invalid request.",
     ),
     408: (
         "invalid_request_error",

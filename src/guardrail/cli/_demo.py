@@ -32,10 +32,10 @@ __all__ = ["DEFAULT_CLUSTER_BUDGET", "DEFAULT_REPORT", "DEFAULT_SCALE", "DEFAULT
 #: About 25,000 requests over three simulated days: 20 s on two idle cores, about a minute on busy ones.
 DEFAULT_SCALE = 0.5
 #: A flagged cluster's shared budget in the demo, in estimated tokens per minute. The library default
-#: (``Policy.cluster_limit``: 2,000 tokens/min, about one busy honest account) is sized for real campaigns
-#: of 150k to 28.8M exchanges; a simulated campaign sends about a thousand requests in three days, 1/50 or
-#: less of the smallest real one, so the demo scales the budget down by 50 to let it bite as it would on
-#: real volumes. ``--cluster-budget 2000`` replays with the library default.
+#: (``Policy.cluster_limit``: 1,000 tokens/min, burst 4,000, about one busy honest account) is sized for
+#: real campaigns of 150k to 28.8M exchanges; a simulated campaign sends about a thousand requests in three
+#: days, 1/50 or less of the smallest real one, so the demo scales the budget down by 25 to let it bite as
+#: it would on real volumes. ``--cluster-budget 1000`` replays with the library default.
 DEFAULT_CLUSTER_BUDGET = 40.0
 #: Burst of the demo's cluster bucket: above the largest single request's estimated cost, so a throttled
 #: cluster still gets a request through now and then instead of none at all.
