@@ -529,8 +529,15 @@ async def _serve(handle: Any) -> tuple[asyncio.AbstractServer, str]:
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
-async def _drive_proxy(proxy: ProxyApp, path: str, receive: Any, send: Any = None) -> list[dict[str, Any]]:
-    """The messages ``proxy`` sends for one ``POST path`` (no body) whose ``receive`` is given."""
+async def _drive_proxy(
+    proxy: ProxyApp,
+    path: str,
+    receive: Any,
+    send: Any = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> list[dict[str, Any]]:
+    """The messages ``proxy`` sends for one ``POST path`` whose ``receive`` is given (``headers``: no
+    body by default)."""
     sent: list[dict[str, Any]] = []
 
     async def keep(message: dict[str, Any]) -> None:
@@ -542,7 +549,7 @@ async def _drive_proxy(proxy: ProxyApp, path: str, receive: Any, send: Any = Non
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
-        "headers": [(b"content-length", b"0")],
+        "headers": headers if headers is not None else [(b"content-length", b"0")],
         "client": ("192.0.2.1", 1),
     }
     await proxy(scope, receive, send or keep)
@@ -681,24 +688,113 @@ async def test_proxy_does_not_send_again_a_request_that_died_late(monkeypatch: p
     assert r.status_code == 502 and connections == 1
 
 
-async def test_proxy_sends_again_once_when_a_pooled_connection_dies_unanswered() -> None:
-    """The upstream closes a connection without answering (a keep-alive connection it was closing as the
-    proxy reused it): a body in hand is sent once more on a fresh connection; a streamed one is a 502."""
-    connections = 0
+async def _read_request(reader: asyncio.StreamReader) -> bool:
+    """Read one request with a Content-Length body off ``reader``; ``False`` when the connection ended."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return False
+    length = next(
+        (int(x.split(b":")[1]) for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")), 0
+    )
+    await reader.readexactly(length)
+    return True
+
+
+_KEEP_ALIVE_OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+
+
+def _dies_on_second_request(second: bytes, counts: dict[str, int]) -> Any:
+    """An upstream whose first connection answers one request, then takes the next and writes ``second``
+    (nothing: no answer) and closes: a keep-alive connection it was closing as the proxy reused it. Later
+    connections answer every request."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        head = await reader.readuntil(b"\r\n\r\n")
-        if connections % 2 == 1:  # every other connection dies unanswered
-            writer.close()
-            return
-        length = next(
-            int(x.split(b":")[1]) for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")
-        )
-        await reader.readexactly(length)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
-        await writer.drain()
+        counts["connections"] += 1
+        first_connection = counts["connections"] == 1
+        served = 0
+        while await _read_request(reader):
+            counts["requests"] += 1
+            if first_connection and served == 1:
+                writer.write(second)
+                await writer.drain()
+                writer.close()
+                return
+            writer.write(_KEEP_ALIVE_OK)
+            await writer.drain()
+            served += 1
+        writer.close()
+
+    return handle
+
+
+async def test_proxy_sends_again_once_when_a_reused_connection_dies_unanswered() -> None:
+    """A reused keep-alive connection closed without a byte of answer: a body in hand is sent once more,
+    on a new connection (the one retry must not take another stale pooled one)."""
+    counts = {"connections": 0, "requests": 0}
+    first, second = await _post_through_guarded_proxy(
+        _dies_on_second_request(b"", counts),
+        [("/v1/chat/completions", b'{"a": 1}'), ("/v1/chat/completions", b'{"a": 2}')],
+    )
+    assert first.status_code == 200 and second.status_code == 200 and second.content == b"{}"
+    assert counts == {"connections": 2, "requests": 3}
+
+
+async def test_proxy_retry_does_not_take_another_stale_pooled_connection() -> None:
+    """Two pooled connections, both being closed by the upstream (a restart): the retry of the request
+    that met the first must not meet the second."""
+    counts = {"connections": 0, "requests": 0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counts["connections"] += 1
+        doomed = counts["connections"] <= 2
+        served = 0
+        while await _read_request(reader):
+            counts["requests"] += 1
+            if doomed and served == 1:
+                writer.close()
+                return
+            await asyncio.sleep(0.1 if doomed else 0)  # the first two requests overlap: two connections
+            writer.write(_KEEP_ALIVE_OK)
+            await writer.drain()
+            served += 1
+        writer.close()
+
+    server, url = await _serve(handle)
+    proxy = ProxyApp(url)
+    try:
+        transport = httpx.ASGITransport(app=Guardrail(proxy, guard=AsyncScriptedGuard(rpm=1000)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            path, body = "/v1/chat/completions", b'{"a": 1}'
+            pair = await asyncio.gather(client.post(path, content=body), client.post(path, content=body))
+            last = await client.post(path, content=body)
+    finally:
+        await proxy.aclose()
+        server.close()
+    assert [r.status_code for r in pair] == [200, 200] and last.status_code == 200
+    assert counts == {"connections": 3, "requests": 4}
+
+
+async def test_proxy_does_not_send_again_when_a_reused_connection_answered_badly() -> None:
+    """Bytes of a malformed answer came back: the upstream may have worked on it, a 502 and no retry."""
+    counts = {"connections": 0, "requests": 0}
+    first, second = await _post_through_guarded_proxy(
+        _dies_on_second_request(b"HTTP/1.1 200 OK\r\nbad header line\r\n\r\n", counts),
+        [("/v1/chat/completions", b'{"a": 1}'), ("/v1/chat/completions", b'{"a": 2}')],
+    )
+    assert first.status_code == 200 and second.status_code == 502
+    assert counts == {"connections": 1, "requests": 2}
+
+
+async def test_proxy_does_not_send_again_when_a_new_connection_dies_unanswered() -> None:
+    """A connection opened for this very request cannot have been stale: its death (a crashing worker
+    that read the request) is a 502, not a second run; a streamed body is never sent twice either."""
+    counts = {"connections": 0, "requests": 0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counts["connections"] += 1
+        await reader.readuntil(b"\r\n\r\n")
+        counts["requests"] += 1
         writer.close()
 
     async def streamed() -> AsyncIterator[bytes]:
@@ -706,12 +802,49 @@ async def test_proxy_sends_again_once_when_a_pooled_connection_dies_unanswered()
         yield b"1}"
 
     # An inspected route's body is read whole by the guard, then handed over in one message; /v1/files
-    # is not inspected: its body is streamed through, and cannot be sent again.
+    # is not inspected: its body is streamed through.
     whole, partial = await _post_through_guarded_proxy(
         handle, [("/v1/chat/completions", b'{"a": 1}'), ("/v1/files", streamed())]
     )
-    assert whole.status_code == 200 and whole.content == b"{}"
-    assert partial.status_code == 502 and connections == 3  # 2 for the first request, 1 for the second
+    assert whole.status_code == 502 and partial.status_code == 502
+    assert counts == {"connections": 2, "requests": 2}
+
+
+async def test_proxy_ends_the_upstream_request_when_the_client_leaves_after_a_streamed_upload() -> None:
+    """A body streamed up in parts, all of it sent, the upstream still working: the client leaving ends
+    the upstream request at once (not at the proxy's timeout)."""
+    upstream_gone = anyio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        while await reader.read(65536):  # the chunked body, then nothing until the proxy closes
+            pass
+        upstream_gone.set()
+        writer.close()
+
+    server, url = await _serve(handle)
+    proxy = ProxyApp(url, timeout=60.0)
+    parts = [b"x" * 50_000, b"y" * 50_000]
+    calls = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls <= len(parts):
+            return {"type": "http.request", "body": parts[calls - 1], "more_body": calls < len(parts)}
+        await anyio.sleep(0.2)
+        return {"type": "http.disconnect"}
+
+    try:
+        with anyio.fail_after(10):
+            sent = await _drive_proxy(
+                proxy, "/v1/files", receive, headers=[(b"transfer-encoding", b"chunked")]
+            )
+            await upstream_gone.wait()
+    finally:
+        await proxy.aclose()
+        server.close()
+    assert sent == []
 
 
 async def _post_through_guarded_proxy(handle: Any, posts: list[tuple[str, Any]]) -> list[httpx.Response]:

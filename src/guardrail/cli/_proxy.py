@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -134,8 +134,10 @@ _SEPARATORS = re.compile(r"/|\\|%5[cC]")
 MAX_CONNECTIONS = 1000
 #: Seconds an idle upstream connection is kept for reuse (below the common 5 s server keep-alive).
 KEEPALIVE_EXPIRY = 2.0
-#: A request whose pooled connection dies unanswered within this many seconds of sending is sent again.
+#: A request whose reused connection dies unanswered within this many seconds of sending is sent again.
 STALE_WINDOW = 1.0
+#: What httpcore raises when the upstream closes a connection without a byte of answer.
+_NO_ANSWER = "without sending a response"
 
 
 class _ClientGone(Exception):
@@ -155,14 +157,16 @@ def _connection_listed(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
 
 
 class _RequestBody:
-    """The rest of a request body, streamed upstream as it comes; ``done`` once its last chunk is in."""
+    """The rest of a request body, streamed upstream as it comes; ``done`` once its last chunk is in,
+    when ``on_done`` is called (the proxy then watches for the client leaving while the upstream works)."""
 
-    __slots__ = ("_first", "_receive", "done")
+    __slots__ = ("_first", "_receive", "done", "on_done")
 
     def __init__(self, first: bytes, receive: Receive) -> None:
         self._first = first
         self._receive = receive
         self.done = False
+        self.on_done: Callable[[], None] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._first:
@@ -176,7 +180,31 @@ class _RequestBody:
                 yield chunk
             if not message.get("more_body", False):
                 self.done = True
+                if self.on_done is not None:
+                    self.on_done()
                 return
+
+
+class _Reuse:
+    """httpcore's ``trace`` extension for one request: was a new connection opened for it?"""
+
+    __slots__ = ("opened",)
+
+    def __init__(self) -> None:
+        self.opened = False
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event.endswith("connect_tcp.started") or event.endswith("connect_unix_socket.started"):
+            self.opened = True
+
+
+def _died_unanswered(exc: Exception) -> bool:
+    """The upstream closed or reset the connection before a byte of answer (as far as httpcore says)."""
+    import httpx
+
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return _NO_ANSWER in str(exc)
+    return isinstance(exc, (httpx.ReadError, httpx.WriteError))
 
 
 async def _until_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
@@ -212,6 +240,8 @@ class ProxyApp:
         self._timeout = timeout
         self._max_connections = max_connections
         self._client = client
+        self._own_client = client is None
+        self._fresh: httpx.AsyncClient | None = None
         #: The proxies whose forwarding headers are passed on (set to the wrapping middleware's own).
         self.trusted: TrustedProxies | None = None
 
@@ -233,10 +263,27 @@ class ProxyApp:
             self._client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
         return self._client
 
+    def _fresh_http(self) -> httpx.AsyncClient:
+        """A client that opens a new connection for every request (no idle connection is kept): for
+        the one retry, which must not land on another stale pooled connection. A client handed in is
+        used as it is."""
+        if not self._own_client:
+            return self._http()
+        if self._fresh is None:
+            import httpx
+
+            timeout = httpx.Timeout(self._timeout, connect=10.0)
+            limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=0)
+            self._fresh = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+        return self._fresh
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._fresh is not None:
+            await self._fresh.aclose()
+            self._fresh = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -294,13 +341,16 @@ class ProxyApp:
                 # Once the request is all read, a client that leaves ends the upstream request too (a
                 # model would otherwise go on generating, and hold a pooled connection, for no one):
                 # from the start when the body is in hand, else once it has all been streamed up.
-                watching = isinstance(content, bytes)
-                if watching:
+                if isinstance(content, bytes):
                     watch.start_soon(_until_disconnect, receive, watch.cancel_scope)
+                else:  # as soon as its last chunk has gone up, while the upstream may still be working
+
+                    def watch_now() -> None:
+                        watch.start_soon(_until_disconnect, receive, watch.cancel_scope)
+
+                    content.on_done = watch_now
                 upstream = await self._forward(client, request, content, send)
                 if upstream is not None:
-                    if isinstance(content, _RequestBody) and content.done:  # streamed up, all of it
-                        watch.start_soon(_until_disconnect, receive, watch.cancel_scope)
                     try:
                         await _relay(upstream, send)
                     except httpx.HTTPError as exc:
@@ -323,21 +373,31 @@ class ProxyApp:
         (or the client left mid-body)."""
         import httpx
 
+        reuse = _Reuse()
+        request.extensions["trace"] = reuse
         try:
             started = time.monotonic()
             try:
                 return await client.send(request, stream=True)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                if not isinstance(content, bytes) or time.monotonic() - started > STALE_WINDOW:
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+                if (
+                    not isinstance(content, bytes)
+                    or reuse.opened
+                    or not _died_unanswered(exc)
+                    or time.monotonic() - started > STALE_WINDOW
+                ):
                     raise
-                # No answer at once on a pooled connection the upstream was closing as it was reused:
-                # sent once more on a fresh one. Only a body in hand, and only a failure within
-                # STALE_WINDOW of sending: one that dies later (a balancer cutting a long generation)
-                # may have been worked on, and is a 502 rather than a second run.
-                retry = client.build_request(
+                # No answer at once on a reused connection (the upstream was closing it as it was taken
+                # from the pool): sent once more, on a new connection. Only a body in hand, only on a
+                # reused connection that gave no byte of answer, and only within STALE_WINDOW of sending:
+                # a new connection that dies, a malformed answer, or a connection that dies later (a
+                # crashed worker, a balancer cutting a long generation) may have been worked on, and is
+                # a 502 rather than a second run.
+                fresh = self._fresh_http()
+                retry = fresh.build_request(
                     request.method, request.url, headers=request.headers, content=content
                 )
-                return await client.send(retry, stream=True)
+                return await fresh.send(retry, stream=True)
         except _ClientGone:
             return None
         except httpx.TimeoutException as exc:
