@@ -7,14 +7,15 @@ LiteLLM proxy config (``config.yaml``)::
 
 The hook sees the parsed request (``data``) and LiteLLM's authenticated key (``user_api_key_dict``): the
 account is the key's ``user_id`` (else its team, else the hashed key LiteLLM hands over), so budgets
-follow LiteLLM's own identities. A refusal is raised as ``fastapi.HTTPException`` (429 with ``Retry-After``
-/ ``retry-after-ms``, or 403 with ``x-should-retry: false``), which LiteLLM turns into its error response.
-The success hook settles the actual output tokens from the response's ``usage``; for a streamed call
-LiteLLM calls no success hook, so the streaming iterator hook passes every chunk on as it comes and settles
-from the last usage the stream carried (OpenAI's final ``usage`` chunk with ``stream_options``, a Responses
-``response.completed`` event, Anthropic's ``message_delta`` in raw SSE bytes), or leaves the estimate
-standing when it carried none (a stream cut short; one that failed upstream is refunded, as the failure
-hook refunds). Configuration comes from
+follow LiteLLM's own identities. A refusal is raised as LiteLLM's ``ProxyException``
+(``fastapi.HTTPException`` without it: 429 with ``Retry-After`` / ``retry-after-ms``, or 403 with
+``x-should-retry: false``), which LiteLLM turns into its error response.
+The success hook settles the actual output tokens from the response's ``usage``; for a streamed call LiteLLM
+calls no success hook, so the streaming iterator hook passes every chunk on as it comes and settles from the
+largest output-token count the stream carried (OpenAI's final ``usage`` chunk with ``stream_options``, a
+Responses ``response.completed`` event, Anthropic's ``message_delta`` in raw SSE bytes), or leaves the
+estimate standing when it carried none (a stream cut short; one that failed upstream is refunded, as the
+failure hook refunds). Configuration comes from
 the same ``GUARDRAIL_*`` variables as the middleware (``GUARDRAIL_STORAGE``, ``GUARDRAIL_ACCOUNT_RPM``...).
 
 Written against the hook signatures LiteLLM documents (custom_callback.md, "CALL HOOKS - proxy only");
@@ -24,9 +25,9 @@ litellm itself is optional here: without it the class derives from ``object`` an
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any, cast
 
@@ -124,7 +125,6 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
             core.namespace if core is not None else "gr",
         )
         self._pending: TTLCache[str, Decision] = TTLCache(maxsize=100_000, ttl=3600)
-        self._ids = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @staticmethod
@@ -138,6 +138,10 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
     ) -> Any:
+        for key in ("litellm_metadata", "metadata"):  # a ticket is ours to write: never the client's
+            held = data.get(key)
+            if isinstance(held, dict):
+                held.pop(_TICKET, None)
         path = _route(str(call_type), data)
         if path is None:  # embeddings, images, moderation...: not a generation, not inspected
             return data
@@ -172,7 +176,9 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
             raise _http(refusal("openai", 429, retry_after=decision.retry_after))
         if not settle_needed(self.guard, decision):
             return data  # nothing to settle (no engine bucket charged): nothing to keep for later
-        ticket = str(next(self._ids))
+        # Unguessable: a client that could name another call's ticket (in its own ``metadata``, which
+        # LiteLLM passes through) could settle that call's charge with its own small usage.
+        ticket = secrets.token_urlsafe(16)
         self._pending[ticket] = decision
         # LiteLLM's own metadata: ``litellm_metadata`` where the request's ``metadata`` is the client's
         # field for the provider (/v1/messages, /v1/responses), else ``metadata``.
@@ -326,7 +332,10 @@ class _StreamUsage:
                 found = _response_tokens(chunk)
         except Exception:  # an odd chunk must not break the stream
             return
-        if found is not None:
+        # Counts in a stream are running totals: the largest is the stream's. A zero is no count: LiteLLM's
+        # translated Gemini stream ends with ``candidatesTokenCount: 0`` whatever was generated, and
+        # taking it would refund the whole estimate.
+        if found is not None and found > 0 and (self.tokens is None or found > self.tokens):
             self.tokens = found
 
 

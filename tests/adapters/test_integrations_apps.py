@@ -229,13 +229,16 @@ _DELTA = b'event: message_delta\ndata: {"type": "message_delta", "usa'
         ([{"type": "response.output_text.delta"}, _COMPLETED], 9),
         # an Anthropic stream passed through as raw SSE bytes, split mid-line
         ([_DELTA, b'ge": {"output_tokens": 33}}\n\n'], 33),
-        # Gemini chunks through LiteLLM: usageMetadata on each, the last one counts
+        # Gemini chunks through LiteLLM: usageMetadata on each, a running total
         ([{"usageMetadata": {"candidatesTokenCount": n}} for n in (4, 11)], 11),
+        # ... which LiteLLM's translated stream ends with a 0 (seen on 1.85): no count, not a refund
+        ([{"usageMetadata": {"candidatesTokenCount": n}} for n in (4, 264, 0)], 264),
+        ([{"usageMetadata": {"candidatesTokenCount": 0}}], None),
         # no usage at all (a stream without include_usage, or cut short): the estimate stands
         ([SimpleNamespace(usage=None), b"\x00odd", 42], None),
     ],
 )
-async def test_litellm_hook_settles_streams_from_their_last_usage(
+async def test_litellm_hook_settles_streams_from_their_largest_usage(
     chunks: list[Any], tokens: int | None
 ) -> None:
     guard = AsyncScriptedGuard(rpm=100)
@@ -477,6 +480,26 @@ async def test_litellm_hook_refuses_with_litellms_own_exception_when_it_is_there
     with pytest.raises(HTTPException) as fallback:
         await hook.async_pre_call_hook(alice, None, dict(messages), "anthropic_messages")
     assert fallback.value.status_code == 429 and "retry-after" in (fallback.value.headers or {})
+
+
+async def test_litellm_hook_tickets_cannot_be_named_by_a_client() -> None:
+    """A ticket is the hook's, unguessable, and one a client sends in its own ``metadata`` is dropped:
+    otherwise another account could settle a pending call's charge with its own small usage."""
+    guard = AsyncScriptedGuard(rpm=100)
+    hook = GuardrailLiteLLM(guard=guard)
+    alice, bob = SimpleNamespace(user_id="alice"), SimpleNamespace(user_id="bob")
+    chat = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
+    held = {**chat, "metadata": {}}
+    await hook.async_pre_call_hook(alice, None, held, "acompletion")
+    ticket = held["metadata"]["guardrail_ticket"]
+    assert isinstance(ticket, str) and len(ticket) >= 16 and not ticket.isdigit()
+    for key, call in (("metadata", "acompletion"), ("litellm_metadata", "aembedding")):
+        forged = {**chat, key: {"guardrail_ticket": ticket}}  # even on a route the hook does not inspect
+        await hook.async_pre_call_hook(bob, None, forged, call)
+        assert forged[key].get("guardrail_ticket") != ticket
+        await hook.async_post_call_success_hook(forged, bob, SimpleNamespace(usage={"completion_tokens": 2}))
+    await hook.async_post_call_success_hook(held, alice, SimpleNamespace(usage={"completion_tokens": 5000}))
+    assert guard.settled == [("user_id:bob", 2), ("user_id:alice", 5000)]
 
 
 async def test_litellm_hook_reads_and_writes_litellms_own_metadata_on_messages() -> None:
