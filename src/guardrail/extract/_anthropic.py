@@ -66,6 +66,8 @@ def _blocks(b: Builder, role: str, blocks: list[Any]) -> None:
                     texts.append(source["data"])
                 elif source.get("type") == "content":
                     texts.append(parts_text(source.get("content")))
+            if isinstance(block.get("text"), str):
+                texts.append(block["text"])  # a document given as text: read, as a lenient server may
         elif isinstance(block.get("text"), str):
             texts.append(block["text"])  # a block of another type with text: read, as a lenient server may
         # image, tool_use, thinking, redacted_thinking, ...: not prompt text.
