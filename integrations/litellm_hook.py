@@ -37,7 +37,7 @@ from guardrail._hashing import default_secret
 from guardrail.adapters import SSEUsageScanner, output_tokens, settings_from_env
 from guardrail.adapters._build import resolve_guard
 from guardrail.adapters._quota import acheck, awaited, quota_for
-from guardrail.adapters._refusal import refusal
+from guardrail.adapters._refusal import refusal, spent_quota
 from guardrail.engine import Action, AsyncGuard, Decision, RequestFacts, settle_needed
 from guardrail.engine._core import EXTRA_REASON
 
@@ -172,6 +172,8 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
                         unit="requests",
                     )
                 )
+            if quota is not None:  # worn as a spent quota's (headers and wait), as the middleware does
+                raise _http(spent_quota("openai", quota.limit.rate, quota.limit.burst, decision.retry_after))
             # No bucket figures: the engine's limits would tell a client its cluster was flagged.
             raise _http(refusal("openai", 429, retry_after=decision.retry_after))
         if not settle_needed(self.guard, decision):

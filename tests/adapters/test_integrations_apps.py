@@ -482,6 +482,28 @@ async def test_litellm_hook_refuses_with_litellms_own_exception_when_it_is_there
     assert fallback.value.status_code == 429 and "retry-after" in (fallback.value.headers or {})
 
 
+async def test_litellm_hook_engine_throttle_under_a_quota_looks_like_the_quotas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``account_rpm``, an engine throttle is raised as a spent quota's: its headers, and its wait
+    (0.6 s for one more of 100 a minute), not the engine bucket's minute."""
+    from integrations import litellm_hook
+
+    monkeypatch.setattr(litellm_hook, "_ProxyException", None)  # the fallback, litellm installed or not
+    hook = GuardrailLiteLLM(guard=AsyncScriptedGuard(rpm=1), account_rpm=100)
+    alice = SimpleNamespace(user_id="alice")
+    chat = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
+    await hook.async_pre_call_hook(alice, None, dict(chat), "acompletion")
+    with pytest.raises(HTTPException) as throttled:
+        await hook.async_pre_call_hook(alice, None, dict(chat), "acompletion")
+    headers = throttled.value.headers or {}
+    assert throttled.value.status_code == 429 and headers["retry-after-ms"] == "600"
+    assert (
+        headers["ratelimit"].startswith('"requests";r=0')
+        and headers["ratelimit-policy"] == '"requests";q=100'
+    )
+
+
 async def test_litellm_hook_tickets_cannot_be_named_by_a_client() -> None:
     """A ticket is the hook's, unguessable, and one a client sends in its own ``metadata`` is dropped:
     otherwise another account could settle a pending call's charge with its own small usage."""

@@ -355,6 +355,9 @@ def test_with_a_quota_an_engine_throttle_looks_like_a_quota_throttle() -> None:
     assert engine_429.headers["x-ratelimit-remaining-requests"] == "0"
     assert engine_429.headers["x-ratelimit-reset-requests"] == "1m0s"  # a spent quota's whole refill
     assert engine_429.headers["ratelimit-policy"] == '"requests";q=100'
+    # ... and a spent quota's wait (one more request of 100 a minute: 0.6 s), not the engine bucket's
+    # minute, which no 100-a-minute quota would ever ask for
+    assert engine_429.headers["retry-after-ms"] == "600" and engine_429.headers["retry-after"] == "1"
 
 
 # -- 6. one middleware serving several event loops (threads): each loop's deadlines fire on its own

@@ -22,7 +22,7 @@ from ._encoding import INFLATE_LATE, REFUSED_BODIES
 from ._events import GuardrailEvent, OnEvent, emit, log_failure, logger
 from ._identity import CREDENTIAL_HEADERS, Identify, RequestView, TrustedProxies, api_key
 from ._quota import RequestQuota, quota_for
-from ._refusal import Headers, Refusal, rate_limit_headers, refusal
+from ._refusal import Headers, Refusal, rate_limit_headers, refusal, spent_quota
 from ._routes import Provider, RouteTable
 
 OnOversize = Literal["refuse", "pass"]
@@ -266,18 +266,12 @@ class Core:
             )
         # The engine's buckets (an account's or a flagged cluster's shared one) would tell a client when
         # detection changed its limits: their figures are shown only when explicitly exposed. With a
-        # quota, whose headers every answer carries, the refusal wears the quota's as a spent quota shows
-        # them: a 429 without them would set a flagged account's refusals apart from a quota's.
+        # quota, whose headers every answer carries, the refusal is worn as a spent quota's, headers and
+        # wait alike: a 429 without them, or with a wait no quota gives, would set a flagged account's
+        # refusals apart from a quota's.
         if self.quota is not None and not self.expose_engine_limits:
             limit = self.quota.limit
-            return refusal(
-                provider,
-                429,
-                retry_after=decision.retry_after,
-                limit=limit.burst,
-                reset_after=limit.burst / limit.rate,  # what a spent quota shows: its whole refill
-                unit="requests",
-            )
+            return spent_quota(provider, limit.rate, limit.burst, decision.retry_after)
         return refusal(
             provider,
             429,

@@ -146,6 +146,23 @@ def refusal(
     return Refusal(status, headers, body)
 
 
+def spent_quota(provider: Provider, rate: float, burst: float, wait: float) -> Refusal:
+    """A 429 from another bucket, worn as a spent request quota (``rate`` requests/s, ``burst``) shows
+    it: its headers spent (``r=0``, reset in the quota's whole refill) and its wait at most a spent
+    quota's own (the time to one more request, ``1 / rate``). A flagged cluster's shared bucket may hold
+    a client for minutes; advertising that wait beside a quota that refills in seconds would tell the
+    client that detection, not the quota, refused it. A client told the shorter wait retries sooner and
+    is refused again, cheaply, until the bucket has room."""
+    return refusal(
+        provider,
+        429,
+        retry_after=min(wait, 1.0 / rate) if wait > 0 else 1.0 / rate,
+        limit=burst,
+        reset_after=burst / rate,
+        unit="requests",
+    )
+
+
 def _duration(seconds: float) -> str:
     """OpenAI's reset format: ``"1s"``, ``"6m0s"``, ``"1h2m3s"``, ``"250ms"``."""
     if seconds < 1:
