@@ -510,8 +510,8 @@ from guardrail.cli import main
 print("exit", main(["proxy", "--upstream", "http://127.0.0.1:9"]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "pip install 'guardrail[redis]'" in out.stdout
-    assert "exit 2" in out.stdout and "pip install 'guardrail[proxy]'" in out.stderr
+    assert "pip install redis, or guardrail's 'redis' extra" in out.stdout
+    assert "exit 2" in out.stdout and "pip install uvicorn httpx (guardrail's 'proxy' extra)" in out.stderr
 
 
 # -- compressed responses --------------------------------------------------------------------------
@@ -670,6 +670,35 @@ def test_a_storage_uri_is_shown_without_its_password(password: str) -> None:
 
     shown = display_uri(f"redis://user:{password}@cache.internal:6379/0?password={password}")
     assert shown == "redis://cache.internal:6379/0"
+
+
+@given(st.text(alphabet=st.characters(codec="ascii", exclude_characters="@:/"), min_size=8, max_size=30))
+def test_an_error_quoting_a_storage_uri_is_scrubbed_of_its_credentials(password: str) -> None:
+    from guardrail.limiter._uri import scrub_uri
+
+    uri = f"redis://user:{password}@cache.internal:6379/0"
+    message = f"cannot connect to {uri!r} (auth {password} refused)"
+    assert password not in scrub_uri(message, uri) and "cache.internal:6379/0" in scrub_uri(message, uri)
+
+
+def test_cli_errors_and_demo_report_show_no_storage_password(capsys: pytest.CaptureFixture[str]) -> None:
+    """``explain`` and ``demo`` on a store they cannot reach print the URI without its password."""
+    import argparse
+
+    from guardrail.cli import _demo, _explain
+
+    uri = "redis://default:hunter2-pass@127.0.0.1:9/0"  # the discard port: nothing answers
+    code = _explain.run(
+        argparse.Namespace(storage=uri, account="sk-x", hashed=False, prefix="gr", format="text")
+    )
+    err = capsys.readouterr().err
+    assert code != 0 and "hunter2" not in err and "127.0.0.1:9" in err
+    args = argparse.Namespace(
+        storage=uri, scale=0.01, seed=1, out=None, cluster_budget=40.0, no_progress=True, json=None
+    )
+    assert _demo.run(args) != 0
+    out, err = capsys.readouterr()
+    assert "hunter2" not in out + err and "127.0.0.1:9" in out + err
 
 
 def test_identity_reads_what_servers_read() -> None:

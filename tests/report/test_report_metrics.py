@@ -111,7 +111,7 @@ def test_without_prometheus_client_metrics_are_a_logged_no_op(
     with caplog.at_level(logging.WARNING, logger="guardrail.metrics"):
         m = Metrics()
     assert not m.enabled
-    assert len(caplog.records) == 1 and "guardrail[prometheus]" in caplog.records[0].getMessage()
+    assert len(caplog.records) == 1 and "'prometheus' extra" in caplog.records[0].getMessage()
     m.observe_decision(action="allow", route="/x", seconds=0.1, refused_by=["account"])
     m.set_clusters([3])
     m.set_templates(1)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, overload
 
 from ..engine import AsyncGuard, Guard, Policy
+from ..limiter._uri import display_uri
 
 
 def _check_rpm(account_rpm: float | None) -> None:
@@ -122,7 +123,8 @@ def resolve_guard(
     uri = "memory://" if storage is None else storage
     if not isinstance(uri, str) or "://" not in uri:
         raise ValueError(
-            f"storage must be a storage URI such as 'memory://' or 'redis://host:6379', got {uri!r}"
+            "storage must be a storage URI such as 'memory://' or 'redis://host:6379', "
+            f"got {display_uri(uri) if isinstance(uri, str) else uri!r}"
         )
     kwargs: dict[str, Any] = {"secret": secret}
     if observe_only:

@@ -24,6 +24,7 @@ from guardrail.cli._demo_report import build_report
 from guardrail.cli._demo_run import close_run, replay
 from guardrail.engine import Policy
 from guardrail.limiter import Limit, StorageError
+from guardrail.limiter._uri import display_uri, scrub_uri
 from guardrail.report import ReportData, render_html, summary_text
 from guardrail.simulate import Simulation, simulate
 
@@ -114,7 +115,7 @@ async def _replay_and_report(
     the async Redis clients belong to it)."""
     run = await replay(sim, app, storage=storage, guard_options={"policy": policy}, progress_stream=progress)
     try:
-        return build_report(run, app_description=description, storage=storage)
+        return build_report(run, app_description=description, storage=display_uri(storage))
     finally:
         await close_run(run)
 
@@ -129,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"guardrail demo: {totals['requests']:,} simulated requests from {totals['accounts']:,} accounts "
         f"({totals['campaign_accounts']:,} in distillation campaigns) over 3 days, "
-        f"replayed through Guardrail + {description}, state in {storage}, flagged clusters share "
+        f"replayed through Guardrail + {description}, state in {display_uri(storage)}, "
+        "flagged clusters share "
         f"{args.cluster_budget:g} tokens/min each",
         flush=True,
     )
@@ -138,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         data = asyncio.run(_replay_and_report(sim, app, description, storage, policy, progress))
     except (StorageError, OSError, ValueError) as exc:  # ConnectionError is an OSError
-        print(f"error: the demo could not run on {storage}: {exc}", file=sys.stderr)
+        print(
+            f"error: the demo could not run on {display_uri(storage)}: {scrub_uri(str(exc), storage)}",
+            file=sys.stderr,
+        )
         return 1
     data.setdefault("source", {})["cluster budget (tokens/min)"] = args.cluster_budget
     print()

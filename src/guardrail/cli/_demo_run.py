@@ -25,6 +25,7 @@ from guardrail._types import ASGIApp, Message, Receive, Scope, Send
 from guardrail.adapters import Guardrail
 from guardrail.engine import AsyncGuard, Decision, RequestFacts
 from guardrail.limiter import Limiter
+from guardrail.limiter._uri import display_uri
 from guardrail.report import JsonEvents, Progress
 from guardrail.report._tally import Tally
 from guardrail.simulate import CAMPAIGN_STYLES, HONEST_POPULATIONS, Simulation
@@ -156,7 +157,8 @@ def _build_guard(storage: str, events: JsonEvents, options: Mapping[str, Any]) -
         from guardrail.engine.redis_store import RedisEngineStore
     except ImportError as exc:
         raise ValueError(
-            f"{storage} needs the redis package (pip install 'guardrail[redis]'): {exc}"
+            f"{display_uri(storage)} needs the redis package "
+            f"(pip install redis: guardrail's 'redis' extra): {exc}"
         ) from exc
 
     run_id = uuid.uuid4().hex[:12]

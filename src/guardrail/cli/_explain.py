@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from guardrail.limiter._uri import display_uri, scrub_uri
 from guardrail.report._explain import explain_account, explain_text
 
 __all__ = ["register", "run"]
@@ -60,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = explain_account(storage, args.account, hashed=args.hashed, prefix=args.prefix)
     except (ValueError, OSError) as exc:  # ConnectionError is an OSError
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {scrub_uri(str(exc), storage)}", file=sys.stderr)
         return 1
     except Exception as exc:  # a store error (guardrail.limiter.StorageError) or the backend's own
-        print(f"error: cannot read {storage}: {exc}", file=sys.stderr)
+        print(f"error: cannot read {display_uri(storage)}: {scrub_uri(str(exc), storage)}", file=sys.stderr)
         return 1
     if args.format == "json":
         print(json.dumps(result, indent=2, sort_keys=True))

@@ -619,7 +619,10 @@ def run(args: argparse.Namespace) -> int:
         import httpx  # noqa: F401  (the forwarding client)
         import uvicorn
     except ImportError as exc:
-        print(f"guardrail proxy needs {exc.name}: pip install 'guardrail[proxy]'", file=sys.stderr)
+        print(
+            f"guardrail proxy needs {exc.name}: pip install uvicorn httpx (guardrail's 'proxy' extra)",
+            file=sys.stderr,
+        )
         return 2
 
     if args.workers < 1:

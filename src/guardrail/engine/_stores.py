@@ -9,6 +9,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from ..limiter._uri import display_uri
 from ._memory import MemoryEngineStore
 from .store import EngineStore, StoreSettings
 
@@ -32,11 +33,15 @@ def engine_store_from_uri(
 
     if scheme not in SCHEMES:
         raise ValueError(
-            f"unknown engine storage URI {uri!r}: expected one of " + ", ".join(f"{s}://" for s in SCHEMES)
+            f"unknown engine storage URI {display_uri(uri)!r}: expected one of "
+            + ", ".join(f"{s}://" for s in SCHEMES)
         )
     try:
         from .redis_store import RedisEngineStore
     except ImportError as err:  # redis-py is the optional ``redis`` extra
-        raise ValueError(f"engine storage {uri!r} needs redis-py: pip install 'guardrail[redis]'") from err
+        raise ValueError(
+            f"engine storage {display_uri(uri)!r} needs redis-py: "
+            "pip install redis, or guardrail's 'redis' extra"
+        ) from err
 
     return RedisEngineStore(uri, settings=settings, prefix=prefix, **options)

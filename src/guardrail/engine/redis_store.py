@@ -53,7 +53,7 @@ from guardrail.limiter import (
 )
 from guardrail.limiter._limiter import report_reply_error
 from guardrail.limiter._redis import BACKEND_ERRORS, backend_error
-from guardrail.limiter._uri import DEFAULT_TIMEOUT
+from guardrail.limiter._uri import DEFAULT_TIMEOUT, display_uri
 
 from ._sketch import cell_indexes, distinct_sorted
 from .store import (
@@ -243,13 +243,15 @@ class RedisEngineStore:
         self.settings = settings or StoreSettings()
         _check_settings(self.settings)
         if not isinstance(uri, str) or uri.split("://", 1)[0].lower() == "memory":
-            raise ValueError(f"RedisEngineStore needs a Redis URI (redis://host:port...), got {uri!r}")
+            raise ValueError(
+                f"RedisEngineStore needs a Redis URI (redis://host:port...), got {display_uri(uri)!r}"
+            )
         hot = storage_from_uri(uri, **options)
         timeout = options.get("socket_timeout", DEFAULT_TIMEOUT)
         bulk_timeout = None if timeout is None else max(BULK_TIMEOUT, float(timeout))
         bulk = storage_from_uri(uri, **{**options, "socket_timeout": bulk_timeout})
         if not isinstance(hot, RedisStore) or not isinstance(bulk, RedisStore):
-            raise ValueError(f"RedisEngineStore needs a Redis URI, got {uri!r}")
+            raise ValueError(f"RedisEngineStore needs a Redis URI, got {display_uri(uri)!r}")
         self._hot: RedisStore = hot
         self._bulk: RedisStore = bulk
         self._name = f"engine store {uri.split('://', 1)[0]}://, prefix {prefix!r}"

@@ -39,9 +39,9 @@ def _locations(parsed: urllib.parse.ParseResult, uri: str) -> list[tuple[str, in
         try:
             port = sub.port
         except ValueError as err:
-            raise ValueError(f"bad port in storage URI {uri!r}: {loc!r}") from err
+            raise ValueError(f"bad port in storage URI {display_uri(uri)!r}: {loc!r}") from err
         if not sub.hostname or port is None:
-            raise ValueError(f"storage URI {uri!r} needs host:port for every node, got {loc!r}")
+            raise ValueError(f"storage URI {display_uri(uri)!r} needs host:port for every node, got {loc!r}")
         locations.append((sub.hostname, port))
     return locations
 
@@ -92,6 +92,16 @@ def display_uri(uri: str) -> str:
     return f"{scheme}://{rest.split('?', 1)[0].split('#', 1)[0]}"
 
 
+def scrub_uri(text: str, uri: str) -> str:
+    """``text`` (an error message) with ``uri`` and its credentials replaced by :func:`display_uri`'s form."""
+    text = text.replace(uri, display_uri(uri))
+    _, sep, rest = uri.partition("://")
+    userinfo = rest.rsplit("@", 1)[0] if sep and "@" in rest else ""
+    for secret in {userinfo, userinfo.partition(":")[2]} - {""}:
+        text = text.replace(secret, "***")
+    return text
+
+
 def storage_from_uri(uri: str, *, prefix: str = "gr:lim:", **options: Any) -> Store:
     """Build a store from a URI. Extra keyword options go to ``MemoryStore`` (``max_keys``, ``stripes``,
     ``clock``) or to the redis-py client constructor (``socket_timeout``, ``password``, ``ssl_ca_certs``...).
@@ -104,13 +114,17 @@ def storage_from_uri(uri: str, *, prefix: str = "gr:lim:", **options: Any) -> St
     parsed = urllib.parse.urlparse(uri)
     scheme = _VALKEY.get(parsed.scheme, parsed.scheme)
     if scheme not in SCHEMES:
-        raise ValueError(f"unknown storage scheme in {uri!r}; expected one of {', '.join(SCHEMES)}")
+        raise ValueError(
+            f"unknown storage scheme in {display_uri(uri)!r}; expected one of {', '.join(SCHEMES)}"
+        )
     if scheme == "memory":
         return MemoryStore(**options)
     try:
         import redis  # noqa: F401
     except ImportError as err:
-        raise ValueError(f"{uri!r} needs redis-py: pip install 'guardrail[redis]'") from err
+        raise ValueError(
+            f"{display_uri(uri)!r} needs redis-py: pip install redis, or guardrail's 'redis' extra"
+        ) from err
     name = display_uri(uri)
     if scheme in ("redis", "rediss", "redis+unix"):
         url = uri.replace(parsed.scheme, "unix" if scheme == "redis+unix" else scheme, 1)
@@ -121,7 +135,9 @@ def storage_from_uri(uri: str, *, prefix: str = "gr:lim:", **options: Any) -> St
         return _cluster(locations, prefix, name, {**auth, **options})
     service = (parsed.path or "").strip("/") or options.pop("service_name", None)
     if not service:
-        raise ValueError(f"sentinel URI {uri!r} needs a service name: redis+sentinel://host:port/service")
+        raise ValueError(
+            f"sentinel URI {display_uri(uri)!r} needs a service name: redis+sentinel://host:port/service"
+        )
     return _sentinel(locations, str(service), prefix, name, {**auth, **options})
 
 

@@ -87,7 +87,7 @@ class Metrics:
         except ImportError:
             logger.warning(
                 "prometheus_client is not installed: guardrail metrics are disabled "
-                "(pip install 'guardrail[prometheus]')"
+                "(pip install prometheus-client: guardrail's 'prometheus' extra)"
             )
             self.enabled = False
             return
