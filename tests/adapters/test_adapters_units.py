@@ -238,6 +238,18 @@ _ANTHROPIC_STREAM = (
     b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":55}}\n\n'
     b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 )
+
+
+def test_anthropic_message_start_placeholder_is_not_a_usage() -> None:
+    """A stream cut before ``message_delta`` (the client left) has read no usage: its estimate stands,
+    rather than settling the ``output_tokens: 1`` that ``message_start`` carries before any text."""
+    scanner = SSEUsageScanner()
+    scanner.feed(_ANTHROPIC_STREAM.split(b"event: message_delta")[0])
+    assert scanner.tokens is None
+    scanner.feed(b"event: message_delta" + _ANTHROPIC_STREAM.split(b"event: message_delta")[1])
+    assert scanner.tokens == 55
+
+
 _RESPONSES_STREAM = (
     b"event: response.completed\n"
     b'data: {"type":"response.completed","response":{"usage":{"output_tokens":12}}}\n\n'

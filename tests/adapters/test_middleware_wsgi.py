@@ -201,6 +201,19 @@ def test_close_reaches_the_app_iterable_and_originals_are_kept() -> None:
     assert app.environ["guardrail.orig"]["CONTENT_LENGTH"] == "7"
 
 
+@pytest.mark.parametrize("declared", ["5", "2000"])
+def test_a_length_beside_chunked_framing_is_ignored_as_werkzeug_ignores_it(declared: str) -> None:
+    """A chunked request the server ends itself (``wsgi.input_terminated``) that also says
+    ``Content-Length``: the body is what the chunks carry, neither cut at a short length nor a
+    disconnect for a long one (RFC 9112, 6.3)."""
+    app = Recorder()
+    mw = GuardrailWSGI(app, guard=ScriptedGuard())
+    env = environ_for(b'{"messages": []}', length=declared, terminated=True, transfer_encoding="chunked")
+    status, _, _ = call(mw, env)
+    assert status == "200 OK" and app.body == b'{"messages": []}'
+    assert app.environ["CONTENT_LENGTH"] == str(len(b'{"messages": []}'))
+
+
 def test_oversize_declared_chunked_and_pass() -> None:
     app = Recorder()
     mw = GuardrailWSGI(app, guard=ScriptedGuard(), max_body_bytes=10)

@@ -44,12 +44,13 @@ def output_tokens(obj: Any) -> int | None:
         thoughts = _int(meta.get("thoughtsTokenCount")) or 0
         if candidates is not None:
             return candidates + thoughts
-    for nested in ("response", "message"):  # responses API events; Anthropic message_start
-        inner = obj.get(nested)
-        if isinstance(inner, dict):
-            value = output_tokens(inner)
-            if value is not None:
-                return value
+    # The Responses API's events carry the response (its usage on ``response.completed``). Anthropic's
+    # ``message_start`` carries a ``message`` whose ``output_tokens`` is a placeholder (1) before anything
+    # is generated: not read, so a stream the client leaves before the closing ``message_delta`` keeps
+    # its estimate instead of settling as one token.
+    inner = obj.get("response")
+    if isinstance(inner, dict):
+        return output_tokens(inner)
     return None
 
 

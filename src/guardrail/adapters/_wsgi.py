@@ -2,10 +2,14 @@
 
 Same routes, identity, refusals, headers and settlement as the ASGI twin. WSGI care, after werkzeug: the
 body is read with ``CONTENT_LENGTH`` (checked against the cap first) or, for chunked requests the server
-marks with ``wsgi.input_terminated``, up to the cap; it is replayed with ``BytesIO`` and a corrected
-``CONTENT_LENGTH``, the originals kept under ``environ["guardrail.orig"]``; the app's iterable is
-wrapped only to watch chunks and always has its ``close()`` called. Read deadlines are the server's
-(gunicorn ``--timeout``, werkzeug's socket timeout): a read that times out or fails gets 408 / 400.
+marks with ``wsgi.input_terminated``, up to the cap (a ``CONTENT_LENGTH`` beside chunked framing is
+ignored, as werkzeug ignores it); it is replayed with ``BytesIO`` and a corrected ``CONTENT_LENGTH``,
+the originals kept under ``environ["guardrail.orig"]``; the app's iterable is wrapped only to watch
+chunks and always has its ``close()`` called. Read deadlines are the server's: a read that raises
+``TimeoutError`` gets 408, one that fails otherwise 400; gunicorn's sync workers are instead killed at
+``--timeout`` (the client sees gunicorn's own error), and werkzeug's and gthread's reads have none.
+A WSGI app may not send hop-by-hop headers (PEP 3333), so refusals carry no ``Connection: close``:
+the server decides whether the connection stays.
 """
 
 from __future__ import annotations
@@ -77,13 +81,17 @@ def _read(environ: WSGIEnvironment, max_bytes: int) -> tuple[str, bytes]:
     if stream is None:
         return "complete", b""
     length: int | None = None
-    if raw_length:
+    terminated = bool(environ.get("wsgi.input_terminated"))
+    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    # As werkzeug reads it: a chunked body the server ends itself has no length, whatever
+    # CONTENT_LENGTH says (RFC 9112, 6.3: Transfer-Encoding overrides it).
+    if raw_length and not (terminated and chunked):
         length = parse_length(str(raw_length))
         if length is None:
             return "bad_length", b""
         if length > max_bytes:
             return "too_large", b""
-    elif not environ.get("wsgi.input_terminated"):
+    elif not terminated:
         return "complete", b""  # WSGI: no length and no terminated stream means no body
     want = length if length is not None else max_bytes + 1
     chunks: list[bytes] = []
