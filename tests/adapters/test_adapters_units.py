@@ -725,3 +725,11 @@ def test_identity_reads_what_servers_read() -> None:
         api_key([], "key=DECOY&key=REAL", "gemini")
     assert RouteTable().match("/V1/CHAT/COMPLETIONS") == "openai"
     assert api_key([("authorization", "Bearer\xa0K")]) != "K"  # only spaces and tabs part a scheme
+
+
+def test_every_byte_of_a_long_secret_counts() -> None:
+    from guardrail._hashing import hash_identifier
+
+    base = b"s" * 64
+    assert hash_identifier("sk-1", base + b"a") != hash_identifier("sk-1", base + b"b")
+    assert hash_identifier("sk-1", base) == hash_identifier("sk-1", base)  # up to 64 bytes: the key itself

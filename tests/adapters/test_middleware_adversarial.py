@@ -670,6 +670,27 @@ def test_identify_errors_never_log_credentials(caplog: pytest.LogCaptureFixture)
     assert "no subject" in logged and "sk-raw-secret-key-123" not in logged
 
 
+def test_identify_errors_never_log_a_custom_token_or_the_address(caplog: pytest.LogCaptureFixture) -> None:
+    """An app's own token header is as secret as the standard ones, and the client's address is
+    personal data: an identify callable that quotes them in its error gets them masked."""
+
+    def identify(view: Any) -> str:
+        token = dict(view.headers)["x-user-token"]
+        raise ValueError(f"bad token {token} from {view.client} for {view.query}")
+
+    c = Client(one(BODY))
+    scope = scope_for()
+    scope["headers"] = [*scope["headers"], (b"x-user-token", b"tok-very-private-77")]
+    scope["query_string"] = b"session=sess-private-88"
+    scope["client"] = ("203.0.113.77", 5000)
+    with caplog.at_level(logging.DEBUG, logger="guardrail"):
+        asyncio.run(Guardrail(c.app, guard=AsyncScriptedGuard(), identify=identify)(scope, c.receive, c.send))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "bad token" in logged and c.status == 200
+    for private in ("tok-very-private-77", "203.0.113.77", "sess-private-88"):
+        assert private not in logged
+
+
 async def test_proxy_refuses_targets_that_would_name_another_host() -> None:
     import httpx
 

@@ -238,11 +238,12 @@ def test_campaign_behind_a_generic_system_prompt_is_kept_apart_from_its_honest_u
     assert flagged == {guard.account_id(a) for a in bad}
 
 
-def test_request_facts_repr_leaves_out_the_account_and_body() -> None:
+def test_request_facts_repr_leaves_out_the_account_address_and_body() -> None:
+    """The repr reaches logs when an engine error quotes its facts: no key, address or prompt in it."""
     facts = RequestFacts(account="sk-live-SECRET", ip="10.0.0.1", body=body("", "private words"))
     text = repr(facts)
-    assert "SECRET" not in text and "private" not in text
-    assert "10.0.0.1" in text
+    assert "SECRET" not in text and "private" not in text and "10.0.0.1" not in text
+    assert "/v1/chat/completions" in text
 
 
 def test_async_recluster_task_follows_the_running_loop() -> None:
@@ -353,3 +354,23 @@ def test_a_guard_closes_the_limiter_it_built_but_not_one_it_was_given(
 
     asyncio.run(run())
     assert closed == ["sync", "async"]
+
+
+def test_a_guard_sharing_state_warns_once_of_the_default_secret(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Said by the guard itself, so a guard built by the library API or wrapped (instrumented) before it
+    reaches a middleware warns too; state kept in process, or a deployment secret, says nothing."""
+    import guardrail._hashing as hashing
+    from guardrail.engine import AsyncGuard, Guard
+
+    monkeypatch.delenv("GUARDRAIL_SECRET", raising=False)
+    monkeypatch.setattr(hashing, "_warned", False)
+    with caplog.at_level("WARNING", logger="guardrail"):
+        Guard("memory://")
+        Guard("memory://", limiter="redis://127.0.0.1:9/0", secret=b"a deployment secret")
+        assert not [r for r in caplog.records if "GUARDRAIL_SECRET" in r.getMessage()]
+        AsyncGuard("memory://", limiter="redis://127.0.0.1:9/0")  # not connected until used
+        Guard("memory://", limiter="redis://127.0.0.1:9/0")
+    warned = [r for r in caplog.records if "GUARDRAIL_SECRET is not set" in r.getMessage()]
+    assert len(warned) == 1

@@ -231,10 +231,10 @@ class Guardrail:
                 try:
                     seen, body_state = await self._inflated(watch, read.body, coding)
                 except TimeoutError as exc:  # guardrail's threads busy past the deadline
-                    log_failure("guardrail could not inflate the body in time", exc, (account,))
+                    log_failure("guardrail could not inflate the body in time", exc, (account, ip))
                     seen, body_state = b"", INFLATE_LATE
                 except Exception as exc:  # not expected (engine_view never raises): a coding not undone
-                    log_failure("guardrail could not inflate the body", exc, (account,))
+                    log_failure("guardrail could not inflate the body", exc, (account, ip))
                     seen, body_state = read.body, "unsupported"
                 inspected = body_state not in ("too_large", INFLATE_LATE)
             if inspected and too_complex(seen):  # more arrays and objects than the engine parses
@@ -251,7 +251,7 @@ class Guardrail:
                 watch, self._decide(account, ip, path, seen if inspected else None, provider)
             )
         except Exception as exc:
-            error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
+            error = log_failure("guardrail inspection failed; request passed through", exc, (account, ip))
             core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=error)
             await self.app(scope, Replay(receive, read.body, read.more), send)
             return

@@ -13,14 +13,14 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from .._hashing import default_secret, hash_identifier, is_default_secret
-from ..engine import Action, AsyncGuard, Decision, Guard, MemoryEngineStore, RequestFacts
+from .._hashing import default_secret, hash_identifier
+from ..engine import Action, AsyncGuard, Decision, Guard, RequestFacts
 from ..engine._core import Core as EngineCore
 from ..limiter import MultiResult
 from ._build import check_sync_callable
 from ._encoding import INFLATE_LATE, REFUSED_BODIES
 from ._events import GuardrailEvent, OnEvent, emit, log_failure, logger
-from ._identity import CREDENTIAL_HEADERS, Identify, RequestView, TrustedProxies, api_key
+from ._identity import Identify, RequestView, TrustedProxies, api_key
 from ._quota import RequestQuota, quota_for
 from ._refusal import Headers, Refusal, rate_limit_headers, refusal, spent_quota
 from ._routes import Provider, RouteTable
@@ -37,27 +37,6 @@ DEFAULT_CHECK_TIMEOUT = 5.0
 MAX_USAGE_BODY = 2 * 1024 * 1024
 
 _OUTCOME = {Action.THROTTLE: "throttled", Action.BLOCK: "blocked"}
-
-
-_warned_secret = False
-
-
-def _shares_state(guard: object) -> bool:
-    """An engine guard whose state (keyed by hashes under the secret) lives outside this process."""
-    if not isinstance(guard, (Guard, AsyncGuard)):
-        return False
-    store, limiter = getattr(guard, "store", None), getattr(guard, "limiter", None)
-    return not (isinstance(store, MemoryEngineStore) and getattr(limiter, "local", False) is True)
-
-
-def _warn_default_secret() -> None:
-    global _warned_secret
-    if not _warned_secret:
-        _warned_secret = True
-        logger.warning(
-            "guardrail: GUARDRAIL_SECRET is not set; account and address hashes in the shared store use "
-            "the public default key and can be reversed by guessing keys (set it, the same on every worker)"
-        )
 
 
 #: The refusal an unread body gets when enforcing, by how its read ended.
@@ -172,8 +151,6 @@ class Core:
                 )
             self.secret = engine.secret
             self.namespace = engine.namespace
-        if is_default_secret(self.secret) and _shares_state(guard):
-            _warn_default_secret()
 
     def attach_quota(self, account_rpm: float | None, guard: object) -> None:
         """Enforce ``account_rpm`` on the guard's limiter (its store and failure policy), if any."""
@@ -197,12 +174,12 @@ class Core:
             view = RequestView(method, path, query, tuple(headers), ip)
             try:
                 account = self.identify(view)
-            except Exception as exc:  # its message may quote the request: credentials are masked
-                secrets = [value for key, value in headers if key in CREDENTIAL_HEADERS]
-                secrets += [part for value in secrets for part in value.split()]
-                log_failure(
-                    "identify callable raised; using the API key", exc, (*secrets, api_key(headers, query))
-                )
+            except Exception as exc:  # its message may quote the request: every value it saw is masked
+                # (a custom header such as x-user-token is as secret as the standard credentials).
+                values = [value for _, value in headers]
+                values += [part for value in values for part in value.split()]
+                values += [part.partition("=")[2] for part in query.split("&")]
+                log_failure("identify callable raised; using the API key", exc, (*values, ip))
                 account = None
             if type(account) is not str and inspect.isawaitable(account):  # an async identify after all
                 if inspect.iscoroutine(account):

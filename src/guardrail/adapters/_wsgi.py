@@ -242,7 +242,7 @@ class GuardrailWSGI:
         try:
             decision, quota, refused = self._decide(account, ip, path, seen if inspected else None, provider)
         except Exception as exc:
-            error = log_failure("guardrail inspection failed; request passed through", exc, (account,))
+            error = log_failure("guardrail inspection failed; request passed through", exc, (account, ip))
             core.event(path=path, provider=provider, account=account, ip=ip, outcome="error", error=error)
             return self.app(environ, start_response)
         if refused is not None:

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from guardrail._hashing import hash_identifier
+from guardrail._hashing import blake2b_key, hash_identifier
 from guardrail.elicitation import elicitation_score
 from guardrail.extract import NoPrompt, Prompt, estimate_tokens, extract
 from guardrail.fingerprint.normalize import normalize_bytes
@@ -296,7 +296,7 @@ def _sampled(text: str, secret: bytes) -> bool:
     per account or group is used). Keyed, so a client cannot choose which of its prompts are scored; over
     the whole read text, since an application's system prompt (the same on every request) may fill the
     first several hundred characters, and sampling on them alone would score all of its requests or none."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=1, key=secret[:64])
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=1, key=blake2b_key(secret))
     return digest.digest()[0] & 3 == 0
 
 

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from guardrail._hashing import warn_default_secret
 from guardrail.limiter import (
     BucketRequest,
     CircuitBreaker,
@@ -146,6 +147,11 @@ class _Base:
             clock=clock,
             namespace=namespace,
         )
+        if not (isinstance(self.store, MemoryEngineStore) and getattr(self.limiter, "local", False) is True):
+            # Hashes under the secret leave this process: whoever reads the store could reverse ones
+            # made with the public default by hashing guessed keys. Said here, so every way of building
+            # a guard (the middleware, a wrapped or instrumented guard, the library API) says it.
+            warn_default_secret(self.core.secret)
         self.recluster_interval = float(recluster_interval)
         self._owner_of: tuple[int, str] = (os.getpid(), uuid.uuid4().hex)
         # Engine-store outage (live traffic only): a breaker as the limiter's (three strikes, then backoff

@@ -34,12 +34,12 @@ class RequestFacts:
     """
 
     account: str = field(repr=False)
-    ip: str | None = None
+    ip: str | None = field(default=None, repr=False)  # an address is personal data: kept out of logs
     path: str = "/v1/chat/completions"
     body: bytes | Mapping[str, Any] | None = field(default=None, repr=False)
     prompt: Prompt | None = field(default=None, repr=False)
     ts: float | None = None
-    hints: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    hints: Mapping[str, str] = field(default_factory=lambda: _EMPTY, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.account, str):
