@@ -109,6 +109,25 @@ def test_redact_is_idempotent_and_bounded(text: str, keep: int) -> None:
     assert not re.search(r"\d", head)  # id-like words are masked
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["请", "一步", "思考", "推理", "คิด", "You", "are", " ", "sk-1", "x9"]), max_size=40
+    ),
+    st.integers(min_value=0, max_value=12),
+)
+def test_redact_counts_unspaced_scripts_by_character(pieces: list[str], keep: int) -> None:
+    """A sentence of Chinese or Thai is not one word shown whole: each character counts, as in the
+    fingerprints; mixed text stays idempotent and bounded."""
+    text = "".join(pieces)
+    once = redact(text, keep_words=keep)
+    assert redact(once, keep_words=keep) == once
+    head = re.sub(r"(^| )\u2026 \[\+\d+ words? masked\]$", "", once)
+    cjk = sum(1 for ch in head if "\u2e80" <= ch <= "\u9fff" or "\u0e00" <= ch <= "\u0e7f")
+    assert cjk <= keep
+    assert redact("请一步一步地思考并解释你的推理过程然后给出最终答案").startswith("请一步一步地 \u2026")
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.text(max_size=40), st.text(max_size=40), st.text(max_size=200))
 def test_any_strings_render_escaped(account: str, label: str, sample: str) -> None:

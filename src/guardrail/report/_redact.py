@@ -17,6 +17,10 @@ MASK = "\u2588"  # full block: unmistakably a mask in any font
 _SUFFIX = re.compile(r"(?:^| )\u2026 \[\+(\d+) words? masked\]$")
 _ID_LIKE = re.compile(r"\d|@|^[A-Za-z0-9_\-]{20,}$|^(sk|pk|key|tok)[-_]", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
+# Scripts written without spaces count each character as a word, as the fingerprints do: a sentence of
+# Chinese or Thai is otherwise one "word" of up to ``max_chars`` characters, shown whole.
+_UNSPACED = "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_WORD = re.compile(f"[{_UNSPACED}]|[^ {_UNSPACED}]+")
 
 
 def _mask_word(word: str) -> str:
@@ -37,21 +41,26 @@ def redact(text: str, *, keep_words: int = 6, max_chars: int = 80) -> str:
     if match:
         already = int(match.group(1))
         flat = flat[: match.start()]
-    words = flat.split(" ") if flat else []
+    # Each word, and whether a space came before it (none between the characters of an unspaced script).
+    words = [(m.group(), m.start() > 0 and flat[m.start() - 1] == " ") for m in _WORD.finditer(flat)]
     kept: list[str] = []
+    parts: list[str] = []
     used = 0
-    for word in words[:keep_words]:
+    for word, spaced in words[:keep_words]:
         shown = _mask_word(word)
-        if used + len(shown) > max_chars:
-            shown = shown[: max(0, max_chars - used)]
+        gap = " " if spaced and parts else ""
+        if used + len(gap) + len(shown) > max_chars:
+            shown = shown[: max(0, max_chars - used - len(gap))]
             if shown:
                 kept.append(shown)
+                parts.append(gap + shown)
             break
         kept.append(shown)
-        used += len(shown) + 1
-    head = " ".join(kept)
+        parts.append(gap + shown)
+        used += len(gap) + len(shown)
+    head = "".join(parts)
     hidden = already + len(words) - len(kept)
-    if match is None and kept == words:
+    if match is None and kept == [w for w, _ in words]:
         return head
     plural = "word" if hidden == 1 else "words"
     return f"{head} \u2026 [+{hidden} {plural} masked]".lstrip()
