@@ -39,7 +39,6 @@ from guardrail.adapters._build import resolve_guard
 from guardrail.adapters._quota import acheck, awaited, quota_for
 from guardrail.adapters._refusal import refusal, spent_quota
 from guardrail.engine import Action, AsyncGuard, Decision, RequestFacts, settle_needed
-from guardrail.engine._core import EXTRA_REASON
 
 try:  # pragma: no cover - depends on litellm being installed
     from litellm.integrations.custom_logger import CustomLogger as _Base  # type: ignore[import-not-found]
@@ -162,17 +161,10 @@ class GuardrailLiteLLM(_Base):  # type: ignore[misc]
             raise _http(refusal("openai", 403))
         if decision.action == Action.THROTTLE:
             quota = self.quota
-            if quota is not None and EXTRA_REASON in decision.reasons:  # the quota's own figures
-                raise _http(
-                    refusal(
-                        "openai",
-                        429,
-                        retry_after=decision.retry_after,
-                        limit=quota.limit.burst,
-                        unit="requests",
-                    )
-                )
-            if quota is not None:  # worn as a spent quota's (headers and wait), as the middleware does
+            if quota is not None:
+                # The quota refused, or an engine bucket did and wears the quota's figures (as the
+                # middleware does): a spent quota's headers and wait either way. ``decision.retry_after``
+                # is the longest wait of every refusing bucket, an engine bucket's included.
                 raise _http(spent_quota("openai", quota.limit.rate, quota.limit.burst, decision.retry_after))
             # No bucket figures: the engine's limits would tell a client its cluster was flagged.
             raise _http(refusal("openai", 429, retry_after=decision.retry_after))

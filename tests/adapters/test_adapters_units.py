@@ -693,6 +693,19 @@ def test_an_error_quoting_a_storage_uri_is_scrubbed_of_its_credentials(password:
     assert password not in scrub_uri(message, uri) and "cache.internal:6379/0" in scrub_uri(message, uri)
 
 
+def test_scrub_uri_masks_credentials_only() -> None:
+    """An empty or one-letter password masks nothing else of the message; a query password and a
+    percent-encoded one (as redis-py decodes it) are masked too."""
+    from guardrail.limiter._uri import scrub_uri
+
+    assert scrub_uri("cannot reach cache:6379", "redis://:@cache:6379") == "cannot reach cache:6379"
+    assert scrub_uri("a cat at cache", "redis://:a@cache:6379") == "a cat at cache"
+    shown = scrub_uri(
+        "auth p@ss/w0rd! and qsecret1 refused", "redis://u:p%40ss%2Fw0rd%21@h:1/0?password=qsecret1"
+    )
+    assert "p@ss" not in shown and "qsecret1" not in shown and "refused" in shown
+
+
 def test_cli_errors_and_demo_report_show_no_storage_password(capsys: pytest.CaptureFixture[str]) -> None:
     """``explain`` and ``demo`` on a store they cannot reach print the URI without its password."""
     import argparse

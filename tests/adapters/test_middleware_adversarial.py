@@ -360,6 +360,29 @@ def test_with_a_quota_an_engine_throttle_looks_like_a_quota_throttle() -> None:
     assert engine_429.headers["retry-after-ms"] == "600" and engine_429.headers["retry-after"] == "1"
 
 
+def test_a_quota_429_waits_as_the_quota_would_when_an_engine_bucket_refuses_too() -> None:
+    """The quota and the engine's account bucket refuse in one limiter call: the decision's wait is the
+    longest of the two (the engine bucket's hours), the 429 shows the quota's (at most 30 s at 2/min)."""
+    from guardrail.engine import AsyncGuard, Policy
+    from guardrail.limiter import Limit
+
+    async def echo(request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse({"ok": True})
+
+    guard = AsyncGuard("memory://", policy=Policy(account_limit=Limit(rate=1 / 60, burst=1300)))
+    a = Starlette(routes=[Route(CHAT, echo, methods=["POST"])])
+    a.add_middleware(Guardrail, guard=guard, account_rpm=2)
+    big = json.dumps({"model": "m", "max_tokens": 600, "messages": [{"role": "user", "content": "hi " * 50}]})
+    with TestClient(a) as client:
+        hdr = {"authorization": "Bearer both-refuse"}
+        answers = [client.post(CHAT, content=big, headers=hdr) for _ in range(3)]
+    refused = [r for r in answers if r.status_code == 429]
+    assert refused, [r.status_code for r in answers]
+    for r in refused:
+        assert int(r.headers["retry-after"]) <= 30 and r.headers["ratelimit-policy"] == '"requests";q=2'
+
+
 # -- 6. one middleware serving several event loops (threads): each loop's deadlines fire on its own
 
 
@@ -689,6 +712,23 @@ def test_identify_errors_never_log_a_custom_token_or_the_address(caplog: pytest.
     assert "bad token" in logged and c.status == 200
     for private in ("tok-very-private-77", "203.0.113.77", "sess-private-88"):
         assert private not in logged
+
+
+def test_a_short_header_value_inside_a_key_does_not_break_its_masking(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Masked longest first: ``python`` (an SDK's header) inside the key must not cut the key apart."""
+
+    def identify(view: Any) -> str:
+        raise ValueError(f"bad {dict(view.headers)['authorization']}")
+
+    c = Client(one(BODY))
+    scope = scope_for()
+    scope["headers"] = [(b"x-stainless-lang", b"python"), (b"authorization", b"Bearer sk-SECRETpythonTAIL9")]
+    with caplog.at_level(logging.DEBUG, logger="guardrail"):
+        asyncio.run(Guardrail(c.app, guard=AsyncScriptedGuard(), identify=identify)(scope, c.receive, c.send))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "bad" in logged and "SECRET" not in logged and "TAIL9" not in logged
 
 
 async def test_proxy_refuses_targets_that_would_name_another_host() -> None:

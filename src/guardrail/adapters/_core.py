@@ -231,12 +231,12 @@ class Core:
         if decision.action == Action.BLOCK:
             return refusal(provider, 403)
         if quota is not None and not quota.allowed:
-            # The quota's own figures: ``decision.limit`` etc. describe the tightest bucket overall,
-            # which may be an engine bucket detection tightened.
+            # The quota's own figures, its wait too: ``decision.limit``, ``retry_after`` etc. describe the
+            # tightest or longest-waiting bucket overall, which may be an engine bucket refusing as well.
             return refusal(
                 provider,
                 429,
-                retry_after=decision.retry_after,
+                retry_after=quota.retry_after,
                 limit=quota.limit,
                 reset_after=quota.reset_after,
                 unit="requests",

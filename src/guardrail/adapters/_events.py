@@ -137,9 +137,10 @@ def log_failure(what: str, exc: BaseException, secrets: tuple[str | None, ...]) 
     """
     detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     summary = repr(exc)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            detail = detail.replace(secret, "<redacted>")
-            summary = summary.replace(secret, "<redacted>")
+    # Longest first: a short value that occurs inside a key (a header ``python`` inside ``sk-...python...``)
+    # masked first would break the key apart, and its other pieces would no longer match.
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        detail = detail.replace(secret, "<redacted>")
+        summary = summary.replace(secret, "<redacted>")
     logger.warning("%s\n%s", what, detail.rstrip())
     return summary

@@ -82,7 +82,8 @@ def _read(environ: WSGIEnvironment, max_bytes: int) -> tuple[str, bytes]:
         return "complete", b""
     length: int | None = None
     terminated = bool(environ.get("wsgi.input_terminated"))
-    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    codings = str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower().split(",")
+    chunked = codings[-1].strip() == "chunked"  # the final coding frames the body (RFC 9112, 6.1)
     # As werkzeug reads it: a chunked body the server ends itself has no length, whatever
     # CONTENT_LENGTH says (RFC 9112, 6.3: Transfer-Encoding overrides it).
     if raw_length and not (terminated and chunked):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import logging
 import os
@@ -186,16 +187,26 @@ class _RequestBody:
 
 
 class _Reuse:
-    """httpcore's ``trace`` extension for one request: was a new connection opened for it?"""
+    """httpcore's ``trace`` extension for one request: was a new connection opened for it? (A trace the
+    request already carried is called as well.) Without httpcore's events (a transport of another kind)
+    nothing says the connection was reused, and the request is taken as sent on a new one: no retry."""
 
-    __slots__ = ("opened",)
+    __slots__ = ("_then", "opened", "reused")
 
-    def __init__(self) -> None:
+    def __init__(self, then: Any = None) -> None:
         self.opened = False
+        self.reused = False
+        self._then = then
 
     async def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event.endswith("connect_tcp.started") or event.endswith("connect_unix_socket.started"):
             self.opened = True
+        elif event.endswith("send_request_headers.started") and not self.opened:
+            self.reused = True  # headers go out on a connection this request did not open
+        if self._then is not None:
+            result = self._then(event, info)
+            if inspect.isawaitable(result):
+                await result
 
 
 def _died_unanswered(exc: Exception) -> bool:
@@ -373,7 +384,7 @@ class ProxyApp:
         (or the client left mid-body)."""
         import httpx
 
-        reuse = _Reuse()
+        reuse = _Reuse(request.extensions.get("trace"))
         request.extensions["trace"] = reuse
         try:
             started = time.monotonic()
@@ -382,7 +393,7 @@ class ProxyApp:
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
                 if (
                     not isinstance(content, bytes)
-                    or reuse.opened
+                    or not reuse.reused
                     or not _died_unanswered(exc)
                     or time.monotonic() - started > STALE_WINDOW
                 ):

@@ -93,11 +93,20 @@ def display_uri(uri: str) -> str:
 
 
 def scrub_uri(text: str, uri: str) -> str:
-    """``text`` (an error message) with ``uri`` and its credentials replaced by :func:`display_uri`'s form."""
+    """``text`` (an error message) with ``uri`` shown as :func:`display_uri` shows it, and the URI's
+    credentials (user info, password, query values such as ``password=``; as written and decoded) masked
+    wherever else the text quotes them. Values under four characters are left: masking every ``a`` of a
+    message would hide it, not a secret."""
     text = text.replace(uri, display_uri(uri))
     _, sep, rest = uri.partition("://")
-    userinfo = rest.rsplit("@", 1)[0] if sep and "@" in rest else ""
-    for secret in {userinfo, userinfo.partition(":")[2]} - {""}:
+    if not sep:
+        return text
+    userinfo = rest.rsplit("@", 1)[0] if "@" in rest else ""
+    values = {userinfo, userinfo.partition(":")[2]}
+    query = rest.partition("?")[2].partition("#")[0]
+    values |= {part.partition("=")[2] for part in query.split("&")}
+    values |= {urllib.parse.unquote(v) for v in values}
+    for secret in sorted((v for v in values if len(v) >= 4), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
 
