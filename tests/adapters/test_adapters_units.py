@@ -704,6 +704,10 @@ def test_scrub_uri_masks_credentials_only() -> None:
         "auth p@ss/w0rd! and qsecret1 refused", "redis://u:p%40ss%2Fw0rd%21@h:1/0?password=qsecret1"
     )
     assert "p@ss" not in shown and "qsecret1" not in shown and "refused" in shown
+    # a "?" or "=" inside the password is not a query; a query value that is no credential is left
+    assert scrub_uri("cache:6379 down", "redis://:ab?cd=ef@cache:6379") == "cache:6379 down"
+    shown = scrub_uri("guardrail client timed out", "redis://cache:6379/0?client_name=guardrail")
+    assert shown == "guardrail client timed out"
 
 
 def test_cli_errors_and_demo_report_show_no_storage_password(capsys: pytest.CaptureFixture[str]) -> None:

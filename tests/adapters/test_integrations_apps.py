@@ -1222,3 +1222,29 @@ async def test_proxy_refuses_fragments_and_keeps_underscored_credentials_back() 
     assert await _drive(proxy, "/v1/chat/completions", headers, b"{}") == 200
     assert len(seen) == 1 and ("x_api_key", "REAL") not in seen[0][1] and ("x-api-key", "seen") in seen[0][1]
     await inner.aclose()
+
+
+async def test_proxy_reuse_trace_decides_per_attempt() -> None:
+    """httpcore's pool may send on a pooled connection, find it gone and open another for the same
+    request: the last attempt decides. HTTP/2 streams are never taken as stale; a trace the request
+    already had is still called."""
+    from guardrail.cli._proxy import _Reuse
+
+    seen: list[str] = []
+
+    async def earlier(event: str, info: dict[str, Any]) -> None:
+        seen.append(event)
+
+    cases = [
+        (["http11.send_request_headers.started"], True),
+        (["connection.connect_tcp.started", "http11.send_request_headers.started"], False),
+        (["http11.send_request_headers.started", "connection.connect_tcp.started",
+          "http11.send_request_headers.started"], False),
+        (["http2.send_request_headers.started"], False),
+    ]  # fmt: skip
+    for events, reused in cases:
+        trace = _Reuse(earlier)
+        for event in events:
+            await trace(event, {})
+        assert trace.reused is reused, events
+    assert len(seen) == sum(len(events) for events, _ in cases)

@@ -124,7 +124,7 @@ def resolve_guard(
     if not isinstance(uri, str) or "://" not in uri:
         raise ValueError(
             "storage must be a storage URI such as 'memory://' or 'redis://host:6379', "
-            f"got {display_uri(uri) if isinstance(uri, str) and '@' in uri else uri!r}"
+            f"got {display_uri(uri) if isinstance(uri, str) else uri!r}"
         )
     kwargs: dict[str, Any] = {"secret": secret}
     if observe_only:

@@ -191,18 +191,26 @@ class _Reuse:
     request already carried is called as well.) Without httpcore's events (a transport of another kind)
     nothing says the connection was reused, and the request is taken as sent on a new one: no retry."""
 
-    __slots__ = ("_then", "opened", "reused")
+    __slots__ = ("_connected", "_then", "reused")
 
     def __init__(self, then: Any = None) -> None:
-        self.opened = False
         self.reused = False
+        self._connected = False
         self._then = then
 
     async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        # Decided per attempt (httpcore's pool may try a connection, find it gone and open another for
+        # the same request): the last HTTP/1.1 headers sent are on a reused connection when no connection
+        # was opened for them. HTTP/2 (a handed-in client only: the proxy's own speaks HTTP/1.1) is never
+        # taken as stale, since a stream can join a connection another request has just opened.
         if event.endswith("connect_tcp.started") or event.endswith("connect_unix_socket.started"):
-            self.opened = True
-        elif event.endswith("send_request_headers.started") and not self.opened:
-            self.reused = True  # headers go out on a connection this request did not open
+            self._connected = True
+        elif event == "http11.send_request_headers.started":
+            self.reused = not self._connected
+            self._connected = False
+        elif event.endswith("send_request_headers.started"):
+            self.reused = False
+            self._connected = False
         if self._then is not None:
             result = self._then(event, info)
             if inspect.isawaitable(result):

@@ -92,19 +92,27 @@ def display_uri(uri: str) -> str:
     return f"{scheme}://{rest.split('?', 1)[0].split('#', 1)[0]}"
 
 
+#: Query parameters of a storage URI that carry credentials (redis-py reads ``password`` and ``username``).
+_CREDENTIAL_WORDS = ("pass", "pwd", "user", "secret", "token", "auth", "key")
+
+
 def scrub_uri(text: str, uri: str) -> str:
     """``text`` (an error message) with ``uri`` shown as :func:`display_uri` shows it, and the URI's
-    credentials (user info, password, query values such as ``password=``; as written and decoded) masked
+    credentials (user info, password, credential query values such as ``password=``; as written and
+    decoded) masked
     wherever else the text quotes them. Values under four characters are left: masking every ``a`` of a
     message would hide it, not a secret."""
     text = text.replace(uri, display_uri(uri))
     _, sep, rest = uri.partition("://")
     if not sep:
         return text
-    userinfo = rest.rsplit("@", 1)[0] if "@" in rest else ""
+    userinfo, _, location = rest.rpartition("@")  # userinfo ends at the last "@"
     values = {userinfo, userinfo.partition(":")[2]}
-    query = rest.partition("?")[2].partition("#")[0]
-    values |= {part.partition("=")[2] for part in query.split("&")}
+    query = location.partition("?")[2].partition("#")[0]
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if any(word in name.lower() for word in _CREDENTIAL_WORDS):
+            values.add(value)
     values |= {urllib.parse.unquote(v) for v in values}
     for secret in sorted((v for v in values if len(v) >= 4), key=len, reverse=True):
         text = text.replace(secret, "***")
