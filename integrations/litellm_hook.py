@@ -46,8 +46,9 @@ except ImportError:  # litellm is heavy; the hook does not need it to be defined
     _Base = object
 
 try:  # pragma: no cover - depends on litellm being installed
-    # LiteLLM's own error keeps its headers on every route; its Anthropic (/v1/messages) handler rebuilds
-    # an HTTPException's response and drops them (Retry-After, x-should-retry) on the way.
+    # LiteLLM's own error keeps its headers on its OpenAI routes; its Anthropic (/v1/messages) handler
+    # rebuilds an HTTPException's response and drops them (Retry-After, x-should-retry), and on 1.85 drops
+    # those of its own error too.
     from litellm.proxy._types import ProxyException as _ProxyException  # type: ignore[import-not-found]
 except ImportError:
     _ProxyException = None
@@ -353,7 +354,8 @@ def _get(obj: Any, name: str) -> Any:
 
 def _http(r: Any) -> Exception:
     """The refusal ``r`` as the exception LiteLLM answers with: its ``ProxyException`` (status, OpenAI error
-    fields and headers kept on every route) when LiteLLM is there, else FastAPI's ``HTTPException``."""
+    fields and headers kept, but for /v1/messages on LiteLLM 1.85) when LiteLLM is there, else FastAPI's
+    ``HTTPException``."""
     headers = {k.decode(): v.decode() for k, v in r.headers if k not in (b"content-length", b"content-type")}
     error = json.loads(r.body)["error"]
     if _ProxyException is not None:

@@ -1,10 +1,10 @@
 """The model the demo protects: the repository's FastAPI integration app when it is importable, else a
 minimal pure-ASGI stand-in speaking the same wire formats.
 
-``pip install guardrail`` ships neither FastAPI nor the repository's ``integrations/`` folder, and the first
-README command must work anyway; from a checkout with FastAPI installed, the demo runs the real
-integration app (``integrations.fastapi_app.build_model_app``), so the reader sees guardrail in front of
-the same server the quick start uses.
+A plain install (``pip install .``, or a built wheel) ships neither FastAPI nor the ``integrations/``
+folder, and the first README command must work anyway; from a checkout with FastAPI installed, the demo
+runs the real integration app (``integrations.fastapi_app.build_model_app``), so the reader sees guardrail
+in front of the same server the quick start uses.
 """
 
 from __future__ import annotations

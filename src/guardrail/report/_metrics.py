@@ -1,4 +1,4 @@
-"""Prometheus metrics, an optional extra (``pip install 'guardrail[prometheus]'``).
+"""Prometheus metrics, an optional extra (``pip install -e '.[prometheus]'`` from a checkout).
 
 ``prometheus_client`` is imported lazily, when a ``Metrics`` is built: without it, every method is a no-op
 and one line is logged, so code can always call ``metrics.observe_decision(...)`` without checking.
