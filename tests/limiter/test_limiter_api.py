@@ -263,3 +263,34 @@ def test_cluster_single_slot_prefix_is_one_atomic_script(cluster_url: str) -> No
         assert [x.remaining for x in after.results] == [4.0] * 4
     finally:
         store.close()
+
+
+def test_breaker_reports_each_outage_once_and_a_failing_hook_is_swallowed() -> None:
+    from guardrail.limiter import CircuitBreaker
+
+    now = [0.0]
+    seen: list[str] = []
+    breaker = CircuitBreaker(base=1.0, cap=4.0, threshold=3, clock=lambda: now[0], rng=lambda: 1.0)
+    breaker.on_change = seen.append
+    for _ in range(2):
+        breaker.failure()
+    assert seen == []  # two strikes: a slow answer or two is no outage
+    breaker.failure()
+    assert seen == ["open"]
+    now[0] += 5.0
+    assert breaker.allow()  # the probe
+    breaker.failure()  # ... fails: still the same outage
+    assert seen == ["open"]
+    now[0] += 10.0
+    assert breaker.allow()
+    breaker.success()
+    breaker.success()
+    assert seen == ["open", "closed"]
+
+    def broken(state: str) -> None:
+        raise RuntimeError("a logging hook that fails")
+
+    breaker.on_change = broken
+    for _ in range(3):
+        breaker.failure()  # never raises
+    assert breaker.state == "open"

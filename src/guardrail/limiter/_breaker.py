@@ -26,6 +26,7 @@ class CircuitBreaker:
         probe_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         if not 0.0 < base <= cap:
             raise ValueError(f"need 0 < base <= cap, got base={base}, cap={cap}")
@@ -46,6 +47,16 @@ class CircuitBreaker:
         self.generation = 0
         self._open_until = 0.0
         self._probe_started = 0.0
+        #: Called with ``"open"`` when an outage begins and ``"closed"`` when the store answers again
+        #: (once each per outage, outside the lock; an exception from it is swallowed).
+        self.on_change = on_change
+
+    def _changed(self, state: str) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(state)
+            except Exception:  # a logging hook must not turn a store outage into an error
+                pass
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(state={self.state!r}, failures={self.failures})"
@@ -73,15 +84,19 @@ class CircuitBreaker:
 
     def success(self, generation: int | None = None) -> None:
         if self.failures or self.strikes:
+            closed = False
             with self._lock:
                 if generation is not None and generation != self.generation:
                     return  # began before the breaker last opened: the probe decides
                 if self.failures:
                     self.generation += 1
+                    closed = True
                 self.strikes = 0
                 self.failures = 0
                 self._open_until = 0.0
                 self._probe_started = 0.0
+            if closed:
+                self._changed("closed")
 
     def failure(self, generation: int | None = None) -> None:
         """Count a failed call; ``generation``: the one the call began in (see :attr:`generation`)."""
@@ -98,6 +113,9 @@ class CircuitBreaker:
             delay = min(self.cap, self.base * 2.0 ** min(self.failures - 1, 32))
             self._open_until = now + delay * (0.5 + 0.5 * self._rng())
             self._probe_started = 0.0
+            opened = self.failures == 1
+        if opened:
+            self._changed("open")
 
     def retry_in(self) -> float:
         """Seconds until the store will be tried again (0 when closed)."""

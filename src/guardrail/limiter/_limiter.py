@@ -96,10 +96,23 @@ class Limiter:
         # An in-process store cannot fail: it needs neither breaker nor fallback.
         self.local = isinstance(self.store, MemoryStore)
         self.breaker = None if self.local else (breaker or CircuitBreaker())
+        if self.breaker is not None and self.breaker.on_change is None:
+            self.breaker.on_change = self._store_changed
         self._fallback = MemoryStore(source=FALLBACK) if failure == "local" and not self.local else None
 
     def __repr__(self) -> str:
         return f"Limiter({self.store!r}, failure={self.failure!r}, fallback_share={self.fallback_share})"
+
+    def _store_changed(self, state: str) -> None:
+        """One line when an outage begins and one when it ends: which answers the buckets give between."""
+        if state == "open":
+            logger.warning(
+                "guardrail limiter: its store is unreachable; buckets follow the %r failure policy until it "
+                "answers again",
+                self.failure,
+            )
+        else:
+            logger.warning("guardrail limiter: its store answers again; buckets are decided there")
 
     # -- degraded answers ----------------------------------------------------------------------------
 
