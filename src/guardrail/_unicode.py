@@ -15,8 +15,11 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable
 
-__all__ = ["MAX_RUN", "PIECE", "in_pieces"]
+__all__ = ["MAX_RUN", "PIECE", "UNSPACED", "in_pieces"]
 
+#: Scripts written without spaces (CJK ideographs, kana, hangul, Thai, Lao, Myanmar, Khmer), as a regex
+#: character-class body: there each character is a word, for the fingerprints and the report samples alike.
+UNSPACED = "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
 PIECE = 512
 MAX_RUN = 32
 

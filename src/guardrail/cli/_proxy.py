@@ -158,15 +158,14 @@ def _connection_listed(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
 
 
 class _RequestBody:
-    """The rest of a request body, streamed upstream as it comes; ``done`` once its last chunk is in,
-    when ``on_done`` is called (the proxy then watches for the client leaving while the upstream works)."""
+    """The rest of a request body, streamed upstream as it comes; ``on_done`` is called once its last
+    chunk is in (the proxy then watches for the client leaving while the upstream works)."""
 
-    __slots__ = ("_first", "_receive", "done", "on_done")
+    __slots__ = ("_first", "_receive", "on_done")
 
     def __init__(self, first: bytes, receive: Receive) -> None:
         self._first = first
         self._receive = receive
-        self.done = False
         self.on_done: Callable[[], None] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -180,7 +179,6 @@ class _RequestBody:
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
-                self.done = True
                 if self.on_done is not None:
                     self.on_done()
                 return

@@ -28,6 +28,7 @@ import numpy.typing as npt
 import xxhash
 
 from guardrail._hashing import blake2b_key, hash_identifier
+from guardrail._unicode import UNSPACED
 from guardrail.elicitation import elicitation_score
 from guardrail.extract import NoPrompt, Prompt, estimate_tokens, extract
 from guardrail.fingerprint.normalize import normalize_bytes
@@ -63,11 +64,10 @@ MAX_TEXT_CHARS = 8_000
 
 # Scripts written without spaces (CJK ideographs, kana, hangul, Thai, ...): each character is a word, so
 # that three-word shingles are character trigrams there; any other run of non-space characters is a word.
-_UNSPACED = "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_TOKEN = re.compile(f"[{_UNSPACED}]|[^\\s{_UNSPACED}]+")
+_TOKEN = re.compile(f"[{UNSPACED}]|[^\\s{UNSPACED}]+")
 #: Where ``_TOKEN`` and ``bytes.split`` cut differently: an unspaced-script character, or a Unicode
 #: whitespace other than the six ASCII ones ``bytes.split`` knows (the separators 0x1c-0x1f, NEL, ...).
-_SPLIT_DIFFERS = re.compile(f"[{_UNSPACED}]|[^\\S \\t\\n\\r\\x0b\\x0c]")
+_SPLIT_DIFFERS = re.compile(f"[{UNSPACED}]|[^\\S \\t\\n\\r\\x0b\\x0c]")
 
 
 def _words(text: str) -> list[bytes]:

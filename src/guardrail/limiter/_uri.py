@@ -99,9 +99,8 @@ _CREDENTIAL_WORDS = ("pass", "pwd", "user", "secret", "token", "auth", "key")
 def scrub_uri(text: str, uri: str) -> str:
     """``text`` (an error message) with ``uri`` shown as :func:`display_uri` shows it, and the URI's
     credentials (user info, password, credential query values such as ``password=``; as written and
-    decoded) masked
-    wherever else the text quotes them. Values under four characters are left: masking every ``a`` of a
-    message would hide it, not a secret."""
+    decoded) masked wherever else the text quotes them. Values under four characters are left: masking
+    every ``a`` of a message would hide it, not a secret."""
     text = text.replace(uri, display_uri(uri))
     _, sep, rest = uri.partition("://")
     if not sep:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from guardrail._unicode import UNSPACED
+
 __all__ = ["MASK", "redact"]
 
 MASK = "\u2588"  # full block: unmistakably a mask in any font
@@ -19,8 +21,7 @@ _ID_LIKE = re.compile(r"\d|@|^[A-Za-z0-9_\-]{20,}$|^(sk|pk|key|tok)[-_]", re.IGN
 _SPACE = re.compile(r"\s+")
 # Scripts written without spaces count each character as a word, as the fingerprints do: a sentence of
 # Chinese or Thai is otherwise one "word" of up to ``max_chars`` characters, shown whole.
-_UNSPACED = "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_WORD = re.compile(f"[{_UNSPACED}]|[^ {_UNSPACED}]+")
+_WORD = re.compile(f"[{UNSPACED}]|[^ {UNSPACED}]+")
 
 
 def _mask_word(word: str) -> str:
